@@ -1,0 +1,158 @@
+/*
+ * netpoll.h - a Go-style network poller for C on Linux.
+ *
+ * One epoll instance (a poller) serves every registered descriptor. A thread
+ * that calls np_read / np_write / np_accept / np_connect on a registered
+ * descriptor blocks until the operation can make progress, its deadline
+ * passes, or the descriptor is closed, exactly as a goroutine blocks in Go's
+ * net package. The descriptor itself is always non-blocking; the blocking is
+ * done by the library (a pollDesc with two binary semaphores, rg and wg, per
+ * descriptor, edge-triggered epoll, and a poller thread that also runs the
+ * deadline timers).
+ *
+ * Error rule: every action returns 0 (or a byte count) on success and a
+ * negative errno on failure. Three codes have a library meaning:
+ *   NP_ECLOSING     the descriptor was closed (np_close) while or before the
+ *                   operation ran, or the poller is shutting down;
+ *   NP_ETIMEOUT     the operation's deadline passed (Go: os.ErrDeadlineExceeded);
+ *   NP_ENOTPOLLABLE epoll reported an error condition (EPOLLERR alone) for a
+ *                   reader, or the descriptor cannot be polled (regular file).
+ * Everything else is the errno of the failing system call. np_strerror()
+ * describes any of them.
+ *
+ * Threads: every function may be called from any thread, concurrently, on the
+ * same np_fd, except np_free (after which the handle is gone) and
+ * np_poller_destroy. At most one thread at a time reads and one writes a given
+ * descriptor; others queue on the fd mutex (as Go's readLock/writeLock).
+ */
+#ifndef NETPOLL_H
+#define NETPOLL_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define NP_EXTERN __attribute__((visibility("default")))
+#else
+#define NP_EXTERN
+#endif
+
+#define NP_VERSION_MAJOR 0
+#define NP_VERSION_MINOR 1
+#define NP_VERSION_PATCH 0
+
+/* Library error codes (negative errno values, see above). */
+#define NP_ECLOSING (-ECANCELED) /* descriptor closed / poller shut down */
+#define NP_ETIMEOUT (-ETIME)     /* i/o deadline exceeded */
+#define NP_ENOTPOLLABLE (-EPERM) /* not pollable / epoll error condition */
+
+typedef struct np_poller np_poller; /* one epoll instance + poller thread */
+typedef struct np_fd np_fd;         /* one registered descriptor */
+
+/* Describes any return value of this library (0, NP_E*, -errno). Never NULL. */
+NP_EXTERN const char *np_strerror(int err);
+
+/* The monotonic clock deadlines are measured on (CLOCK_MONOTONIC, ns). */
+NP_EXTERN int64_t np_now(void);
+
+/* now + delay_ns, clamped to INT64_MAX on overflow; delay_ns <= 0 gives a
+ * deadline that has already passed (never 0, which means "no deadline"). */
+NP_EXTERN int64_t np_deadline_after(int64_t delay_ns);
+
+/* ---- poller ---------------------------------------------------------- */
+
+typedef struct np_options {
+  int events_max; /* epoll_wait batch size; 0 = default (128), max 4096 */
+} np_options;
+
+/* Creates a poller (epoll instance, eventfd break, poller thread).
+ * opts may be NULL. Returns 0 or -errno. */
+NP_EXTERN int np_poller_create(np_poller **out, const np_options *opts);
+
+/* Closes every descriptor still registered (waking their waiters with
+ * NP_ECLOSING and waiting for them to leave), frees every handle not yet
+ * freed, joins the poller thread and frees the poller. No thread may be
+ * inside, or later call, a function on this poller or its handles. */
+NP_EXTERN void np_poller_destroy(np_poller *p);
+
+typedef struct np_stats {
+  uint64_t fds_open;       /* descriptors registered now */
+  uint64_t waiters_parked; /* threads parked on a pollDesc now */
+  uint64_t polls;          /* epoll_wait calls so far */
+  uint64_t breaks;         /* break signals written (coalesced) */
+  uint64_t timers_fired;   /* deadline timers that ran */
+  uint64_t pd_allocated;   /* pollDescs ever allocated (cache size) */
+} np_stats;
+
+NP_EXTERN void np_poller_stats(np_poller *p, np_stats *out);
+
+/* ---- descriptors ------------------------------------------------------ */
+
+/* Registers fd with the poller: sets O_NONBLOCK and adds it to epoll
+ * (IN|OUT|RDHUP, edge-triggered) once. From now on the library owns fd:
+ * do not close(2) it yourself (if you do, operations fail with -EBADF or the
+ * errno of whatever now has that number; the library never crashes).
+ * Errors: -EBADF (not a descriptor), -EEXIST (already registered with this
+ * poller), NP_ENOTPOLLABLE (regular file, directory), -EINVAL (NULL). */
+NP_EXTERN int np_open(np_poller *p, int fd, np_fd **out);
+
+/* Closes the descriptor: wakes every thread blocked on it with NP_ECLOSING,
+ * waits until the last in-flight operation has left, deregisters it, then
+ * close(2)s it and returns close's result. A second np_close returns
+ * NP_ECLOSING. The handle stays valid (every operation returns NP_ECLOSING)
+ * until np_free. */
+NP_EXTERN int np_close(np_fd *f);
+
+/* Closes (if not yet closed) and frees the handle. */
+NP_EXTERN void np_free(np_fd *f);
+
+/* The raw descriptor, or -1 after close. Use only for setsockopt and the like. */
+NP_EXTERN int np_sysfd(const np_fd *f);
+
+/* Reads up to len bytes. Returns the count (>0), 0 at end of file, or -errno.
+ * len == 0 returns 0 at once (after checking the handle is open). Blocks while
+ * nothing is available. */
+NP_EXTERN ssize_t np_read(np_fd *f, void *buf, size_t len);
+NP_EXTERN ssize_t np_readv(np_fd *f, const struct iovec *iov, int iovcnt);
+
+/* Writes all len bytes, blocking as needed. Returns 0 or -errno; *written
+ * (if not NULL) always receives the bytes actually written, also when a
+ * deadline, close or error stops the write part way (Go's FD.Write returns
+ * both). */
+NP_EXTERN int np_write(np_fd *f, const void *buf, size_t len, size_t *written);
+NP_EXTERN int np_writev(np_fd *f, const struct iovec *iov, int iovcnt, size_t *written);
+
+/* Accepts a connection: the new descriptor is non-blocking, close-on-exec
+ * and registered with the same poller. ECONNABORTED and EINTR are retried.
+ * addr/addrlen may be NULL. */
+NP_EXTERN int np_accept(np_fd *f, np_fd **out, struct sockaddr *addr, socklen_t *addrlen);
+
+/* Connects a socket registered with np_open, waiting for the handshake
+ * (honours the write deadline). Returns 0 or -errno (e.g. -ECONNREFUSED). */
+NP_EXTERN int np_connect(np_fd *f, const struct sockaddr *addr, socklen_t addrlen);
+
+/* Waits until the descriptor is readable / writable (or deadline, close),
+ * for callers that do their own syscalls (recvmsg, ...). Returns 0 or -errno. */
+NP_EXTERN int np_wait_read(np_fd *f);
+NP_EXTERN int np_wait_write(np_fd *f);
+
+/* Deadlines: absolute np_now() nanoseconds; 0 = none; at or before now =
+ * already expired (operations fail with NP_ETIMEOUT, even if data is ready,
+ * and blocked ones wake). Setting a new deadline re-arms; setting 0 clears,
+ * after which operations block again. */
+NP_EXTERN int np_set_deadline(np_fd *f, int64_t deadline_ns);
+NP_EXTERN int np_set_read_deadline(np_fd *f, int64_t deadline_ns);
+NP_EXTERN int np_set_write_deadline(np_fd *f, int64_t deadline_ns);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NETPOLL_H */

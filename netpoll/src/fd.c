@@ -1,0 +1,385 @@
+/*
+ * fd.c - the descriptor operations (Go's internal/poll.FD on unix): read,
+ * write, readv, writev, accept, connect, wait, deadlines and close, on top of
+ * the fd mutex and the pollDesc.
+ *
+ * It must never: park without holding the lock of that direction (two
+ * waiters in one mode would be a double wait); close the descriptor while a
+ * reference is held (I12: the last reference closes it, after the pd);
+ * lose the count of bytes written when a write stops part way.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "np_internal.h"
+
+/* Go's maxRW: larger single reads and writes are split (darwin/freebsd
+ * limits; harmless on Linux and keeps counts well inside ssize_t). */
+#define MAX_RW (1 << 30)
+#define WRITEV_WINDOW 64
+
+static int poll_error(int poll_err) {
+  switch (poll_err) {
+    case NP__POLL_CLOSING: return NP_ECLOSING;
+    case NP__POLL_TIMEOUT: return NP_ETIMEOUT;
+    case NP__POLL_NOT_POLLABLE: return NP_ENOTPOLLABLE;
+    default: NP_ASSERT(poll_err == NP__POLL_OK); return 0;
+  }
+}
+
+#define BE(f) ((f)->poller->backend)
+#define BS(f) ((f)->poller->backend_state)
+
+/* The last reference after close: close the pd (deregister, back to the
+ * cache), then the descriptor, then let np_close return. */
+static void destroy(np_fd *f) {
+  np__pd_close(f->pd);
+  f->pd = NULL;
+  f->close_err = BE(f)->close_fd(BS(f), f->sysfd);
+  f->sysfd = -1;
+  np__stat_add(&f->poller->stat_fds_open, -1);
+  np__sema_release(&f->csema);
+}
+
+static void fd_decref(np_fd *f) {
+  if (np__fdmu_decref(&f->mu)) destroy(f);
+}
+
+static void fd_unlock(np_fd *f, bool read) {
+  if (np__fdmu_rwunlock(&f->mu, read)) destroy(f);
+}
+
+int np__fd_open(np_poller *p, int fd, np_fd **out) {
+  np_fd *f = calloc(1, sizeof(*f));
+  if (f == NULL) return -ENOMEM;
+  f->poller = p;
+  f->sysfd = fd;
+  int err = np__pd_open(p, fd, &f->pd);
+  if (err != 0) {
+    free(f);
+    return err;
+  }
+  err = p->backend->setnonblock(p->backend_state, fd);
+  if (err != 0) {
+    np__pd_unblock(f->pd);
+    np__pd_close(f->pd);
+    free(f);
+    return err;
+  }
+  np__mutex_lock(&p->fds_lock);
+  f->next = p->fds;
+  if (p->fds != NULL) p->fds->prev = f;
+  p->fds = f;
+  np__mutex_unlock(&p->fds_lock);
+  np__stat_add(&p->stat_fds_open, 1);
+  *out = f;
+  return 0;
+}
+
+int np_open(np_poller *p, int fd, np_fd **out) {
+  if (out != NULL) *out = NULL;
+  if (p == NULL || out == NULL) return -EINVAL;
+  if (fd < 0) return -EBADF;
+  if (np__load_u32(&p->shutdown)) return NP_ECLOSING;
+  return np__fd_open(p, fd, out);
+}
+
+int np_close(np_fd *f) {
+  if (f == NULL) return -EINVAL;
+  int err = np__fdmu_incref_and_close(&f->mu);
+  if (err != 0) return err;
+  np__pd_unblock(f->pd); /* wakes every waiter with closing (I7) */
+  fd_decref(f);
+  np__sema_acquire(&f->csema); /* until the last reference has closed it */
+  return f->close_err;
+}
+
+void np_free(np_fd *f) {
+  if (f == NULL) return;
+  (void)np_close(f); /* NP_ECLOSING if already closed: fine */
+  np_poller *p = f->poller;
+  np__mutex_lock(&p->fds_lock);
+  if (f->prev != NULL)
+    f->prev->next = f->next;
+  else
+    p->fds = f->next;
+  if (f->next != NULL) f->next->prev = f->prev;
+  np__mutex_unlock(&p->fds_lock);
+  free(f);
+}
+
+int np_sysfd(const np_fd *cf) {
+  np_fd *f = (np_fd *)cf; /* the reference count changes, the descriptor does not */
+  if (f == NULL || np__fdmu_incref(&f->mu) != 0) return -1;
+  int fd = f->sysfd;
+  fd_decref(f);
+  return fd;
+}
+
+static bool iov_valid(const struct iovec *iov, int iovcnt, size_t *total) {
+  if (iovcnt < 0 || iovcnt > IOV_MAX || (iov == NULL && iovcnt > 0)) return false;
+  size_t sum = 0;
+  for (int i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_base == NULL && iov[i].iov_len > 0) return false;
+    if (iov[i].iov_len > SSIZE_MAX - sum) return false;
+    sum += iov[i].iov_len;
+  }
+  *total = sum;
+  return true;
+}
+
+/* Shared read loop: one successful syscall, EINTR retried, EAGAIN parks. */
+static ssize_t read_loop(np_fd *f, void *buf, size_t len, const struct iovec *iov, int iovcnt) {
+  int err = np__fdmu_rwlock(&f->mu, true);
+  if (err != 0) return err;
+  ssize_t ret;
+  if (len == 0) {
+    ret = 0;
+    goto out;
+  }
+  err = np__pd_reset(f->pd, 'r');
+  if (err != NP__POLL_OK) {
+    ret = poll_error(err);
+    goto out;
+  }
+  for (;;) {
+    ssize_t n =
+        iov != NULL ? BE(f)->readv(BS(f), f->sysfd, iov, iovcnt) : BE(f)->read(BS(f), f->sysfd, buf, len);
+    if (n == -EINTR) continue;
+    if (n == -EAGAIN) {
+      err = np__pd_wait(f->pd, 'r');
+      if (err == NP__POLL_OK) continue;
+      ret = poll_error(err);
+      break;
+    }
+    ret = n;
+    break;
+  }
+out:
+  fd_unlock(f, true);
+  return ret;
+}
+
+ssize_t np_read(np_fd *f, void *buf, size_t len) {
+  if (f == NULL || (buf == NULL && len > 0)) return -EINVAL;
+  if (len > MAX_RW) len = MAX_RW;
+  return read_loop(f, buf, len, NULL, 0);
+}
+
+ssize_t np_readv(np_fd *f, const struct iovec *iov, int iovcnt) {
+  size_t total;
+  if (f == NULL || !iov_valid(iov, iovcnt, &total)) return -EINVAL;
+  return read_loop(f, NULL, total, iov, iovcnt);
+}
+
+int np_write(np_fd *f, const void *buf, size_t len, size_t *written) {
+  if (written != NULL) *written = 0;
+  if (f == NULL || (buf == NULL && len > 0)) return -EINVAL;
+  int err = np__fdmu_rwlock(&f->mu, false);
+  if (err != 0) return err;
+  size_t nn = 0;
+  int ret;
+  err = np__pd_reset(f->pd, 'w');
+  if (err != NP__POLL_OK) {
+    ret = poll_error(err);
+    goto out;
+  }
+  for (;;) {
+    size_t chunk = len - nn > MAX_RW ? MAX_RW : len - nn;
+    ssize_t n = BE(f)->write(BS(f), f->sysfd, (const char *)buf + nn, chunk);
+    if (n == -EINTR) continue;
+    if (n > 0) {
+      NP_ASSERT((size_t)n <= chunk);
+      nn += (size_t)n;
+    }
+    if (nn == len) {
+      ret = n < 0 ? (int)n : 0;
+      break;
+    }
+    if (n == -EAGAIN) {
+      err = np__pd_wait(f->pd, 'w');
+      if (err == NP__POLL_OK) continue;
+      ret = poll_error(err);
+      break;
+    }
+    if (n < 0) {
+      ret = (int)n;
+      break;
+    }
+    if (n == 0) {
+      ret = -EIO; /* Go: io.ErrUnexpectedEOF; a stream write never returns 0 */
+      break;
+    }
+  }
+out:
+  if (written != NULL) *written = nn;
+  fd_unlock(f, false);
+  return ret;
+}
+
+int np_writev(np_fd *f, const struct iovec *iov, int iovcnt, size_t *written) {
+  if (written != NULL) *written = 0;
+  size_t total;
+  if (f == NULL || !iov_valid(iov, iovcnt, &total)) return -EINVAL;
+  int err = np__fdmu_rwlock(&f->mu, false);
+  if (err != 0) return err;
+  size_t nn = 0;
+  int ret = 0;
+  err = np__pd_reset(f->pd, 'w');
+  if (err != NP__POLL_OK) {
+    ret = poll_error(err);
+    goto out;
+  }
+  int index = 0;     /* first iovec not fully written */
+  size_t offset = 0; /* bytes of iov[index] already written */
+  while (nn < total) {
+    while (index < iovcnt && offset == iov[index].iov_len) {
+      index++;
+      offset = 0;
+    }
+    struct iovec window[WRITEV_WINDOW];
+    int count = 0;
+    for (int i = index; i < iovcnt && count < WRITEV_WINDOW; i++) {
+      size_t skip = i == index ? offset : 0;
+      if (iov[i].iov_len == skip) continue;
+      window[count].iov_base = (char *)iov[i].iov_base + skip;
+      window[count].iov_len = iov[i].iov_len - skip;
+      count++;
+    }
+    NP_ASSERT(count > 0);
+    ssize_t n = BE(f)->writev(BS(f), f->sysfd, window, count);
+    if (n == -EINTR) continue;
+    if (n == -EAGAIN) {
+      err = np__pd_wait(f->pd, 'w');
+      if (err == NP__POLL_OK) continue;
+      ret = poll_error(err);
+      break;
+    }
+    if (n < 0) {
+      ret = (int)n;
+      break;
+    }
+    if (n == 0) {
+      ret = -EIO;
+      break;
+    }
+    nn += (size_t)n;
+    NP_ASSERT(nn <= total);
+    for (size_t left = (size_t)n; left > 0;) { /* advance (index, offset) */
+      size_t room = iov[index].iov_len - offset;
+      if (left < room) {
+        offset += left;
+        left = 0;
+      } else {
+        left -= room;
+        index++;
+        offset = 0;
+      }
+    }
+  }
+out:
+  if (written != NULL) *written = nn;
+  fd_unlock(f, false);
+  return ret;
+}
+
+int np_accept(np_fd *f, np_fd **out, struct sockaddr *addr, socklen_t *addrlen) {
+  if (out != NULL) *out = NULL;
+  if (f == NULL || out == NULL || (addr != NULL && addrlen == NULL)) return -EINVAL;
+  int err = np__fdmu_rwlock(&f->mu, true);
+  if (err != 0) return err;
+  int s;
+  err = np__pd_reset(f->pd, 'r');
+  if (err != NP__POLL_OK) {
+    fd_unlock(f, true);
+    return poll_error(err);
+  }
+  for (;;) {
+    s = BE(f)->accept4(BS(f), f->sysfd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (s >= 0) break;
+    if (s == -EINTR || s == -ECONNABORTED) continue; /* the next one may be fine */
+    if (s == -EAGAIN) {
+      err = np__pd_wait(f->pd, 'r');
+      if (err == NP__POLL_OK) continue;
+      s = poll_error(err);
+    }
+    break;
+  }
+  np_poller *p = f->poller;
+  fd_unlock(f, true);
+  if (s < 0) return s;
+  err = np__fd_open(p, s, out);
+  if (err != 0) p->backend->close_fd(p->backend_state, s);
+  return err;
+}
+
+int np_connect(np_fd *f, const struct sockaddr *addr, socklen_t addrlen) {
+  if (f == NULL || addr == NULL) return -EINVAL;
+  int err = np__fdmu_rwlock(&f->mu, false);
+  if (err != 0) return err;
+  int ret = 0;
+  err = np__pd_reset(f->pd, 'w');
+  if (err != NP__POLL_OK) {
+    ret = poll_error(err);
+    goto out;
+  }
+  ret = BE(f)->connect(BS(f), f->sysfd, addr, addrlen);
+  if (ret == 0 || ret == -EISCONN) {
+    ret = 0;
+    goto out;
+  }
+  if (ret != -EINPROGRESS && ret != -EALREADY && ret != -EINTR) goto out;
+  for (;;) {
+    err = np__pd_wait(f->pd, 'w');
+    if (err != NP__POLL_OK) {
+      ret = poll_error(err);
+      break;
+    }
+    int so_error = 0;
+    ret = BE(f)->getsockopt_error(BS(f), f->sysfd, &so_error);
+    if (ret != 0) break;
+    if (so_error == EINPROGRESS || so_error == EALREADY || so_error == EINTR) continue;
+    if (so_error == EISCONN) break; /* ret == 0 */
+    if (so_error != 0) {
+      ret = -so_error;
+      break;
+    }
+    /* SO_ERROR 0 after a wake may be spurious (Go 14548, 19289): connected
+     * only if there is a peer. */
+    if (BE(f)->getpeername(BS(f), f->sysfd) == 0) break;
+  }
+out:
+  fd_unlock(f, false);
+  return ret;
+}
+
+/* Waits for readiness without a syscall of ours. A READY noted since the
+ * last wait is consumed at once: the caller's next syscall may still say
+ * EAGAIN (spurious), never miss an edge. */
+static int wait_mode(np_fd *f, int mode) {
+  if (f == NULL) return -EINVAL;
+  bool read = mode == 'r';
+  int err = np__fdmu_rwlock(&f->mu, read);
+  if (err != 0) return err;
+  int ret = poll_error(np__pd_wait(f->pd, mode));
+  fd_unlock(f, read);
+  return ret;
+}
+
+int np_wait_read(np_fd *f) { return wait_mode(f, 'r'); }
+int np_wait_write(np_fd *f) { return wait_mode(f, 'w'); }
+
+static int set_deadline(np_fd *f, int64_t deadline_ns, int mode) {
+  if (f == NULL) return -EINVAL;
+  int err = np__fdmu_incref(&f->mu);
+  if (err != 0) return err;
+  np__pd_set_deadline(f->pd, deadline_ns, mode);
+  fd_decref(f);
+  return 0;
+}
+
+int np_set_deadline(np_fd *f, int64_t deadline_ns) { return set_deadline(f, deadline_ns, 'r' + 'w'); }
+int np_set_read_deadline(np_fd *f, int64_t deadline_ns) { return set_deadline(f, deadline_ns, 'r'); }
+int np_set_write_deadline(np_fd *f, int64_t deadline_ns) { return set_deadline(f, deadline_ns, 'w'); }

@@ -1,0 +1,90 @@
+/*
+ * port_native.h - the native side of the port seam: C11 atomics, pthread
+ * mutexes, futex park/unpark and semaphores, CLOCK_MONOTONIC.
+ *
+ * The core (pd.c, poller.c, fdmutex.c, fd.c) reaches atomics, locks, parking
+ * and the clock only through the np__ names below; sim/port_sim.h defines the
+ * same names as schedule points of the deterministic simulator. This file
+ * must never be included directly: include port.h.
+ *
+ * Every atomic is sequentially consistent on purpose: the waiter's CAS on
+ * rg/wg followed by its load of the info word, against the publisher's store
+ * of the info word followed by its load of rg/wg, is a Dekker pattern
+ * (Go issue 45211 lost wakeups on arm64 with weaker orderings).
+ */
+#ifndef NP_PORT_NATIVE_H
+#define NP_PORT_NATIVE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef _Atomic uintptr_t np__auptr;
+typedef _Atomic uint32_t np__au32;
+typedef _Atomic uint64_t np__au64;
+typedef _Atomic int64_t np__ai64;
+
+static inline uintptr_t np__load_uptr(np__auptr *a) { return atomic_load(a); }
+static inline void np__store_uptr(np__auptr *a, uintptr_t v) { atomic_store(a, v); }
+static inline bool np__cas_uptr(np__auptr *a, uintptr_t old, uintptr_t new_value) {
+  return atomic_compare_exchange_strong(a, &old, new_value);
+}
+static inline uintptr_t np__swap_uptr(np__auptr *a, uintptr_t v) { return atomic_exchange(a, v); }
+
+static inline uint32_t np__load_u32(np__au32 *a) { return atomic_load(a); }
+static inline void np__store_u32(np__au32 *a, uint32_t v) { atomic_store(a, v); }
+static inline bool np__cas_u32(np__au32 *a, uint32_t old, uint32_t new_value) {
+  return atomic_compare_exchange_strong(a, &old, new_value);
+}
+static inline uint32_t np__add_u32(np__au32 *a, int32_t delta) {
+  return atomic_fetch_add(a, (uint32_t)delta) + (uint32_t)delta;
+}
+
+static inline uint64_t np__load_u64(np__au64 *a) { return atomic_load(a); }
+static inline bool np__cas_u64(np__au64 *a, uint64_t old, uint64_t new_value) {
+  return atomic_compare_exchange_strong(a, &old, new_value);
+}
+static inline uint64_t np__add_u64(np__au64 *a, int64_t delta) {
+  return atomic_fetch_add(a, (uint64_t)delta) + (uint64_t)delta;
+}
+
+static inline int64_t np__load_i64(np__ai64 *a) { return atomic_load(a); }
+static inline void np__store_i64(np__ai64 *a, int64_t v) { atomic_store(a, v); }
+
+/* Statistics counters: not part of any protocol, relaxed is enough. */
+static inline void np__stat_add(np__au64 *a, int64_t delta) {
+  atomic_fetch_add_explicit(a, (uint64_t)delta, memory_order_relaxed);
+}
+
+typedef pthread_mutex_t np__mutex;
+void np__mutex_init(np__mutex *m);
+void np__mutex_destroy(np__mutex *m);
+void np__mutex_lock(np__mutex *m);
+void np__mutex_unlock(np__mutex *m);
+
+/* A waiter is the thing that parks: here, the calling OS thread. It lives on
+ * the parking thread's stack for the duration of one park. pd and mode are
+ * recorded for invariant checks (I1: a parked waiter belongs to this pd and
+ * this mode). */
+typedef struct np__waiter {
+  np__au32 signaled; /* 0 until unparked; the futex word */
+  const void *pd;    /* the pollDesc it parks on (checks only) */
+  int mode;          /* 'r' or 'w' (checks only) */
+} np__waiter;
+
+/* Park with a commit step, as gopark: commit(w, arg) runs once the waiter is
+ * committed to sleep; if it returns false the park is abandoned. If it
+ * returns true the caller sleeps until np__unpark(w). */
+void np__waiter_init(np__waiter *w, const void *pd, int mode);
+void np__park(np__waiter *w, bool (*commit)(np__waiter *w, void *arg), void *arg);
+void np__unpark(np__waiter *w);
+
+/* Counting semaphore (Go's runtime_Semacquire/Semrelease) for the fd mutex. */
+typedef np__au32 np__sema;
+void np__sema_acquire(np__sema *s);
+void np__sema_release(np__sema *s);
+
+int64_t np__now(void);
+
+#endif
