@@ -190,6 +190,10 @@ struct np_poller {
 };
 
 int np__poller_init(np_poller *p, const np__backend *backend, int events_max);
+/* Native runtime: a poller on any backend; threaded=false starts no poller
+ * thread (tests drive np__poll_once / np__netpoll themselves). Destroy with
+ * np_poller_destroy. */
+int np__poller_new(np_poller **out, const np__backend *backend, int events_max, bool threaded);
 void np__poller_fini(np_poller *p);
 
 /* Go's netpoll(delay): fetch events (delay < 0 blocks, 0 polls, > 0 waits at

@@ -79,6 +79,11 @@ typedef struct np__waiter {
 void np__waiter_init(np__waiter *w, const void *pd, int mode);
 void np__park(np__waiter *w, bool (*commit)(np__waiter *w, void *arg), void *arg);
 void np__unpark(np__waiter *w);
+#ifdef NP_TEST_HOOKS
+/* Test builds only: runs inside np__park just before the commit step, so a
+ * test can make readiness, timeout or close arrive between WAIT and commit. */
+extern void (*np__test_hook_before_commit)(np__waiter *w);
+#endif
 
 /* Counting semaphore (Go's runtime_Semacquire/Semrelease) for the fd mutex. */
 typedef np__au32 np__sema;

@@ -51,7 +51,14 @@ void np__waiter_init(np__waiter *w, const void *pd, int mode) {
   w->mode = mode;
 }
 
+#ifdef NP_TEST_HOOKS
+void (*np__test_hook_before_commit)(np__waiter *w);
+#endif
+
 void np__park(np__waiter *w, bool (*commit)(np__waiter *w, void *arg), void *arg) {
+#ifdef NP_TEST_HOOKS
+  if (np__test_hook_before_commit != NULL) np__test_hook_before_commit(w);
+#endif
   if (!commit(w, arg)) return;
   while (atomic_load(&w->signaled) == 0) futex_wait(&w->signaled, 0);
 }
@@ -99,6 +106,7 @@ int64_t np_deadline_after(int64_t delay_ns) {
 
 typedef struct native_runtime {
   pthread_t thread;
+  bool threaded; /* false for np__poller_new(..., false): the caller polls */
 } native_runtime;
 
 static void *poller_main(void *arg) {
@@ -114,6 +122,11 @@ int np_poller_create(np_poller **out, const np_options *opts) {
   if (out == NULL) return -EINVAL;
   *out = NULL;
   int events_max = opts != NULL ? opts->events_max : 0;
+  return np__poller_new(out, &np__backend_epoll, events_max, true);
+}
+
+int np__poller_new(np_poller **out, const np__backend *backend, int events_max, bool threaded) {
+  *out = NULL;
   if (events_max < 0 || events_max > 4096) return -EINVAL;
   np_poller *p = malloc(sizeof(*p));
   native_runtime *rt = malloc(sizeof(*rt));
@@ -122,14 +135,15 @@ int np_poller_create(np_poller **out, const np_options *opts) {
     free(rt);
     return -ENOMEM;
   }
-  int err = np__poller_init(p, &np__backend_epoll, events_max);
+  int err = np__poller_init(p, backend, events_max);
   if (err != 0) {
     free(p);
     free(rt);
     return err;
   }
   p->runtime = rt;
-  err = pthread_create(&rt->thread, NULL, poller_main, p);
+  rt->threaded = threaded;
+  err = threaded ? pthread_create(&rt->thread, NULL, poller_main, p) : 0;
   if (err != 0) {
     np__poller_fini(p);
     free(p);
@@ -150,9 +164,11 @@ void np_poller_destroy(np_poller *p) {
     if (f == NULL) break;
     np_free(f); /* closes: blocked waiters wake with NP_ECLOSING */
   }
-  np__netpoll_break(p);
   native_runtime *rt = p->runtime;
-  pthread_join(rt->thread, NULL);
+  if (rt->threaded) {
+    np__netpoll_break(p);
+    pthread_join(rt->thread, NULL);
+  }
   np__poller_fini(p);
   free(rt);
   free(p);
