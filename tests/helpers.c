@@ -26,7 +26,9 @@ np_poller *th_poller_manual(void) {
 
 void th_pipe(int fds[2]) { assert_int_equal(pipe2(fds, O_CLOEXEC), 0); }
 
-void th_socketpair(int fds[2]) { assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0); }
+void th_socketpair(int fds[2]) {
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+}
 
 void th_open_pair(np_poller *p, const int fds[2], np_fd *out[2]) {
   assert_int_equal(np_open(p, fds[0], &out[0]), 0);

@@ -70,7 +70,7 @@ NP_EXTERN int64_t np_deadline_after(int64_t delay_ns);
 /* ---- poller ---------------------------------------------------------- */
 
 typedef struct np_options {
-  int events_max; /* epoll_wait batch size; 0 = default (128), max 4096 */
+  int events_max; /* epoll_wait batch size; 0 = default (128), max 128 */
 } np_options;
 
 /* Creates a poller (epoll instance, eventfd break, poller thread).

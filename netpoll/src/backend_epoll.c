@@ -40,17 +40,16 @@ np__syscalls np__sys = {
 };
 
 typedef struct epoll_state {
-  int epfd;                    /* the epoll instance; CLOEXEC */
-  int breakfd;                 /* eventfd, registered level-triggered with tag 0 */
-  struct epoll_event events[]; /* wait's buffer; sized at create */
+  int epfd;    /* the epoll instance; CLOEXEC */
+  int breakfd; /* eventfd, registered level-triggered with tag 0 */
 } epoll_state;
 
-#define EPOLL_EVENTS_MAX 4096
+#define EPOLL_EVENTS_MAX NP__EVENTS_MAX
 
 static int neg_errno(void) { return errno > 0 ? -errno : -EIO; }
 
 static int ep_create(void **out) {
-  epoll_state *s = malloc(sizeof(*s) + EPOLL_EVENTS_MAX * sizeof(struct epoll_event));
+  epoll_state *s = malloc(sizeof(*s));
   if (s == NULL) return -ENOMEM;
   s->epfd = np__sys.epoll_create1(EPOLL_CLOEXEC);
   if (s->epfd < 0) {
@@ -111,12 +110,13 @@ static int delay_to_ms(int64_t delay_ns) {
 static int ep_wait(void *state, np__event *events, int events_max, int64_t delay_ns) {
   epoll_state *s = state;
   NP_ASSERT(events_max > 0 && events_max <= EPOLL_EVENTS_MAX);
-  int n = np__sys.epoll_wait(s->epfd, s->events, events_max, delay_to_ms(delay_ns));
+  struct epoll_event buf[EPOLL_EVENTS_MAX]; /* per call: concurrent polls are allowed */
+  int n = np__sys.epoll_wait(s->epfd, buf, events_max, delay_to_ms(delay_ns));
   if (n < 0) return neg_errno();
   NP_ASSERT(n <= events_max);
   for (int i = 0; i < n; i++) {
-    events[i].events = s->events[i].events;
-    events[i].tag = s->events[i].data.u64;
+    events[i].events = buf[i].events;
+    events[i].tag = buf[i].data.u64;
   }
   return n;
 }

@@ -156,14 +156,20 @@ struct np__pd {
   np__timer wt;      /* write deadline timer (unused when combined) */
 } __attribute__((aligned(NP__PD_ALIGN)));
 
-/* ---- poller ---------------------------------------------------------------*/
+/* The cache allocates pds in blocks that live as long as the poller. */
+#define NP__PD_BLOCK_COUNT 32
 typedef struct np__pd_block np__pd_block;
+struct np__pd_block {
+  np__pd pds[NP__PD_BLOCK_COUNT];
+  np__pd_block *next;
+};
+
+/* ---- poller ---------------------------------------------------------------*/
 
 struct np_poller {
   const np__backend *backend; /* constant */
   void *backend_state;        /* constant */
-  int events_max;             /* constant */
-  np__event *events;          /* used only by the thread in netpoll */
+  int events_max;             /* constant; at most NP__EVENTS_MAX */
   np__au32 wake_sig;          /* 1 while a break is pending (coalescing) */
   np__au32 waiters;           /* parked waiters, exact (I11, Go 60782) */
   np__au32 shutdown;          /* set once by destroy */
@@ -176,7 +182,8 @@ struct np_poller {
   np__timer **heap;     /* min-heap on when_ns */
   int32_t heap_len;
   int32_t heap_cap;
-  int64_t sleep_until; /* poller's wake time while it waits; 0 awake */
+  int64_t sleep_until;  /* poller's wake time while it waits; 0 awake */
+  bool poller_blocking; /* a np__poll_once(block) is running (one at most); timer lock */
 
   np__mutex fds_lock; /* protects fds list */
   np_fd *fds;         /* every handle not yet freed */
@@ -189,6 +196,8 @@ struct np_poller {
   void *runtime; /* the runtime's own state (thread, ...) */
 };
 
+/* Events fetched by one np__netpoll call (a stack buffer, as Go's 128). */
+#define NP__EVENTS_MAX 128
 int np__poller_init(np_poller *p, const np__backend *backend, int events_max);
 /* Native runtime: a poller on any backend; threaded=false starts no poller
  * thread (tests drive np__poll_once / np__netpoll themselves). Destroy with

@@ -47,12 +47,7 @@ np__pd *np__pd_untag(uint64_t tag, uint32_t *fdseq) {
 }
 
 /* ---- pd cache ------------------------------------------------------------ */
-#define PD_BLOCK_COUNT 32
-
-struct np__pd_block {
-  np__pd pds[PD_BLOCK_COUNT];
-  np__pd_block *next;
-};
+#define PD_BLOCK_COUNT NP__PD_BLOCK_COUNT
 
 static int cache_grow(np_poller *p) {
   /* Called with cache_lock held. The timer heap holds at most two timers a
@@ -358,12 +353,12 @@ int np__pd_reset(np__pd *pd, int mode) {
 /* Go's pollWait. */
 int np__pd_wait(np__pd *pd, int mode) {
   int err = np__pd_checkerr(pd, mode);
-  if (err != NP__POLL_OK) return err;
+  if (err != NP__POLL_OK) return np__port_wait_result(pd, mode, err);
   for (int rounds = 0;; rounds++) {
     NP_ASSERT(rounds < 1000000);
-    if (block(pd, mode)) return NP__POLL_OK;
+    if (block(pd, mode)) return np__port_wait_result(pd, mode, NP__POLL_OK);
     err = np__pd_checkerr(pd, mode);
-    if (err != NP__POLL_OK) return err;
+    if (err != NP__POLL_OK) return np__port_wait_result(pd, mode, err);
     /* Woken by a timeout that a new deadline has since cleared: wait again. */
   }
 }

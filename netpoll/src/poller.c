@@ -121,11 +121,14 @@ void np__netpoll_break(np_poller *p) {
 /* ---- netpoll -------------------------------------------------------------- */
 
 int np__netpoll(np_poller *p, int64_t delay_ns) {
+  /* On the stack: a non-blocking poll may run while another caller blocks
+   * here (as Go's findrunnable polls while an M sleeps in netpoll). */
+  np__event events[NP__EVENTS_MAX];
   int n;
   for (int tries = 0;; tries++) {
     NP_ASSERT(tries < 1000000);
     np__stat_add(&p->stat_polls, 1);
-    n = p->backend->wait(p->backend_state, p->events, p->events_max, delay_ns);
+    n = p->backend->wait(p->backend_state, events, p->events_max, delay_ns);
     if (n >= 0) break;
     if (n != -EINTR) return n;
     /* I9: a blocking poll retries; a timed one returns so the caller can
@@ -135,7 +138,7 @@ int np__netpoll(np_poller *p, int64_t delay_ns) {
   NP_ASSERT(n <= p->events_max);
   int woken = 0;
   for (int i = 0; i < n; i++) {
-    np__event *ev = &p->events[i];
+    np__event *ev = &events[i];
     if (ev->tag == 0) {
       if (ev->events != EPOLLIN) NP_PANIC("netpoll break: unexpected events");
       /* Only a poll that may block consumes the break (Go 42515): a
@@ -156,12 +159,17 @@ int np__netpoll(np_poller *p, int64_t delay_ns) {
 
 int np__poll_once(np_poller *p, bool block) {
   np__run_timers(p, np__now(), NULL);
+  if (!block) return np__netpoll(p, 0); /* leaves sleep_until to the sleeper */
+
+  /* sleep_until belongs to the one blocking poller: a concurrent
+   * non-blocking poll must not clear it, or a timer added meanwhile would
+   * not break the sleep (found by the simulator). */
   int64_t delay;
   np__mutex_lock(&p->timer_lock);
+  if (p->poller_blocking) NP_PANIC("two blocking pollers on one poller");
+  p->poller_blocking = true;
   int64_t now = np__now();
-  if (!block) {
-    delay = 0;
-  } else if (p->heap_len == 0) {
+  if (p->heap_len == 0) {
     delay = -1;
   } else if (p->heap[0]->when_ns <= now) {
     delay = 0;
@@ -175,6 +183,7 @@ int np__poll_once(np_poller *p, bool block) {
 
   np__mutex_lock(&p->timer_lock);
   p->sleep_until = 0;
+  p->poller_blocking = false;
   np__mutex_unlock(&p->timer_lock);
   return n;
 }
@@ -183,18 +192,13 @@ int np__poll_once(np_poller *p, bool block) {
 
 int np__poller_init(np_poller *p, const np__backend *backend, int events_max) {
   NP_ASSERT(p != NULL && backend != NULL);
-  if (events_max <= 0) events_max = 128;
-  if (events_max > 4096) return -EINVAL;
+  if (events_max <= 0) events_max = NP__EVENTS_MAX;
+  if (events_max > NP__EVENTS_MAX) return -EINVAL;
   memset(p, 0, sizeof(*p));
   p->backend = backend;
   p->events_max = events_max;
-  p->events = calloc((size_t)events_max, sizeof(np__event));
-  if (p->events == NULL) return -ENOMEM;
   int err = backend->create(&p->backend_state);
-  if (err != 0) {
-    free(p->events);
-    return err;
-  }
+  if (err != 0) return err;
   np__mutex_init(&p->cache_lock);
   np__mutex_init(&p->timer_lock);
   np__mutex_init(&p->fds_lock);
@@ -208,7 +212,6 @@ void np__poller_fini(np_poller *p) {
   np__pd_cache_fini(p);
   p->backend->destroy(p->backend_state);
   free(p->heap);
-  free(p->events);
   np__mutex_destroy(&p->cache_lock);
   np__mutex_destroy(&p->timer_lock);
   np__mutex_destroy(&p->fds_lock);

@@ -92,4 +92,12 @@ void np__sema_release(np__sema *s);
 
 int64_t np__now(void);
 
+/* Observation hook: every np__pd_wait result passes through it. The
+ * simulator checks each against history (I3); natively it is free. */
+static inline int np__port_wait_result(const void *pd, int mode, int result) {
+  (void)pd;
+  (void)mode;
+  return result;
+}
+
 #endif

@@ -127,7 +127,7 @@ int np_poller_create(np_poller **out, const np_options *opts) {
 
 int np__poller_new(np_poller **out, const np__backend *backend, int events_max, bool threaded) {
   *out = NULL;
-  if (events_max < 0 || events_max > 4096) return -EINVAL;
+  if (events_max < 0 || events_max > NP__EVENTS_MAX) return -EINVAL;
   np_poller *p = malloc(sizeof(*p));
   native_runtime *rt = malloc(sizeof(*rt));
   if (p == NULL || rt == NULL) {

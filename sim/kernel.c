@@ -1,0 +1,647 @@
+/*
+ * kernel.c - the simulated kernel (see kernel.h).
+ */
+#include "kernel.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "sched.h"
+
+enum kind { K_FREE, K_PIPE_R, K_PIPE_W, K_SOCK, K_EVENTFD, K_EPOLL, K_RESERVED };
+
+typedef struct kbuf { /* one direction of a stream */
+  uint8_t *data;
+  uint32_t cap, len, head;
+  bool no_writer; /* write side closed/shut: reader sees EOF after data */
+  bool no_reader; /* read side closed: writes fail with EPIPE */
+  int users;      /* files referring to it */
+} kbuf;
+
+typedef struct epitem {
+  int fd;
+  uint32_t events; /* interest (EPOLLET included) */
+  uint64_t tag;
+  bool queued;        /* on the ready list */
+  bool err_only_once; /* injected: next report is EPOLLERR alone */
+  struct epitem *next_ready;
+} epitem;
+
+typedef struct kfile {
+  enum kind kind;
+  kbuf *rx, *tx;      /* pipe_r: rx; pipe_w: tx; sock: both */
+  int peer;           /* fd of the other end, -1 if closed */
+  uint64_t efd_count; /* eventfd */
+  int sk_err;         /* pending socket error */
+  epitem *item;       /* registration in the one epoll instance, or NULL */
+} kfile;
+
+static struct {
+  kfile files[KERN_FDS_MAX];
+  int epfd;
+  epitem *ready_head, *ready_tail;
+  sim_task *waiter; /* poller blocked in epoll_wait */
+  int64_t waiter_wake_at;
+  int breakfd;
+  kern_faults faults;
+  kern_stats stats;
+  kern_event_fn hook;
+  void *hook_ctx;
+} K;
+
+static kbuf *buf_new(uint32_t cap) {
+  kbuf *b = calloc(1, sizeof(*b));
+  if (b == NULL) sim_fail("out of memory");
+  b->cap = cap == 0 ? 1 : cap;
+  b->data = malloc(b->cap);
+  if (b->data == NULL) sim_fail("out of memory");
+  return b;
+}
+
+static void buf_release(kbuf *b) {
+  if (b != NULL && --b->users == 0) {
+    free(b->data);
+    free(b);
+  }
+}
+
+void kern_reset(void) {
+  for (int fd = 0; fd < KERN_FDS_MAX; fd++) {
+    kfile *f = &K.files[fd];
+    if (f->kind == K_FREE) continue;
+    free(f->item);
+    if (f->rx != NULL) buf_release(f->rx);
+    if (f->tx != NULL && f->tx != f->rx) buf_release(f->tx);
+  }
+  memset(&K, 0, sizeof(K));
+  K.epfd = -1;
+  K.breakfd = -1;
+  /* 0, 1, 2 are the standard streams: taken, as in a real process. */
+  for (int fd = 0; fd < 3; fd++) K.files[fd].kind = K_RESERVED;
+}
+
+void kern_set_event_hook(kern_event_fn fn, void *ctx) {
+  K.hook = fn;
+  K.hook_ctx = ctx;
+}
+kern_faults *kern_faults_get(void) { return &K.faults; }
+kern_stats *kern_stats_get(void) { return &K.stats; }
+
+static bool fault(uint32_t rate) {
+  if (!K.faults.active || rate == 0) return false;
+  if (!sim_chance(rate)) return false;
+  K.stats.faults++;
+  return true;
+}
+
+static int fd_alloc(void) {
+  for (int fd = 0; fd < KERN_FDS_MAX; fd++)
+    if (K.files[fd].kind == K_FREE) return fd;
+  return -EMFILE;
+}
+
+static kfile *file_of(int fd) {
+  if (fd < 0 || fd >= KERN_FDS_MAX) return NULL;
+  kfile *f = &K.files[fd];
+  return f->kind == K_FREE || f->kind == K_RESERVED ? NULL : f;
+}
+
+bool kern_fd_open(int fd) { return file_of(fd) != NULL; }
+
+static uint32_t space(const kbuf *b) { return b->cap - b->len; }
+
+uint32_t kern_poll_mask(int fd) {
+  kfile *f = file_of(fd);
+  if (f == NULL) return 0;
+  uint32_t m = 0;
+  switch (f->kind) {
+    case K_PIPE_R:
+      if (f->rx->len > 0) m |= EPOLLIN;
+      if (f->rx->no_writer) m |= EPOLLHUP;
+      break;
+    case K_PIPE_W:
+      if (space(f->tx) > 0) m |= EPOLLOUT;
+      if (f->tx->no_reader) m |= EPOLLERR;
+      break;
+    case K_SOCK:
+      if (f->rx->len > 0) m |= EPOLLIN;
+      if (f->rx->no_writer) m |= EPOLLIN | EPOLLRDHUP;
+      if (f->rx->no_writer && f->tx->no_reader) m |= EPOLLHUP;
+      if (space(f->tx) > 0 || f->tx->no_reader) m |= EPOLLOUT;
+      if (f->sk_err != 0) m |= EPOLLERR;
+      break;
+    case K_EVENTFD:
+      if (f->efd_count > 0) m |= EPOLLIN;
+      m |= EPOLLOUT;
+      break;
+    default: break;
+  }
+  return m;
+}
+
+static void enqueue(epitem *it) {
+  if (it->queued) return;
+  it->queued = true;
+  it->next_ready = NULL;
+  if (K.ready_tail != NULL)
+    K.ready_tail->next_ready = it;
+  else
+    K.ready_head = it;
+  K.ready_tail = it;
+  if (K.waiter != NULL) sim_wake(K.waiter);
+}
+
+static void dequeue(epitem *it) {
+  if (!it->queued) return;
+  epitem **pp = &K.ready_head;
+  epitem *prev = NULL;
+  while (*pp != it) {
+    prev = *pp;
+    pp = &(*pp)->next_ready;
+  }
+  *pp = it->next_ready;
+  if (K.ready_tail == it) K.ready_tail = prev;
+  it->queued = false;
+  it->next_ready = NULL;
+}
+
+/* A wake-up on fd's wait queue: as ep_poll_callback, queue the item if the
+ * file is ready in a direction it watches (ERR and HUP always count). */
+static void notify(int fd) {
+  kfile *f = file_of(fd);
+  if (f == NULL || f->item == NULL) return;
+  if (kern_poll_mask(fd) & (f->item->events | EPOLLERR | EPOLLHUP)) enqueue(f->item);
+}
+
+static void notify_buf_users(const kbuf *b, int fd_a, int fd_b) {
+  (void)b;
+  notify(fd_a);
+  if (fd_b >= 0) notify(fd_b);
+}
+
+int kern_pipe(int fds[2], uint32_t capacity) {
+  int r = fd_alloc();
+  if (r < 0) return r;
+  K.files[r].kind = K_PIPE_R; /* reserve before the second allocation */
+  int w = fd_alloc();
+  if (w < 0) {
+    K.files[r].kind = K_FREE;
+    return w;
+  }
+  kbuf *b = buf_new(capacity);
+  b->users = 2;
+  K.files[r] = (kfile){.kind = K_PIPE_R, .rx = b, .peer = w};
+  K.files[w] = (kfile){.kind = K_PIPE_W, .tx = b, .peer = r};
+  fds[0] = r;
+  fds[1] = w;
+  return 0;
+}
+
+int kern_socketpair(int fds[2], uint32_t capacity) {
+  int a = fd_alloc();
+  if (a < 0) return a;
+  K.files[a].kind = K_SOCK;
+  int b = fd_alloc();
+  if (b < 0) {
+    K.files[a].kind = K_FREE;
+    return b;
+  }
+  kbuf *ab = buf_new(capacity), *ba = buf_new(capacity);
+  ab->users = 2;
+  ba->users = 2;
+  K.files[a] = (kfile){.kind = K_SOCK, .rx = ba, .tx = ab, .peer = b};
+  K.files[b] = (kfile){.kind = K_SOCK, .rx = ab, .tx = ba, .peer = a};
+  fds[0] = a;
+  fds[1] = b;
+  return 0;
+}
+
+static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
+  if (f->kind == K_EVENTFD) {
+    if (len < 8) return -EINVAL;
+    if (f->efd_count == 0) return -EAGAIN;
+    memcpy(buf, &f->efd_count, 8);
+    f->efd_count = 0;
+    notify(fd);
+    return 8;
+  }
+  if (f->kind != K_PIPE_R && f->kind != K_SOCK) return -EBADF;
+  if (f->kind == K_SOCK && f->sk_err != 0) {
+    int err = f->sk_err;
+    f->sk_err = 0;
+    return -err;
+  }
+  kbuf *b = f->rx;
+  if (len == 0) return 0;
+  if (b->len == 0) return b->no_writer ? 0 : -EAGAIN;
+  size_t n = len < b->len ? len : b->len;
+  if (faults && n > 1 && fault(K.faults.short_io)) n = 1 + sim_rand_below(n - 1);
+  bool was_full = b->len == b->cap;
+  for (size_t i = 0; i < n; i++) ((uint8_t *)buf)[i] = b->data[(b->head + i) % b->cap];
+  b->head = (uint32_t)((b->head + n) % b->cap);
+  b->len -= (uint32_t)n;
+  (void)was_full; /* Linux wakes writers on every read of a unix socket; pipes when it was full. Waking always
+                     over-approximates both. */
+  notify_buf_users(b, f->peer, -1);
+  return (ssize_t)n;
+}
+
+static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faults) {
+  if (f->kind == K_EVENTFD) {
+    if (len < 8) return -EINVAL;
+    uint64_t add;
+    memcpy(&add, buf, 8);
+    f->efd_count += add;
+    notify(fd);
+    return 8;
+  }
+  if (f->kind != K_PIPE_W && f->kind != K_SOCK) return -EBADF;
+  if (f->kind == K_SOCK && f->sk_err != 0) { /* sock_error: the first send or receive consumes it */
+    int err = f->sk_err;
+    f->sk_err = 0;
+    return -err;
+  }
+  kbuf *b = f->tx;
+  if (b->no_reader) return -EPIPE;
+  if (f->kind == K_SOCK && b->no_writer) return -EPIPE; /* we shut our write side */
+  if (len == 0) return 0;
+  if (space(b) == 0) return -EAGAIN;
+  size_t n = len < space(b) ? len : space(b);
+  if (faults && n > 1 && fault(K.faults.short_io)) n = 1 + sim_rand_below(n - 1);
+  for (size_t i = 0; i < n; i++) b->data[(b->head + b->len + i) % b->cap] = ((const uint8_t *)buf)[i];
+  b->len += (uint32_t)n;
+  notify_buf_users(b, f->peer, -1);
+  return (ssize_t)n;
+}
+
+ssize_t kern_read(int fd, void *buf, size_t len) {
+  kfile *f = file_of(fd);
+  return f == NULL ? -EBADF : do_read(f, fd, buf, len, false);
+}
+
+ssize_t kern_write(int fd, const void *buf, size_t len) {
+  kfile *f = file_of(fd);
+  return f == NULL ? -EBADF : do_write(f, fd, buf, len, false);
+}
+
+int kern_shutdown_write(int fd) {
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  if (f->kind != K_SOCK) return -ENOTSOCK;
+  f->tx->no_writer = true;
+  notify(f->peer);
+  notify(fd);
+  return 0;
+}
+
+int kern_inject_reset(int fd) {
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  if (f->kind != K_SOCK) return -ENOTSOCK;
+  /* A reset kills both directions: after the error, reads see EOF and
+   * writes EPIPE; the peer sees EOF and EPIPE too. */
+  f->sk_err = ECONNRESET;
+  f->rx->no_writer = true;
+  f->tx->no_reader = true;
+  notify(fd);
+  if (f->peer >= 0) notify(f->peer);
+  return 0;
+}
+
+int kern_close(int fd) {
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  if (f->item != NULL) { /* the last reference: epoll forgets the file */
+    dequeue(f->item);
+    free(f->item);
+    f->item = NULL;
+  }
+  int peer = f->peer;
+  switch (f->kind) {
+    case K_PIPE_R: f->rx->no_reader = true; break;
+    case K_PIPE_W: f->tx->no_writer = true; break;
+    case K_SOCK:
+      f->tx->no_writer = true;
+      f->rx->no_reader = true;
+      break;
+    default: break;
+  }
+  if (peer >= 0 && file_of(peer) != NULL) K.files[peer].peer = -1;
+  kbuf *rx = f->rx, *tx = f->tx;
+  if (fd == K.breakfd) K.breakfd = -1;
+  if (fd == K.epfd) K.epfd = -1;
+  K.files[fd] = (kfile){.kind = K_FREE, .peer = -1};
+  if (rx != NULL) buf_release(rx);
+  if (tx != NULL && tx != rx) buf_release(tx);
+  if (peer >= 0) notify(peer);
+  return 0;
+}
+
+bool kern_item_queued(int fd) {
+  kfile *f = file_of(fd);
+  return f != NULL && f->item != NULL && f->item->queued;
+}
+bool kern_item_registered(int fd) {
+  kfile *f = file_of(fd);
+  return f != NULL && f->item != NULL;
+}
+uint64_t kern_break_count(void) {
+  kfile *f = file_of(K.breakfd);
+  return f == NULL ? 0 : f->efd_count;
+}
+sim_task *kern_epoll_waiter(int64_t *wake_at) {
+  *wake_at = K.waiter_wake_at;
+  return K.waiter;
+}
+
+/* ---- the backend table ------------------------------------------------------ */
+
+static void syscall_point(const char *name, int fd) {
+  (void)name;
+  sim_point();
+  sim_record(SIM_OP_SYSCALL, name, (uint64_t)(int64_t)fd, 0);
+}
+
+static int sb_create(void **state) {
+  syscall_point("epoll_create1", -1);
+  int ep = fd_alloc();
+  if (ep < 0) return ep;
+  K.files[ep] = (kfile){.kind = K_EPOLL, .peer = -1};
+  int efd = fd_alloc();
+  if (efd < 0) {
+    K.files[ep].kind = K_FREE;
+    return efd;
+  }
+  K.files[efd] = (kfile){.kind = K_EVENTFD, .peer = -1};
+  K.epfd = ep;
+  K.breakfd = efd;
+  epitem *it = calloc(1, sizeof(*it));
+  if (it == NULL) sim_fail("out of memory");
+  it->fd = efd;
+  it->events = EPOLLIN; /* level-triggered, tag 0 */
+  K.files[efd].item = it;
+  *state = &K;
+  return 0;
+}
+
+static void sb_destroy(void *state) {
+  (void)state;
+  if (K.breakfd >= 0) kern_close(K.breakfd);
+  if (K.epfd >= 0) kern_close(K.epfd);
+}
+
+static int sb_open(void *state, int fd, uint64_t tag) {
+  (void)state;
+  syscall_point("epoll_ctl(ADD)", fd);
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  if (f->kind == K_EPOLL) return -EINVAL;
+  if (f->item != NULL) return -EEXIST;
+  epitem *it = calloc(1, sizeof(*it));
+  if (it == NULL) return -ENOMEM;
+  it->fd = fd;
+  it->events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  it->tag = tag;
+  f->item = it;
+  notify(fd); /* ep_insert: queue at once if already ready */
+  return 0;
+}
+
+static int sb_close(void *state, int fd) {
+  (void)state;
+  syscall_point("epoll_ctl(DEL)", fd);
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  if (f->item == NULL) return -ENOENT;
+  dequeue(f->item);
+  free(f->item);
+  f->item = NULL;
+  return 0;
+}
+
+static epitem *random_item(void) {
+  int count = 0;
+  for (int fd = 0; fd < KERN_FDS_MAX; fd++)
+    if (file_of(fd) != NULL && K.files[fd].item != NULL && fd != K.breakfd) count++;
+  if (count == 0) return NULL;
+  int pick = (int)sim_rand_below((uint64_t)count);
+  for (int fd = 0; fd < KERN_FDS_MAX; fd++)
+    if (file_of(fd) != NULL && K.files[fd].item != NULL && fd != K.breakfd && pick-- == 0)
+      return K.files[fd].item;
+  return NULL;
+}
+
+static int sb_wait(void *state, np__event *events, int events_max, int64_t delay_ns) {
+  (void)state;
+  syscall_point("epoll_wait", (int)(delay_ns < 0 ? -1 : delay_ns / 1000));
+  K.stats.epoll_waits++;
+  if (fault(K.faults.epoll_eintr)) return -EINTR;
+  if (fault(K.faults.spurious_ready)) {
+    epitem *it = random_item();
+    if (it != NULL) enqueue(it);
+  }
+  if (fault(K.faults.err_only)) {
+    epitem *it = random_item();
+    if (it != NULL) {
+      it->err_only_once = true;
+      enqueue(it);
+    }
+  }
+  /* The kernel rounds the timeout up to whole milliseconds, as epoll_wait's
+   * millisecond argument does; the backend contract says never down. */
+  int64_t wake_at = -1;
+  if (delay_ns > 0) {
+    const int64_t cap_ms = 1000000000; /* as the epoll backend: ~11.6 days, caller recomputes */
+    int64_t ms = delay_ns / 1000000 + (delay_ns % 1000000 != 0);
+    wake_at = sim->now + (ms > cap_ms ? cap_ms : ms) * 1000000;
+  }
+  for (;;) {
+    int max = events_max;
+    if (max > 1 && fault(K.faults.maxevents_cut)) max = 1 + (int)sim_rand_below((uint64_t)max - 1);
+    int n = 0;
+    epitem *stop_at = K.ready_tail; /* one pass over the list as it is now */
+    for (epitem *it = K.ready_head; it != NULL && n < max;) {
+      epitem *next = it->next_ready;
+      bool last = it == stop_at;
+      uint32_t mask = kern_poll_mask(it->fd) & (it->events | EPOLLERR | EPOLLHUP);
+      if (it->err_only_once) {
+        mask = EPOLLERR;
+        it->err_only_once = false;
+      }
+      dequeue(it);
+      if (mask != 0) {
+        events[n].events = mask;
+        events[n].tag = it->tag;
+        n++;
+        if (!(it->events & EPOLLET)) enqueue(it); /* level-triggered: stays ready */
+        if (K.hook != NULL) K.hook(K.hook_ctx, it->fd, it->tag, mask);
+      }
+      if (last) break;
+      it = next;
+    }
+    if (n > 0 || delay_ns == 0) {
+      K.stats.events += (uint64_t)n;
+      return n;
+    }
+    if (wake_at >= 0 && sim->now >= wake_at) return 0;
+    K.waiter = sim->current;
+    K.waiter_wake_at = wake_at;
+    bool timed_out = sim_block("epoll_wait", wake_at);
+    K.waiter = NULL;
+    K.waiter_wake_at = -1;
+    if (timed_out) return 0;
+  }
+}
+
+static int sb_wake(void *state) {
+  (void)state;
+  syscall_point("write(break)", K.breakfd);
+  uint64_t one = 1;
+  ssize_t n = kern_write(K.breakfd, &one, 8);
+  return n == 8 ? 0 : (int)n;
+}
+
+static int sb_drain(void *state) {
+  (void)state;
+  syscall_point("read(break)", K.breakfd);
+  uint64_t v;
+  ssize_t n = kern_read(K.breakfd, &v, 8);
+  return n == 8 ? 0 : (int)n;
+}
+
+static ssize_t io_faults(int fd) {
+  if (fault(K.faults.rw_eintr)) return -EINTR;
+  if (fault(K.faults.spurious_eagain)) {
+    /* A spurious EAGAIN is paired with a new edge: without one, an
+     * edge-triggered reader would rightly wait for data already there. */
+    kfile *f = file_of(fd);
+    if (f != NULL && f->item != NULL) enqueue(f->item);
+    return -EAGAIN;
+  }
+  return 0;
+}
+
+static ssize_t sb_read(void *state, int fd, void *buf, size_t len) {
+  (void)state;
+  syscall_point("read", fd);
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  ssize_t err = io_faults(fd);
+  if (err != 0) return err;
+  return do_read(f, fd, buf, len, true);
+}
+
+static ssize_t sb_readv(void *state, int fd, const struct iovec *iov, int iovcnt) {
+  (void)state;
+  syscall_point("readv", fd);
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  ssize_t err = io_faults(fd);
+  if (err != 0) return err;
+  ssize_t total = 0;
+  for (int i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_len == 0) continue;
+    ssize_t n = do_read(f, fd, iov[i].iov_base, iov[i].iov_len, true);
+    if (n < 0) return total > 0 ? total : n;
+    total += n;
+    if ((size_t)n < iov[i].iov_len) break;
+  }
+  return total;
+}
+
+static ssize_t sb_write(void *state, int fd, const void *buf, size_t len) {
+  (void)state;
+  syscall_point("write", fd);
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  ssize_t err = io_faults(fd);
+  if (err != 0) return err;
+  return do_write(f, fd, buf, len, true);
+}
+
+static ssize_t sb_writev(void *state, int fd, const struct iovec *iov, int iovcnt) {
+  (void)state;
+  syscall_point("writev", fd);
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  ssize_t err = io_faults(fd);
+  if (err != 0) return err;
+  ssize_t total = 0;
+  for (int i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_len == 0) continue;
+    ssize_t n = do_write(f, fd, iov[i].iov_base, iov[i].iov_len, true);
+    if (n < 0) return total > 0 ? total : n;
+    total += n;
+    if ((size_t)n < iov[i].iov_len) break;
+  }
+  return total;
+}
+
+static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
+  (void)state, (void)addr, (void)addrlen, (void)flags;
+  syscall_point("accept4", fd);
+  return file_of(fd) == NULL ? -EBADF : -EINVAL; /* no listening sockets simulated yet */
+}
+
+static int sb_connect(void *state, int fd, const struct sockaddr *addr, socklen_t addrlen) {
+  (void)state, (void)addr, (void)addrlen;
+  syscall_point("connect", fd);
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  return f->kind == K_SOCK ? -EISCONN : -ENOTSOCK;
+}
+
+static int sb_getsockopt_error(void *state, int fd, int *so_error) {
+  (void)state;
+  syscall_point("getsockopt", fd);
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  if (f->kind != K_SOCK) return -ENOTSOCK;
+  *so_error = f->sk_err;
+  f->sk_err = 0;
+  return 0;
+}
+
+static int sb_getpeername(void *state, int fd) {
+  (void)state;
+  syscall_point("getpeername", fd);
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  if (f->kind != K_SOCK) return -ENOTSOCK;
+  return f->peer >= 0 ? 0 : -ENOTCONN;
+}
+
+static int sb_setnonblock(void *state, int fd) {
+  (void)state;
+  syscall_point("fcntl", fd);
+  return file_of(fd) == NULL ? -EBADF : 0;
+}
+
+static int sb_close_fd(void *state, int fd) {
+  (void)state;
+  syscall_point("close", fd);
+  return kern_close(fd);
+}
+
+const np__backend sim_backend = {
+    .name = "sim",
+    .create = sb_create,
+    .destroy = sb_destroy,
+    .open = sb_open,
+    .close = sb_close,
+    .wait = sb_wait,
+    .wake = sb_wake,
+    .drain = sb_drain,
+    .read = sb_read,
+    .readv = sb_readv,
+    .write = sb_write,
+    .writev = sb_writev,
+    .accept4 = sb_accept4,
+    .connect = sb_connect,
+    .getsockopt_error = sb_getsockopt_error,
+    .getpeername = sb_getpeername,
+    .setnonblock = sb_setnonblock,
+    .close_fd = sb_close_fd,
+};

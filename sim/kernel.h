@@ -1,0 +1,66 @@
+/*
+ * kernel.h - the simulated kernel: an fd table (lowest free number reused,
+ * as Linux does, so ABA on fd numbers is reproducible), pipes and connected
+ * stream socket pairs with bounded byte buffers, eventfd, and one epoll
+ * instance with the kernel's semantics (interest list, ready list, edge- and
+ * level-triggered items, ERR/HUP always reported, maxevents truncation,
+ * items of a closed file removed). Faults are injected at rates drawn per
+ * run. It is exposed to the core as a backend table (sim_backend).
+ *
+ * It must never block except in epoll wait (and then only as a sim task),
+ * and never consult anything but the scheduler's PRNG and clock.
+ */
+#ifndef SIM_KERNEL_H
+#define SIM_KERNEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "np_internal.h"
+
+#define KERN_FDS_MAX 64
+
+typedef struct kern_faults {
+  bool active;              /* world turns faults off for the liveness phase */
+  uint32_t epoll_eintr;     /* per million epoll_wait calls */
+  uint32_t rw_eintr;        /* per million read/write calls */
+  uint32_t spurious_eagain; /* read/write say EAGAIN (and the item is re-queued) */
+  uint32_t short_io;        /* read/write move fewer bytes than they could */
+  uint32_t spurious_ready;  /* epoll_wait reports an item with no change */
+  uint32_t err_only;        /* epoll_wait reports EPOLLERR alone for an item */
+  uint32_t maxevents_cut;   /* epoll_wait returns fewer events than it has */
+} kern_faults;
+
+typedef struct kern_stats {
+  uint64_t epoll_waits, events, faults;
+} kern_stats;
+
+/* Called for every event epoll_wait reports (the world's oracles). */
+typedef void (*kern_event_fn)(void *ctx, int fd, uint64_t tag, uint32_t events);
+
+void kern_reset(void);
+void kern_set_event_hook(kern_event_fn fn, void *ctx);
+kern_faults *kern_faults_get(void);
+kern_stats *kern_stats_get(void);
+
+/* Creation; return 0 or -errno (EMFILE when the table is full). */
+int kern_pipe(int fds[2], uint32_t capacity);
+int kern_socketpair(int fds[2], uint32_t capacity);
+
+/* Peer-side syscalls for actors (no faults injected, no schedule point). */
+ssize_t kern_read(int fd, void *buf, size_t len);
+ssize_t kern_write(int fd, const void *buf, size_t len);
+int kern_close(int fd);
+int kern_shutdown_write(int fd);
+int kern_inject_reset(int fd); /* sk_err = ECONNRESET on a socket: ERR, read fails once */
+
+/* Introspection for invariant checks. */
+bool kern_fd_open(int fd);
+uint32_t kern_poll_mask(int fd); /* current readiness, as poll would say */
+bool kern_item_queued(int fd);   /* registered and on the ready list */
+bool kern_item_registered(int fd);
+uint64_t kern_break_count(void);                      /* eventfd counter of the break */
+struct sim_task *kern_epoll_waiter(int64_t *wake_at); /* poller blocked in wait, or NULL */
+extern const np__backend sim_backend;
+#endif

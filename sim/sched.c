@@ -1,0 +1,507 @@
+/*
+ * sched.c - cooperative tasks, the virtual clock, the PRNG, the random-walk
+ * and PCT strategies (Burckhardt et al., ASPLOS 2010), blocking primitives,
+ * the sim side of the port (mutex, park, sema, clock) and the trace ring.
+ */
+#include "sched.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "np_internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SIM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SIM_ASAN 1
+#endif
+#endif
+#ifdef SIM_ASAN
+#include <sanitizer/common_interface_defs.h>
+#define SIM_STACK_SIZE (512 * 1024)
+#else
+#define SIM_STACK_SIZE (64 * 1024)
+#endif
+
+sim_sched *sim;
+
+/* ---- context switch ----------------------------------------------------
+ * x86-64 System V: save the callee-saved registers on the old stack, swap
+ * stack pointers, restore them from the new one. A new task's stack is laid
+ * out so that the first switch "returns" into task_entry. */
+#if defined(__x86_64__)
+void sim_ctx_switch(void **from_sp, void *to_sp);
+__asm__(
+    ".text\n"
+    ".globl sim_ctx_switch\n"
+    ".type sim_ctx_switch,@function\n"
+    "sim_ctx_switch:\n"
+    "  pushq %rbp\n"
+    "  pushq %rbx\n"
+    "  pushq %r12\n"
+    "  pushq %r13\n"
+    "  pushq %r14\n"
+    "  pushq %r15\n"
+    "  movq %rsp, (%rdi)\n"
+    "  movq %rsi, %rsp\n"
+    "  popq %r15\n"
+    "  popq %r14\n"
+    "  popq %r13\n"
+    "  popq %r12\n"
+    "  popq %rbx\n"
+    "  popq %rbp\n"
+    "  ret\n"
+    ".size sim_ctx_switch,.-sim_ctx_switch\n"
+    ".section .note.GNU-stack,\"\",@progbits\n"
+    ".text\n");
+#else
+#error "sim/sched.c: context switch implemented for x86-64 only"
+#endif
+
+static void task_entry(void);
+
+static void stack_prepare(sim_task *t) {
+  uintptr_t top = ((uintptr_t)t->stack + t->stack_size) & ~(uintptr_t)15;
+  void **sp = (void **)top;
+  *--sp = NULL;                             /* fake return address of task_entry (never returns) */
+  *--sp = (void *)task_entry;               /* where the first switch's ret lands */
+  for (int i = 0; i < 6; i++) *--sp = NULL; /* rbp rbx r12 r13 r14 r15 */
+  t->sp = sp;
+}
+
+static void switch_to(sim_task *next) {
+  sim_task *prev = sim->current;
+  if (prev == next) return;
+  sim->current = next;
+  sim->switches++;
+#ifdef SIM_ASAN
+  __sanitizer_start_switch_fiber(prev->state == SIM_DONE ? NULL : &prev->asan_fake_stack, next->stack,
+                                 next->stack_size);
+#endif
+  sim_ctx_switch(&prev->sp, next->sp);
+#ifdef SIM_ASAN
+  const void *from_bottom;
+  size_t from_size;
+  __sanitizer_finish_switch_fiber(sim->current->asan_fake_stack, &from_bottom, &from_size);
+  if (sim->main_task.stack == NULL && prev == &sim->main_task) {
+    sim->main_task.stack = (void *)from_bottom;
+    sim->main_task.stack_size = from_size;
+  }
+#endif
+}
+
+/* ---- PRNG ----------------------------------------------------------------- */
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t sim_rand(void) {
+  uint64_t *s = sim->rng;
+  uint64_t result = rotl(s[1] * 5, 7) * 9;
+  uint64_t t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 45);
+  return result;
+}
+
+uint64_t sim_rand_below(uint64_t n) {
+  if (n <= 1) return 0;
+  return (uint64_t)(((unsigned __int128)sim_rand() * n) >> 64);
+}
+
+bool sim_chance(uint32_t per_million) { return per_million > 0 && sim_rand_below(1000000) < per_million; }
+
+static uint64_t splitmix64(uint64_t *x) {
+  uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+/* ---- lifecycle -------------------------------------------------------------- */
+
+static void panic_hook(const char *file, int line, const char *msg) {
+  sim_fail("core invariant: %s (%s:%d)", msg, file, line);
+}
+
+void sim_init(sim_sched *s, const sim_config *cfg) {
+  memset(s, 0, sizeof(*s));
+  s->cfg = *cfg;
+  if (s->cfg.step_limit == 0) s->cfg.step_limit = 2000000;
+  uint64_t x = cfg->seed;
+  for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+  s->current = &s->main_task;
+  s->main_task.id = -1;
+  s->main_task.state = SIM_RUNNABLE;
+  s->trace_hash = 1469598103934665603ull;
+  sim = s;
+  extern void (*np__panic_hook)(const char *, int, const char *);
+  np__panic_hook = panic_hook;
+  static const uint32_t stickiness[] = {0, 500000, 900000, 980000, 995000};
+  s->stickiness = stickiness[sim_rand_below(5)];
+  static const int64_t quanta[] = {1, 10000, 100000, 250000, 1000000};
+  s->quantum = quanta[sim_rand_below(5)];
+  if (s->cfg.strategy == SIM_PCT) {
+    int depth = s->cfg.pct_depth < 1 ? 3 : s->cfg.pct_depth;
+    if (depth > 16) depth = 16;
+    s->cfg.pct_depth = depth;
+    /* Change points spread over an estimated run length. */
+    for (int i = 0; i < depth - 1; i++) s->pct_changes[i] = 1 + sim_rand_below(20000);
+    s->pct_change_count = depth - 1;
+    s->pct_low = (uint64_t)depth;
+  }
+}
+
+void sim_fini(sim_sched *s) {
+  for (int i = 0; i < s->task_count; i++) {
+    free(s->tasks[i]->stack);
+    free(s->tasks[i]);
+  }
+  s->task_count = 0;
+  extern void (*np__panic_hook)(const char *, int, const char *);
+  np__panic_hook = NULL;
+  if (sim == s) sim = NULL;
+}
+
+sim_task *sim_spawn(const char *name, void (*fn)(void *), void *arg) {
+  if (sim->task_count >= SIM_TASKS_MAX) sim_fail("too many tasks (max %d)", SIM_TASKS_MAX);
+  sim_task *t = calloc(1, sizeof(*t));
+  if (t == NULL) sim_fail("out of memory");
+  t->id = sim->task_count;
+  snprintf(t->name, sizeof(t->name), "%s", name);
+  t->state = SIM_RUNNABLE;
+  t->wake_at = -1;
+  t->fn = fn;
+  t->arg = arg;
+  t->stack_size = SIM_STACK_SIZE;
+  t->stack = malloc(t->stack_size);
+  if (t->stack == NULL) sim_fail("out of memory");
+  /* PCT: initial priorities above every change-point priority. */
+  t->priority = (uint64_t)sim->cfg.pct_depth + 1 + (sim_rand() >> 8);
+  stack_prepare(t);
+  sim->tasks[sim->task_count++] = t;
+  return t;
+}
+
+_Noreturn void sim_fail(const char *fmt, ...) {
+  if (!sim->failed) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sim->failure, sizeof(sim->failure), fmt, ap);
+    va_end(ap);
+    sim->failed = true;
+  }
+  if (sim->current == &sim->main_task) longjmp(sim->fail_jmp, 1);
+  sim->current->state = SIM_DONE; /* never resumed; its stack is freed at fini */
+  switch_to(&sim->main_task);
+  abort(); /* unreachable */
+}
+
+/* ---- picking the next task ------------------------------------------------------ */
+
+static void check_quiescent(void) {
+  if (sim->check == NULL) return;
+  sim->in_check = true;
+  sim->check(sim->ctx, true);
+  sim->in_check = false;
+}
+
+/* No task can run: jump the clock to the earliest timed wake-up. Returns
+ * false when nothing will ever wake (all done, or a hang). */
+static bool advance_clock(void) {
+  int64_t next = -1;
+  for (int i = 0; i < sim->task_count; i++) {
+    sim_task *t = sim->tasks[i];
+    if (t->state == SIM_BLOCKED && t->wake_at >= 0 && (next < 0 || t->wake_at < next)) next = t->wake_at;
+  }
+  if (next < 0) return false;
+  if (next > sim->now) sim->now = next;
+  for (int i = 0; i < sim->task_count; i++) {
+    sim_task *t = sim->tasks[i];
+    if (t->state == SIM_BLOCKED && t->wake_at >= 0 && t->wake_at <= sim->now) {
+      t->state = SIM_RUNNABLE;
+      t->timed_out = true;
+      t->wake_at = -1;
+    }
+  }
+  return true;
+}
+
+static sim_task *pick(void) {
+  /* Sticky random walk: long uninterrupted runs of one task are what a
+   * uniform walk almost never produces, and what races such as "close and
+   * reopen between the poller's fetch and its processing" need. */
+  if (sim->cfg.strategy == SIM_RANDOM && sim->current->state == SIM_RUNNABLE &&
+      sim->current != &sim->main_task && sim_chance(sim->stickiness))
+    return sim->current;
+  for (;;) {
+    sim_task *runnable[SIM_TASKS_MAX];
+    int count = 0;
+    for (int i = 0; i < sim->task_count; i++)
+      if (sim->tasks[i]->state == SIM_RUNNABLE) runnable[count++] = sim->tasks[i];
+    if (count > 0) {
+      if (sim->cfg.strategy == SIM_PCT) {
+        sim_task *best = runnable[0];
+        for (int i = 1; i < count; i++)
+          if (runnable[i]->priority > best->priority) best = runnable[i];
+        return best;
+      }
+      return runnable[sim_rand_below((uint64_t)count)];
+    }
+    check_quiescent();
+    if (!advance_clock()) {
+      bool all_done = true;
+      for (int i = 0; i < sim->task_count; i++)
+        if (sim->tasks[i]->state != SIM_DONE) all_done = false;
+      if (all_done) return &sim->main_task;
+      char blocked[384] = "";
+      size_t used = 0;
+      for (int i = 0; i < sim->task_count && used < sizeof(blocked) - 48; i++) {
+        sim_task *t = sim->tasks[i];
+        if (t->state == SIM_DONE) continue;
+        used += (size_t)snprintf(blocked + used, sizeof(blocked) - used, " %s(%s)", t->name,
+                                 t->state == SIM_PARKED ? "parked" : t->block_reason);
+      }
+      sim_fail("I8 liveness: no task can ever run again:%s", blocked);
+    }
+  }
+}
+
+void sim_point(void) {
+  if (sim->in_check) return;
+  sim->steps++;
+  if (sim->steps > sim->cfg.step_limit)
+    sim_fail("step limit %" PRIu64 " reached (hang or livelock)", sim->cfg.step_limit);
+  if (sim->cfg.check_every_step && sim->check != NULL) {
+    sim->in_check = true;
+    sim->check(sim->ctx, false);
+    sim->in_check = false;
+  }
+  if (sim->cfg.strategy == SIM_PCT) {
+    for (int i = 0; i < sim->pct_change_count; i++)
+      if (sim->pct_changes[i] == sim->steps && sim->current != &sim->main_task)
+        sim->current->priority = sim->pct_low > 0 ? sim->pct_low-- : 0;
+  }
+  switch_to(pick());
+}
+
+static void task_entry(void) {
+  sim_task *t = sim->current;
+#ifdef SIM_ASAN
+  const void *from_bottom;
+  size_t from_size;
+  __sanitizer_finish_switch_fiber(NULL, &from_bottom, &from_size);
+  if (sim->main_task.stack == NULL) {
+    sim->main_task.stack = (void *)from_bottom;
+    sim->main_task.stack_size = from_size;
+  }
+#endif
+  t->fn(t->arg);
+  t->state = SIM_DONE;
+  for (int i = 0; i < sim->task_count; i++) {
+    sim_task *j = sim->tasks[i];
+    if (j->state == SIM_BLOCKED && j->join_target == t) sim_wake(j);
+  }
+  switch_to(pick());
+  abort(); /* a done task is never resumed */
+}
+
+int sim_run(sim_sched *s, sim_check_fn check, sim_format_fn format, void *ctx) {
+  s->check = check;
+  s->format = format;
+  s->ctx = ctx;
+  if (setjmp(s->fail_jmp) == 0) {
+    if (s->task_count > 0) switch_to(pick());
+  }
+  return s->failed ? -1 : 0;
+}
+
+/* ---- blocking -------------------------------------------------------------------- */
+
+bool sim_block(const char *reason, int64_t wake_at) {
+  sim_task *t = sim->current;
+  if (t == &sim->main_task) sim_fail("main context cannot block (%s)", reason);
+  t->state = SIM_BLOCKED;
+  t->block_reason = reason;
+  t->wake_at = wake_at;
+  t->timed_out = false;
+  switch_to(pick());
+  return t->timed_out;
+}
+
+void sim_wake(sim_task *t) {
+  if (t->state != SIM_BLOCKED) return;
+  t->state = SIM_RUNNABLE;
+  t->wake_at = -1;
+}
+
+void sim_sleep(int64_t ns) {
+  sim_point();
+  int64_t until = sim->now + (ns > 0 ? ns : 0);
+  int64_t q = sim->quantum;
+  if (q > 1 && until % q != 0) until += q - until % q; /* round up to the run's grain */
+  (void)sim_block("sleep", until);
+}
+
+void sim_join(sim_task *target) {
+  sim_task *t = sim->current;
+  while (target->state != SIM_DONE) {
+    t->join_target = target;
+    (void)sim_block("join", -1);
+    t->join_target = NULL;
+  }
+}
+
+/* ---- the port: mutex, park, sema, clock ------------------------------------------- */
+
+static void queue_push(sim_task **head, sim_task *t) {
+  t->next_wait = NULL;
+  while (*head != NULL) head = &(*head)->next_wait;
+  *head = t;
+}
+
+static sim_task *queue_pop(sim_task **head) {
+  sim_task *t = *head;
+  if (t != NULL) {
+    *head = t->next_wait;
+    t->next_wait = NULL;
+  }
+  return t;
+}
+
+void np__mutex_init(np__mutex *m) {
+  m->owner = NULL;
+  m->waiters = NULL;
+  m->id = ++sim->next_object_id;
+}
+
+void np__mutex_destroy(np__mutex *m) {
+  if (m->owner != NULL) sim_fail("mutex destroyed while held by %s", m->owner->name);
+}
+
+void np__mutex_lock(np__mutex *m) {
+  sim_point();
+  sim_task *self = sim->current;
+  while (m->owner != NULL) {
+    if (m->owner == self) sim_fail("recursive lock of mutex %u", m->id);
+    queue_push(&m->waiters, self);
+    (void)sim_block("mutex", -1);
+  }
+  m->owner = self;
+  sim_record(SIM_OP_LOCK, m, 0, 1);
+}
+
+void np__mutex_unlock(np__mutex *m) {
+  sim_point();
+  if (m->owner != sim->current) sim_fail("unlock of mutex %u not held by %s", m->id, sim->current->name);
+  m->owner = NULL;
+  sim_record(SIM_OP_UNLOCK, m, 1, 0);
+  sim_task *next = queue_pop(&m->waiters);
+  if (next != NULL) sim_wake(next);
+}
+
+void np__waiter_init(np__waiter *w, const void *pd, int mode) {
+  w->task = sim->current;
+  w->pd = pd;
+  w->mode = mode;
+  w->parked = false;
+}
+
+void np__park(np__waiter *w, bool (*commit)(np__waiter *w, void *arg), void *arg) {
+  sim_point();
+  sim_task *self = sim->current;
+  if (w->task != self) sim_fail("park of a waiter owned by another task");
+  if (!commit(w, arg)) return;
+  /* No schedule point between a successful commit and sleeping: in the
+   * native runtime an unpark that comes first makes the futex wait return. */
+  w->parked = true;
+  self->waiter = w;
+  self->state = SIM_PARKED;
+  self->block_reason = "park";
+  sim_record(SIM_OP_PARK, w->pd, (uint64_t)w->mode, 0);
+  switch_to(pick());
+  self->waiter = NULL;
+}
+
+void np__unpark(np__waiter *w) {
+  sim_point();
+  if (!w->parked || w->task->state != SIM_PARKED || w->task->waiter != w)
+    sim_fail("I2: unpark of a waiter that is not parked (double or stray wake-up) by %s", sim->current->name);
+  w->parked = false;
+  w->task->state = SIM_RUNNABLE;
+  sim_record(SIM_OP_UNPARK, w->pd, (uint64_t)w->mode, (uint64_t)w->task->id);
+}
+
+void np__sema_acquire(np__sema *s) {
+  sim_point();
+  while (s->count == 0) {
+    queue_push(&s->waiters, sim->current);
+    (void)sim_block("sema", -1);
+  }
+  s->count--;
+  sim_record(SIM_OP_SEMA_ACQ, s, s->count + 1, s->count);
+}
+
+void np__sema_release(np__sema *s) {
+  sim_point();
+  s->count++;
+  sim_record(SIM_OP_SEMA_REL, s, s->count - 1, s->count);
+  sim_task *next = queue_pop(&s->waiters);
+  if (next != NULL) sim_wake(next);
+}
+
+int64_t np__now(void) {
+  sim_point();
+  sim_record(SIM_OP_NOW, NULL, 0, (uint64_t)sim->now);
+  return sim->now;
+}
+
+/* ---- trace ------------------------------------------------------------------------------ */
+
+static const char *const op_names[SIM_OP_COUNT] = {
+    "load", "store",  "cas",      "cas-fail", "swap", "add",     "lock",        "unlock",
+    "park", "unpark", "sema-acq", "sema-rel", "now",  "syscall", "wait-result", "actor"};
+
+const char *sim_op_name(sim_op op) { return op < SIM_OP_COUNT ? op_names[op] : "?"; }
+
+static uint64_t hash_value(uint64_t v) {
+  return v < (1u << 24) ? v : 0xFFFFFFull; /* pointers vary run to run */
+}
+
+void sim_record(sim_op op, const void *addr, uint64_t old_value, uint64_t new_value) {
+  if (sim->in_check) return;
+  sim_trace_entry *e = &sim->ring[sim->ring_len++ % SIM_TRACE_RING];
+  e->step = sim->steps;
+  e->time = sim->now;
+  e->task = (uint16_t)(sim->current->id + 1);
+  e->op = (uint8_t)op;
+  e->addr = addr;
+  e->old_value = old_value;
+  e->new_value = new_value;
+  uint64_t h = sim->trace_hash;
+  h = (h ^ ((uint64_t)e->task << 8 | op)) * 1099511628211ull;
+  h = (h ^ hash_value(old_value)) * 1099511628211ull;
+  h = (h ^ hash_value(new_value)) * 1099511628211ull;
+  h = (h ^ (uint64_t)e->time) * 1099511628211ull;
+  sim->trace_hash = h;
+  if (sim->cfg.trace_out != NULL) {
+    char line[256];
+    sim->format(sim->ctx, e, line, sizeof(line));
+    fprintf(sim->cfg.trace_out, "%s\n", line);
+  }
+}
+
+void sim_trace_print(FILE *out, uint64_t last_lines) {
+  uint64_t count = sim->ring_len < SIM_TRACE_RING ? sim->ring_len : SIM_TRACE_RING;
+  if (last_lines < count) count = last_lines;
+  for (uint64_t i = sim->ring_len - count; i < sim->ring_len; i++) {
+    char line[256];
+    sim->format(sim->ctx, &sim->ring[i % SIM_TRACE_RING], line, sizeof(line));
+    fprintf(out, "%s\n", line);
+  }
+}

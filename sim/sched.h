@@ -1,0 +1,128 @@
+/*
+ * sched.h - the deterministic scheduler: cooperative tasks on one OS thread,
+ * a virtual clock, the run's only PRNG, two strategies (random walk, PCT),
+ * and the trace ring. One 64-bit seed determines the whole run.
+ *
+ * It must never read the real clock or any other source of
+ * non-determinism, and never let two tasks run between schedule points.
+ */
+#ifndef SIM_SCHED_H
+#define SIM_SCHED_H
+
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "port_sim.h"
+
+typedef enum sim_task_state {
+  SIM_RUNNABLE,
+  SIM_BLOCKED, /* mutex, sema, epoll, sleep, join: see block_reason */
+  SIM_PARKED,  /* np__park committed; only np__unpark makes it runnable */
+  SIM_DONE
+} sim_task_state;
+
+typedef struct sim_task {
+  int id;
+  char name[24];
+  sim_task_state state;
+  const char *block_reason; /* static string, for hang reports */
+  int64_t wake_at;          /* virtual ns a blocked task times out at; -1 never */
+  bool timed_out;           /* set when woken by wake_at */
+  void *sp;                 /* saved stack pointer (asm switch) */
+  void *stack;
+  size_t stack_size;
+  void (*fn)(void *);
+  void *arg;
+  struct sim_task *next_wait; /* intrusive FIFO for mutex / sema waiters */
+  np__waiter *waiter;         /* set while parked (traces, I1) */
+  uint64_t priority;          /* PCT */
+  void *asan_fake_stack;
+  int64_t op_start;             /* virtual time the actor's current op began (oracles) */
+  void *actor;                  /* world data */
+  struct sim_task *join_target; /* task this one waits for in sim_join */
+} sim_task;
+
+typedef enum sim_strategy { SIM_RANDOM = 0, SIM_PCT = 1 } sim_strategy;
+
+#define SIM_TASKS_MAX 64
+#define SIM_TRACE_RING 4096
+
+typedef struct sim_trace_entry {
+  uint64_t step;
+  int64_t time;
+  uint64_t old_value, new_value;
+  const void *addr;
+  uint16_t task;
+  uint8_t op;
+} sim_trace_entry;
+
+typedef struct sim_config {
+  uint64_t seed;
+  sim_strategy strategy;
+  int pct_depth;         /* PCT bug depth d (change points = d - 1) */
+  uint64_t step_limit;   /* a run longer than this is a hang */
+  bool check_every_step; /* run the state invariant checker at each point */
+  FILE *trace_out;       /* if set, every trace line is printed live */
+} sim_config;
+
+/* Called at every schedule point (state invariants) and at quiescence. */
+typedef void (*sim_check_fn)(void *ctx, bool quiescent);
+typedef void (*sim_format_fn)(void *ctx, const sim_trace_entry *e, char *buf, size_t len);
+
+typedef struct sim_sched {
+  sim_config cfg;
+  uint64_t rng[4];
+  sim_task *tasks[SIM_TASKS_MAX];
+  int task_count;
+  sim_task *current;
+  sim_task main_task; /* the OS thread's own context */
+  int64_t now;
+  uint64_t steps;
+  uint64_t switches;
+  uint64_t trace_hash;
+  sim_trace_entry ring[SIM_TRACE_RING];
+  uint64_t ring_len;
+  uint64_t pct_changes[16];
+  int pct_change_count;
+  uint64_t pct_low;    /* next low priority handed out at a change point */
+  int64_t quantum;     /* sleeps end on multiples of this (swarm): actors that wake together race */
+  uint32_t stickiness; /* per million: keep running the current task at a point (swarm, from the seed) */
+  sim_check_fn check;
+  sim_format_fn format;
+  void *ctx;
+  bool in_check;
+  bool failed;
+  char failure[512];
+  jmp_buf fail_jmp; /* longjmp target in sim_run on failure */
+  uint32_t next_object_id;
+} sim_sched;
+
+extern sim_sched *sim;
+
+void sim_init(sim_sched *s, const sim_config *cfg);
+void sim_fini(sim_sched *s);
+sim_task *sim_spawn(const char *name, void (*fn)(void *), void *arg);
+/* Runs until every task is done. Returns 0, or -1 on a failure (sim->failure). */
+int sim_run(sim_sched *s, sim_check_fn check, sim_format_fn format, void *ctx);
+
+/* PRNG (xoshiro256**); the only randomness in a run. */
+uint64_t sim_rand(void);
+uint64_t sim_rand_below(uint64_t n); /* uniform in [0, n) */
+bool sim_chance(uint32_t per_million);
+
+/* Blocking primitives for the port and the simulated kernel. */
+bool sim_block(const char *reason, int64_t wake_at); /* true if timed out */
+void sim_wake(sim_task *t);
+void sim_sleep(int64_t ns);
+void sim_join(sim_task *t);
+
+/* Failure: records the message and unwinds the run (never returns). */
+_Noreturn void sim_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+void sim_trace_print(FILE *out, uint64_t last_lines);
+const char *sim_op_name(sim_op op);
+
+#endif

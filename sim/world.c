@@ -1,0 +1,773 @@
+/*
+ * world.c - actors, oracles and invariant checks of one simulated run.
+ *
+ * The actors call the public library API (np_read, np_write, np_close,
+ * np_set_*deadline) on handles registered with a poller on the simulated
+ * kernel; the "network" side of every stream is driven by peer actors
+ * through the kernel directly. Every byte carries a pattern that depends on
+ * its stream and offset, so lost, duplicated or misreported bytes are
+ * caught where they are read.
+ */
+#include "world.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "kernel.h"
+#include "np_internal.h"
+
+#define RECS_MAX 16
+#define HIST_MAX 96
+#define MS_NS INT64_C(1000000)
+
+enum rec_kind { REC_PIPE_IN, REC_PIPE_OUT, REC_SOCK };
+
+typedef struct dl_entry {
+  int64_t time;        /* virtual time the set call began */
+  uint64_t step_begin; /* schedule steps bracketing the call */
+  uint64_t step_end;   /* 0 while the call is in progress */
+  int64_t value;
+} dl_entry;
+
+typedef struct rec {
+  int id;
+  enum rec_kind kind;
+  np_fd *f;
+  int fd, peer_fd;
+  np__pd *pd;
+  uint32_t fdseq;
+  uint64_t tag;
+  bool close_started;
+  dl_entry hist[2][HIST_MAX]; /* deadline history per mode */
+  int hist_len[2];
+  uint64_t in_produced, in_consumed; /* peer -> library */
+  bool in_peer_closed, in_eof, in_reset, in_not_pollable;
+  uint64_t out_written, out_received; /* library -> peer */
+  bool out_eof, out_active;
+  int lib_users;  /* library-side actors still running (last one closes) */
+  int peer_users; /* peer-side actors still running (last one closes peer) */
+} rec;
+
+/* Events epoll_wait reported, by tag (a registration), recorded as they
+ * happen: the world may learn a handle's tag only after np_open returns. */
+#define TAGS_MAX 64
+enum { EV_R = 1, EV_W = 2, EV_ERR_ONLY = 4 };
+typedef struct tag_flags {
+  uint64_t tag;
+  unsigned flags;
+} tag_flags;
+
+typedef struct world {
+  tag_flags tags[TAGS_MAX];
+  int tag_count;
+  np_poller *p;
+  rec recs[RECS_MAX];
+  int rec_count;
+  bool stop;
+  sim_task *poller_task;
+  int reopen_budget;
+  int64_t fault_horizon;
+  int events_max;
+  const world_options *opts;
+} world;
+
+static world W;
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+/* Actor-level events in the trace: what (a static string), fd, result. */
+static int64_t act(const char *what, int fd, int64_t result) {
+  sim_record(SIM_OP_ACTOR, what, (uint64_t)(int64_t)fd, (uint64_t)result);
+  return result;
+}
+
+static uint8_t pattern(int stream, uint64_t offset) {
+  return (uint8_t)((offset * 31u) ^ (offset >> 7) ^ ((uint64_t)stream * 97u));
+}
+
+static void verify(const rec *r, int stream, uint64_t offset, const uint8_t *buf, size_t n, const char *who) {
+  for (size_t i = 0; i < n; i++)
+    if (buf[i] != pattern(stream, offset + i))
+      sim_fail("data: %s of stream %d got a wrong byte at offset %" PRIu64
+               " (lost, duplicated or misreported bytes)",
+               who, r->id, offset + i);
+}
+
+static void fill(int stream, uint64_t offset, uint8_t *buf, size_t n) {
+  for (size_t i = 0; i < n; i++) buf[i] = pattern(stream, offset + i);
+}
+
+static unsigned tag_seen(uint64_t tag) {
+  for (int i = 0; i < W.tag_count; i++)
+    if (W.tags[i].tag == tag) return W.tags[i].flags;
+  return 0;
+}
+
+static rec *rec_of_pd(const void *pd) {
+  for (int i = W.rec_count - 1; i >= 0; i--)
+    if (W.recs[i].pd == pd && W.recs[i].f != NULL) return &W.recs[i];
+  return NULL;
+}
+
+static dl_entry *hist_begin(rec *r, int mode_index, int64_t value) {
+  if (r->hist_len[mode_index] >= HIST_MAX) sim_fail("deadline history full");
+  dl_entry *e = &r->hist[mode_index][r->hist_len[mode_index]++];
+  *e = (dl_entry){sim->now, sim->steps, 0, value};
+  return e;
+}
+
+/* Sets a deadline through the public API, recording it for the oracles. */
+static int set_deadline_recorded(rec *r, int which, int64_t value) {
+  dl_entry *er = which != 1 ? hist_begin(r, 0, value) : NULL;
+  dl_entry *ew = which != 0 ? hist_begin(r, 1, value) : NULL;
+  int err = which == 0   ? np_set_read_deadline(r->f, value)
+            : which == 1 ? np_set_write_deadline(r->f, value)
+                         : np_set_deadline(r->f, value);
+  if (er != NULL) er->step_end = sim->steps;
+  if (ew != NULL) ew->step_end = sim->steps;
+  return err;
+}
+
+/* I5, step-precise, at the instant a wait decides "timeout": once a set
+ * call has returned, every later decision sees its deadline. So the
+ * timeout is illegal if no call is in flight and the last completed one
+ * set a deadline that has not passed (or none). A stale timer that fires
+ * after a deadline was moved is caught here. */
+static bool timeout_legal_now(const rec *r, int mode_index) {
+  const dl_entry *last = NULL;
+  for (int i = 0; i < r->hist_len[mode_index]; i++) {
+    const dl_entry *e = &r->hist[mode_index][i];
+    if (e->step_end == 0) return true; /* in flight: either outcome is legal */
+    last = e;
+  }
+  return last != NULL && last->value != 0 && last->value <= sim->now;
+}
+
+/* I3/I5 oracle: a timeout is legal only if some deadline that could have
+ * been in force during [op_start, now] had passed by now. */
+static bool timeout_legal(const rec *r, int mode_index, int64_t op_start) {
+  const dl_entry *h = r->hist[mode_index];
+  int n = r->hist_len[mode_index];
+  int first = 0;
+  for (int i = 0; i < n; i++)
+    if (h[i].time < op_start) first = i; /* last one set before the op began */
+  for (int i = first; i < n; i++)
+    if (h[i].value != 0 && h[i].value <= sim->now) return true;
+  return false;
+}
+
+static void check_result(rec *r, int mode, int result, const char *where) {
+  int mi = mode == 'r' ? 0 : 1;
+  int64_t op_start = sim->current->op_start;
+  switch (result) {
+    case NP_ETIMEOUT:
+      if (!timeout_legal(r, mi, op_start))
+        sim_fail("I3/I5: %s on stream %d mode %c timed out with no expired deadline", where, r->id, mode);
+      break;
+    case NP_ECLOSING:
+      if (!r->close_started)
+        sim_fail("I3: %s on stream %d returned closing before close began", where, r->id);
+      break;
+    case NP_ENOTPOLLABLE:
+      if (mode != 'r' || !(tag_seen(r->tag) & EV_ERR_ONLY))
+        sim_fail("I10: %s on stream %d mode %c not pollable without an EPOLLERR-only event", where, r->id,
+                 mode);
+      break;
+    default: break;
+  }
+}
+
+/* Port hook: every np__pd_wait result. Deliberately not a schedule point:
+ * the result was decided by the load just before, and nothing may happen
+ * in between. */
+int np__port_wait_result(const void *pd, int mode, int result) {
+  sim_record(SIM_OP_WAIT_RESULT, pd, (uint64_t)mode, (uint64_t)result);
+  rec *r = rec_of_pd(pd);
+  if (r == NULL) sim_fail("I4: wait result on a pd that no open handle owns");
+  if (result == NP__POLL_TIMEOUT && !timeout_legal_now(r, mode == 'r' ? 0 : 1))
+    sim_fail("I5: wait(%c) on stream %d timed out although the deadline in force has not passed", mode,
+             r->id);
+  if (result == NP__POLL_OK) {
+    if (!(tag_seen(r->tag) & (mode == 'r' ? EV_R : EV_W)))
+      sim_fail(
+          "I3/I6: waiter on stream %d mode %c woken ready without any readiness event for its registration",
+          r->id, mode);
+  } else {
+    static const int map[] = {0, NP_ECLOSING, NP_ETIMEOUT, NP_ENOTPOLLABLE};
+    check_result(r, mode, map[result], "wait");
+  }
+  return result;
+}
+
+static void on_event(void *ctx, int fd, uint64_t tag, uint32_t events) {
+  (void)ctx;
+  (void)fd;
+  unsigned flags = 0;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) flags |= EV_R;
+  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) flags |= EV_W;
+  if (events == EPOLLERR) flags |= EV_ERR_ONLY;
+  for (int i = 0; i < W.tag_count; i++) {
+    if (W.tags[i].tag == tag) {
+      W.tags[i].flags |= flags;
+      return;
+    }
+  }
+  if (W.tag_count >= TAGS_MAX) sim_fail("too many registrations for the event log");
+  W.tags[W.tag_count++] = (tag_flags){tag, flags};
+}
+
+static void lib_done(rec *r) {
+  if (--r->lib_users == 0 && r->f != NULL && !r->close_started) {
+    r->close_started = true;
+    int err = (int)act("np_close", r->fd, np_close(r->f));
+    if (err != 0 && err != NP_ECLOSING) sim_fail("np_close of stream %d: %s", r->id, np_strerror(err));
+  }
+}
+
+static void peer_done(rec *r) {
+  if (--r->peer_users == 0) act("peer close", r->peer_fd, kern_close(r->peer_fd));
+}
+
+/* ---- actors ------------------------------------------------------------------- */
+
+static void reader_main(void *arg) {
+  rec *r = arg;
+  uint8_t buf[2048];
+  for (int iter = 0; iter < 200000; iter++) {
+    size_t want = 1 + sim_rand_below(sizeof(buf));
+    sim->current->op_start = sim->now;
+    ssize_t n = sim_chance(200000) ? np_readv(r->f, &(struct iovec){buf, want}, 1) : np_read(r->f, buf, want);
+    act("np_read", r->fd, n);
+    if (n > 0) {
+      if ((size_t)n > want) sim_fail("np_read returned more than asked");
+      verify(r, r->id * 2, r->in_consumed, buf, (size_t)n, "reader");
+      r->in_consumed += (uint64_t)n;
+      continue;
+    }
+    if (n == 0 && !r->in_reset) {
+      if (!r->in_peer_closed) sim_fail("I3: EOF on stream %d before the peer closed", r->id);
+      if (r->in_consumed != r->in_produced)
+        sim_fail("data: EOF on stream %d after %" PRIu64 " of %" PRIu64 " bytes", r->id, r->in_consumed,
+                 r->in_produced);
+      r->in_eof = true;
+      break;
+    }
+    check_result(r, 'r', (int)n, "np_read");
+    if (n == NP_ENOTPOLLABLE) {
+      /* The error bit stays until another event clears it, and reads fail
+       * without trying (as Go's): applications give up on such a stream. */
+      r->in_not_pollable = true;
+      break;
+    }
+    if (n == NP_ETIMEOUT) {
+      sim_sleep((int64_t)sim_rand_below(3 * MS_NS));
+      continue;
+    }
+    if (n == NP_ECLOSING) break;
+    if ((n == -ECONNRESET || n == 0) && r->in_reset) break;
+    sim_fail("np_read on stream %d: unexpected %s", r->id, np_strerror((int)n));
+  }
+  if (!r->in_eof && !r->close_started && !r->in_reset && !r->in_not_pollable)
+    sim_fail("reader of stream %d never finished", r->id);
+  lib_done(r);
+}
+
+static void writer_main(void *arg) {
+  rec *r = arg;
+  uint8_t buf[4096];
+  uint64_t total = sim_rand_below(24 * 1024);
+  r->out_active = true;
+  for (int iter = 0; r->out_written < total && iter < 200000; iter++) {
+    size_t chunk =
+        1 + sim_rand_below(total - r->out_written < sizeof(buf) ? total - r->out_written : sizeof(buf));
+    fill(r->id * 2 + 1, r->out_written, buf, chunk);
+    size_t written = SIZE_MAX;
+    sim->current->op_start = sim->now;
+    int err;
+    if (chunk > 2 && sim_chance(200000)) {
+      struct iovec iov[3] = {{buf, 1}, {buf + 1, 0}, {buf + 1, chunk - 1}};
+      err = np_writev(r->f, iov, 3, &written);
+    } else {
+      err = np_write(r->f, buf, chunk, &written);
+    }
+    act("np_write", r->fd, err != 0 ? err : (int64_t)written);
+    if (written > chunk) sim_fail("np_write reported %zu of %zu bytes written", written, chunk);
+    r->out_written += written;
+    if (err == 0) {
+      if (written != chunk) sim_fail("np_write succeeded with %zu of %zu bytes", written, chunk);
+      continue;
+    }
+    check_result(r, 'w', err, "np_write");
+    if (err == NP_ETIMEOUT) {
+      sim_sleep((int64_t)sim_rand_below(3 * MS_NS));
+      continue;
+    }
+    if (err == NP_ECLOSING) break;
+    if ((err == -ECONNRESET || err == -EPIPE) && r->in_reset) break;
+    sim_fail("np_write on stream %d: unexpected %s", r->id, np_strerror(err));
+  }
+  lib_done(r);
+}
+
+static void producer_main(void *arg) {
+  rec *r = arg;
+  uint8_t buf[4096];
+  uint64_t total = sim_rand_below(24 * 1024);
+  uint64_t sent = 0;
+  while (sent < total) {
+    sim_sleep(sim_chance(300000) ? 0 : (int64_t)sim_rand_below(2 * MS_NS));
+    size_t chunk = 1 + sim_rand_below(total - sent < sizeof(buf) ? total - sent : sizeof(buf));
+    fill(r->id * 2, sent, buf, chunk);
+    ssize_t n = (ssize_t)act("peer write", r->peer_fd, kern_write(r->peer_fd, buf, chunk));
+    if (n > 0) {
+      sent += (uint64_t)n;
+      r->in_produced += (uint64_t)n;
+    } else if (n == -EPIPE) {
+      break; /* the library side was closed */
+    } else if (n != -EAGAIN) {
+      sim_fail("producer of stream %d: write failed %zd", r->id, n);
+    }
+  }
+  if (r->kind == REC_SOCK && !r->close_started && sim_chance(100000)) {
+    r->in_reset = true;
+    act("peer reset", r->fd, kern_inject_reset(r->fd));
+  }
+  r->in_peer_closed = true;
+  if (r->kind == REC_SOCK) act("peer shutdown", r->peer_fd, kern_shutdown_write(r->peer_fd));
+  peer_done(r);
+}
+
+static void sink_main(void *arg) {
+  rec *r = arg;
+  uint8_t buf[4096];
+  for (int iter = 0; iter < 400000; iter++) {
+    size_t want = 1 + sim_rand_below(sizeof(buf));
+    ssize_t n = (ssize_t)act("peer read", r->peer_fd, kern_read(r->peer_fd, buf, want));
+    if (n > 0) {
+      verify(r, r->id * 2 + 1, r->out_received, buf, (size_t)n, "peer reader");
+      r->out_received += (uint64_t)n;
+      continue;
+    }
+    if (n == 0) {
+      r->out_eof = true;
+      break;
+    }
+    if (n != -EAGAIN) sim_fail("peer reader of stream %d: read failed %zd", r->id, n);
+    sim_sleep((int64_t)sim_rand_below(2 * MS_NS) + 1);
+  }
+  if (!r->out_eof) sim_fail("peer reader of stream %d never saw EOF", r->id);
+  peer_done(r);
+}
+
+static rec *live_rec(void) {
+  int live[RECS_MAX], n = 0;
+  for (int i = 0; i < W.rec_count; i++)
+    if (!W.recs[i].close_started && W.recs[i].f != NULL) live[n++] = i;
+  return n == 0 ? NULL : &W.recs[live[sim_rand_below((uint64_t)n)]];
+}
+
+static int64_t pick_deadline(void) {
+  switch (sim_rand_below(7)) {
+    case 0: return 0;
+    case 1: return sim->now - 1 - (int64_t)sim_rand_below(MS_NS);
+    case 2: return sim->now;
+    case 3: return sim->now + 1 + (int64_t)sim_rand_below(1000);
+    case 4: return sim->now + 1 + (int64_t)sim_rand_below(5 * MS_NS);
+    case 5: return sim->now + 1000 * MS_NS;
+    default: return INT64_MAX;
+  }
+}
+
+static void setter_main(void *arg) {
+  (void)arg;
+  int rounds = 1 + (int)sim_rand_below(24);
+  for (int i = 0; i < rounds; i++) {
+    sim_sleep((int64_t)sim_rand_below(3 * MS_NS));
+    rec *r = live_rec();
+    if (r == NULL) break;
+    int err = set_deadline_recorded(r, (int)sim_rand_below(3), pick_deadline());
+    if (err != 0 && err != NP_ECLOSING) sim_fail("set deadline: %s", np_strerror(err));
+    if (err == NP_ECLOSING && !r->close_started) sim_fail("I12: set deadline refused before close");
+  }
+  /* Liveness phase: no deadline may keep anybody from finishing. */
+  for (int i = 0; i < W.rec_count; i++) {
+    rec *r = &W.recs[i];
+    if (r->f == NULL || r->close_started) continue;
+    (void)set_deadline_recorded(r, 2, 0);
+  }
+}
+
+static void spawn_stream(enum rec_kind kind);
+
+static void closer_main(void *arg) {
+  (void)arg;
+  sim_sleep((int64_t)sim_rand_below(10 * MS_NS));
+  rec *r = live_rec();
+  if (r == NULL) return;
+  r->close_started = true;
+  int err = (int)act("np_close", r->fd, np_close(r->f));
+  if (err != 0) sim_fail("np_close: %s", np_strerror(err));
+  if (np_read(r->f, (char[1]){0}, 1) != NP_ECLOSING) sim_fail("I12: read after close not refused");
+  /* Reuse: the kernel hands out the lowest free numbers, so the new stream
+   * very likely gets the fd (and the cache the pd) just released (ABA). */
+  while (W.reopen_budget > 0 && sim_chance(700000)) {
+    W.reopen_budget--;
+    spawn_stream((enum rec_kind)sim_rand_below(3));
+  }
+}
+
+static void faults_main(void *arg) {
+  (void)arg;
+  sim_sleep(W.fault_horizon);
+  kern_faults_get()->active = false;
+}
+
+/* Polls without blocking now and then, as Go's scheduler does from
+ * findrunnable while another thread sleeps in netpoll: it must never eat the
+ * break meant for the sleeping poller (Go 42515). */
+static void nb_poller_main(void *arg) {
+  (void)arg;
+  int rounds = 1 + (int)sim_rand_below(200);
+  for (int i = 0; i < rounds && !W.stop; i++) {
+    sim_sleep(sim_chance(500000) ? 0 : (int64_t)sim_rand_below(MS_NS));
+    int n = np__poll_once(W.p, false);
+    if (n < 0) sim_fail("non-blocking netpoll failed: %s", np_strerror(n));
+  }
+}
+
+static void poller_main(void *arg) {
+  (void)arg;
+  while (!W.stop) {
+    int n = np__poll_once(W.p, true);
+    if (n < 0) sim_fail("netpoll failed: %s", np_strerror(n));
+  }
+}
+
+static void spawn_stream(enum rec_kind kind) {
+  if (W.rec_count >= RECS_MAX) return;
+  /* Take the slot before any schedule point: closers reopen concurrently. */
+  rec *r = &W.recs[W.rec_count];
+  memset(r, 0, sizeof(*r));
+  r->id = W.rec_count++;
+  r->kind = kind;
+  int fds[2];
+  uint32_t cap = 1 + (uint32_t)sim_rand_below(sim_chance(500000) ? 64 : 8192);
+  int err = kind == REC_SOCK ? kern_socketpair(fds, cap) : kern_pipe(fds, cap);
+  if (err != 0) return; /* EMFILE: fine, nothing spawned */
+  r->fd = kind == REC_PIPE_OUT ? fds[1] : fds[0];
+  r->peer_fd = kind == REC_PIPE_OUT ? fds[0] : fds[1];
+  act(kind == REC_SOCK ? "socketpair" : "pipe", fds[0], fds[1]);
+  err = (int)act("np_open", r->fd, np_open(W.p, r->fd, &r->f));
+  if (err != 0) sim_fail("np_open of a fresh pipe: %s", np_strerror(err));
+  r->pd = r->f->pd;
+  r->fdseq = r->pd->fdseq;
+  r->tag = np__pd_tag(r->pd, r->fdseq);
+  char name[24];
+  if (kind != REC_PIPE_OUT) {
+    r->lib_users++;
+    r->peer_users++;
+    snprintf(name, sizeof(name), "reader%d", r->id);
+    sim_spawn(name, reader_main, r);
+    snprintf(name, sizeof(name), "producer%d", r->id);
+    sim_spawn(name, producer_main, r);
+  }
+  if (kind != REC_PIPE_IN) {
+    r->lib_users++;
+    r->peer_users++;
+    snprintf(name, sizeof(name), "writer%d", r->id);
+    sim_spawn(name, writer_main, r);
+    snprintf(name, sizeof(name), "sink%d", r->id);
+    sim_spawn(name, sink_main, r);
+  }
+}
+
+static uint32_t rate(void) {
+  static const uint32_t rates[] = {0, 0, 0, 10000, 50000, 200000};
+  return rates[sim_rand_below(6)];
+}
+
+static void main_task(void *arg) {
+  (void)arg;
+  W.p = calloc(1, sizeof(*W.p));
+  if (W.p == NULL) sim_fail("out of memory");
+  int err = np__poller_init(W.p, &sim_backend, W.events_max);
+  if (err != 0) sim_fail("poller init: %s", np_strerror(err));
+  W.poller_task = sim_spawn("poller", poller_main, NULL);
+
+  kern_faults *kf = kern_faults_get();
+  if (!W.opts->no_faults) {
+    kf->epoll_eintr = rate();
+    kf->rw_eintr = rate();
+    kf->spurious_eagain = rate();
+    kf->short_io = rate();
+    kf->spurious_ready = rate();
+    kf->err_only = rate() / 4;
+    kf->maxevents_cut = rate();
+    kf->active = true;
+    W.fault_horizon = 1 + (int64_t)sim_rand_below(30 * MS_NS);
+    sim_spawn("faults", faults_main, NULL);
+  }
+  int streams = 1 + (int)sim_rand_below(3);
+  for (int i = 0; i < streams; i++) spawn_stream((enum rec_kind)sim_rand_below(3));
+  if (sim_chance(700000)) sim_spawn("setter", setter_main, NULL);
+  if (sim_chance(300000)) sim_spawn("nbpoller", nb_poller_main, NULL);
+  int closers = (int)sim_rand_below(4);
+  W.reopen_budget = closers * 2;
+  for (int i = 0; i < closers; i++) sim_spawn("closer", closer_main, NULL);
+
+  /* Wait for every actor (new ones may be spawned while we wait). */
+  for (int i = 0; i < sim->task_count; i++) {
+    sim_task *t = sim->tasks[i];
+    if (t == sim->current || t == W.poller_task) continue;
+    sim_join(t);
+  }
+  W.stop = true;
+  np__netpoll_break(W.p);
+  sim_join(W.poller_task);
+
+  for (int i = 0; i < W.rec_count; i++) {
+    rec *r = &W.recs[i];
+    if (r->kind != REC_PIPE_IN && r->out_received != r->out_written && !r->close_started && !r->in_reset)
+      sim_fail("data: stream %d: library wrote %" PRIu64 " bytes, peer received %" PRIu64, r->id,
+               r->out_written, r->out_received);
+    if (r->kind != REC_PIPE_OUT && r->in_consumed > r->in_produced)
+      sim_fail("data: stream %d: read more than was sent", r->id);
+    np_free(r->f);
+    r->f = NULL;
+  }
+  if (W.p->waiters != 0) sim_fail("I11: %u waiters counted parked at shutdown", W.p->waiters);
+  np__poller_fini(W.p);
+  free(W.p);
+  W.p = NULL;
+}
+
+/* ---- invariant checks -------------------------------------------------------------- */
+
+static sim_task *task_of_waiter(uintptr_t v) {
+  for (int i = 0; i < sim->task_count; i++)
+    if ((uintptr_t)sim->tasks[i]->waiter == v) return sim->tasks[i];
+  return NULL;
+}
+
+static void check_sem(np__pd *pd, uintptr_t v, int mode) {
+  if (v <= NP__PD_WAIT) {
+    if (!pd->in_use && v == NP__PD_WAIT) sim_fail("I4: free pd has a waiter preparing (%c)", mode);
+    return;
+  }
+  sim_task *t = task_of_waiter(v);
+  if (t == NULL) sim_fail("I1: %cg of a pd holds %#lx, not a parked waiter", mode, (unsigned long)v);
+  np__waiter *w = t->waiter;
+  if (w->pd != pd || w->mode != mode || t->state != SIM_PARKED)
+    sim_fail("I1: %cg holds the waiter of %s, parked on another pd or mode", mode, t->name);
+  if (!pd->in_use) sim_fail("I4: pd freed while %s is parked on it", t->name);
+  if (pd->lock.owner == NULL) {
+    if (pd->closing) sim_fail("I7: %s still parked on a closed pd (close unblock done)", t->name);
+    if ((mode == 'r' ? pd->rd : pd->wd) < 0)
+      sim_fail("I3: %s still parked (%c) after its deadline expired", t->name, mode);
+  }
+}
+
+/* I6 / I10 as state: with the pd unlocked, a pending READY or the event
+ * error bit must come from an event fetched for the pd's current
+ * registration (tag = pd + fdseq). An event for a closed fd whose pd was
+ * reused carries the old tag and must leave the new owner alone. */
+static void check_pd_events(np__pd *pd) {
+  if (!pd->in_use || pd->lock.owner != NULL) return;
+  unsigned seen = tag_seen(np__pd_tag(pd, pd->fdseq));
+  if (pd->rg == NP__PD_READY && !(seen & EV_R))
+    sim_fail("I6: pd fd%d has a pending read readiness but no event of its registration", pd->fd);
+  if (pd->wg == NP__PD_READY && !(seen & EV_W))
+    sim_fail("I6: pd fd%d has a pending write readiness but no event of its registration", pd->fd);
+  if ((pd->info & NP__INFO_EVENT_ERR) && !(seen & EV_ERR_ONLY))
+    sim_fail("I10: pd fd%d has the event error bit but its registration saw no EPOLLERR-only event", pd->fd);
+  if (((pd->info >> NP__INFO_SEQ_SHIFT) & NP__FDSEQ_MASK) != pd->fdseq)
+    sim_fail("I6: pd fd%d info carries fdseq %u, pd has %u", pd->fd,
+             (pd->info >> NP__INFO_SEQ_SHIFT) & NP__FDSEQ_MASK, pd->fdseq);
+}
+
+static void check(void *ctx, bool quiescent) {
+  (void)ctx;
+  np_poller *p = W.p;
+  if (p == NULL) return;
+  for (np__pd_block *b = p->blocks; b != NULL; b = b->next) {
+    for (int i = 0; i < NP__PD_BLOCK_COUNT; i++) {
+      np__pd *pd = &b->pds[i];
+      check_sem(pd, pd->rg, 'r');
+      check_sem(pd, pd->wg, 'w');
+      check_pd_events(pd);
+    }
+  }
+  if (!quiescent) return;
+  /* Quiescence: every task is blocked; the clock is about to jump. */
+  uint32_t parked = 0;
+  for (int i = 0; i < sim->task_count; i++) {
+    sim_task *t = sim->tasks[i];
+    if (t->state != SIM_PARKED) continue;
+    parked++;
+    np__waiter *w = t->waiter;
+    np__pd *pd = (np__pd *)w->pd;
+    uintptr_t installed = w->mode == 'r' ? pd->rg : pd->wg;
+    if (installed != (uintptr_t)w)
+      sim_fail("I2: %s parked but no longer installed: a wake-up was lost", t->name);
+    rec *r = rec_of_pd(pd);
+    if (r == NULL) continue;
+    uint32_t mask = kern_poll_mask(r->fd);
+    uint32_t wakes =
+        w->mode == 'r' ? (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) : (EPOLLOUT | EPOLLHUP | EPOLLERR);
+    if ((mask & wakes) && !kern_item_queued(r->fd) && kern_epoll_waiter(&(int64_t){0}) != NULL)
+      sim_fail("I8: %s parked (%c) on stream %d although it is ready (mask %#x) and no event is pending",
+               t->name, w->mode, r->id, mask);
+  }
+  if (p->waiters != parked) sim_fail("I11: waiter count %u but %u waiters parked", p->waiters, parked);
+  int64_t wake_at;
+  if (kern_epoll_waiter(&wake_at) != NULL && p->heap_len > 0) {
+    /* The poller must not sleep past a due timer (by more than the
+     * millisecond rounding of epoll_wait). */
+    int64_t due = p->heap[0]->when_ns;
+    int64_t sleep_end = wake_at < 0 ? INT64_MAX : wake_at;
+    if (due <= INT64_MAX - MS_NS && sleep_end > due + MS_NS)
+      sim_fail("I8: poller sleeps until %" PRId64 " past a timer due at %" PRId64, sleep_end, due);
+  }
+}
+
+/* ---- trace formatting ------------------------------------------------------------------ */
+
+static const char *describe(const void *addr, char *buf, size_t len, int *sem_mode) {
+  *sem_mode = 0;
+  if (addr == NULL) return "-";
+  np_poller *p = W.p;
+  if (p != NULL) {
+    int index = 0;
+    for (np__pd_block *b = p->blocks; b != NULL; b = b->next, index += NP__PD_BLOCK_COUNT) {
+      const char *lo = (const char *)b->pds, *hi = (const char *)(b->pds + NP__PD_BLOCK_COUNT);
+      if ((const char *)addr < lo || (const char *)addr >= hi) continue;
+      size_t off = (size_t)((const char *)addr - lo);
+      int i = (int)(off / sizeof(np__pd));
+      const np__pd *pd = &b->pds[i];
+      const char *field = "";
+      if (addr == &pd->rg)
+        field = ".rg", *sem_mode = 'r';
+      else if (addr == &pd->wg)
+        field = ".wg", *sem_mode = 'w';
+      else if (addr == &pd->info)
+        field = ".info";
+      else if (addr == &pd->lock)
+        field = ".lock";
+      snprintf(buf, len, "pd%d%s(fd%d)", index + i, field, pd->fd);
+      return buf;
+    }
+    if (addr == &p->waiters) return "poller.waiters";
+    if (addr == &p->wake_sig) return "poller.wake_sig";
+    if (addr == &p->timer_lock) return "poller.timer_lock";
+    if (addr == &p->cache_lock) return "poller.cache_lock";
+    if (addr == &p->fds_lock) return "poller.fds_lock";
+  }
+  for (int i = 0; i < W.rec_count; i++) {
+    const rec *r = &W.recs[i];
+    if (r->f == NULL) continue;
+    if (addr == &r->f->mu.state) return snprintf(buf, len, "fd%d.mu", r->fd), buf;
+    if ((const void *)addr == &r->f->csema) return snprintf(buf, len, "fd%d.csema", r->fd), buf;
+    if ((const void *)addr == &r->f->mu.rsema || (const void *)addr == &r->f->mu.wsema)
+      return snprintf(buf, len, "fd%d.sema", r->fd), buf;
+  }
+  snprintf(buf, len, "obj");
+  return buf;
+}
+
+static const char *sem_value(uint64_t v, char *buf, size_t len) {
+  if (v == NP__PD_NIL) return "nil";
+  if (v == NP__PD_READY) return "ready";
+  if (v == NP__PD_WAIT) return "wait";
+  for (int i = 0; i < sim->task_count; i++) {
+    sim_task *t = sim->tasks[i];
+    if ((uintptr_t)v >= (uintptr_t)t->stack && (uintptr_t)v < (uintptr_t)t->stack + t->stack_size)
+      return snprintf(buf, len, "waiter(%s)", t->name), buf;
+  }
+  return "?";
+}
+
+static void format(void *ctx, const sim_trace_entry *e, char *buf, size_t len) {
+  (void)ctx;
+  const char *task = e->task == 0 ? "sched" : sim->tasks[e->task - 1]->name;
+  char obj[64], a[48], b[48];
+  int sem_mode;
+  const char *what;
+  if (e->op == SIM_OP_SYSCALL) {
+    snprintf(buf, len, "%10.6fms %8" PRIu64 " %-10s syscall %s(fd %" PRId64 ")", (double)e->time / 1e6,
+             e->step, task, (const char *)e->addr, (int64_t)e->old_value);
+    return;
+  }
+  if (e->op == SIM_OP_ACTOR) {
+    snprintf(buf, len, "%10.6fms %8" PRIu64 " %-10s %s(fd %" PRId64 ") = %" PRId64, (double)e->time / 1e6,
+             e->step, task, (const char *)e->addr, (int64_t)e->old_value, (int64_t)e->new_value);
+    return;
+  }
+  if (e->op == SIM_OP_WAIT_RESULT) {
+    static const char *const res[] = {"ready", "closing", "timeout", "not-pollable"};
+    what = describe(e->addr, obj, sizeof(obj), &sem_mode);
+    snprintf(buf, len, "%10.6fms %8" PRIu64 " %-10s wait(%c) on %s -> %s", (double)e->time / 1e6, e->step,
+             task, (int)e->old_value, what, e->new_value < 4 ? res[e->new_value] : "?");
+    return;
+  }
+  what = describe(e->addr, obj, sizeof(obj), &sem_mode);
+  const char *old_s, *new_s;
+  if (sem_mode) {
+    old_s = sem_value(e->old_value, a, sizeof(a));
+    new_s = sem_value(e->new_value, b, sizeof(b));
+  } else {
+    snprintf(a, sizeof(a), "%#" PRIx64, e->old_value);
+    snprintf(b, sizeof(b), "%#" PRIx64, e->new_value);
+    old_s = a;
+    new_s = b;
+  }
+  snprintf(buf, len, "%10.6fms %8" PRIu64 " %-10s %-8s %-22s %s -> %s", (double)e->time / 1e6, e->step, task,
+           sim_op_name((sim_op)e->op), what, old_s, new_s);
+}
+
+/* ---- one run ------------------------------------------------------------------------------- */
+
+int world_run(const world_options *opts, world_result *result) {
+  static sim_sched s;
+  sim_config cfg = {
+      .seed = opts->seed,
+      .strategy = opts->strategy,
+      .pct_depth = opts->pct_depth,
+      .step_limit = opts->step_limit,
+      .check_every_step = opts->check_every_step,
+      .trace_out = opts->trace_out,
+  };
+  sim_init(&s, &cfg);
+  kern_reset();
+  kern_set_event_hook(on_event, NULL);
+  memset(&W, 0, sizeof(W));
+  W.opts = opts;
+  W.events_max = 1 + (int)sim_rand_below(8);
+  sim_spawn("main", main_task, NULL);
+  int rc = sim_run(&s, check, format, NULL);
+
+  memset(result, 0, sizeof(*result));
+  result->failed = rc != 0;
+  snprintf(result->failure, sizeof(result->failure), "%s", s.failure);
+  result->steps = s.steps;
+  result->switches = s.switches;
+  result->trace_hash = s.trace_hash;
+  result->virtual_ns = s.now;
+  result->faults = kern_stats_get()->faults;
+  result->events = kern_stats_get()->events;
+  result->tasks = s.task_count;
+  if (rc != 0 && opts->report != NULL) {
+    fprintf(opts->report, "FAIL seed=%" PRIu64 " strategy=%s: %s\n", opts->seed,
+            opts->strategy == SIM_PCT ? "pct" : "random", s.failure);
+    fprintf(opts->report, "--- last %d trace lines ---\n", opts->trace_tail);
+    sim_trace_print(opts->report, (uint64_t)opts->trace_tail);
+  }
+  /* A failed run leaves the core's state half way: memory is reclaimed
+   * with the kernel and the task stacks; pd blocks of a failed run leak by
+   * design (a failure ends the campaign's interest in this seed). */
+  sim_fini(&s);
+  kern_reset();
+  return rc;
+}

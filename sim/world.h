@@ -1,0 +1,41 @@
+/*
+ * world.h - one simulated run: a world generated from a seed (streams,
+ * actors, deadline setters, closers, faults), executed by the scheduler
+ * on the real core, checked against invariants I1-I12 and history oracles.
+ */
+#ifndef SIM_WORLD_H
+#define SIM_WORLD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sched.h"
+
+typedef struct world_options {
+  uint64_t seed;
+  sim_strategy strategy;
+  int pct_depth;
+  uint64_t step_limit;   /* 0: default */
+  bool check_every_step; /* state invariants at every point (default on) */
+  FILE *trace_out;       /* full live trace, or NULL */
+  FILE *report;          /* failure report (seed, replay line, trace tail), or NULL */
+  int trace_tail;        /* lines of trace in a failure report */
+  bool no_faults;
+} world_options;
+
+typedef struct world_result {
+  bool failed;
+  char failure[512];
+  uint64_t steps;
+  uint64_t switches;
+  uint64_t trace_hash;
+  int64_t virtual_ns;
+  uint64_t faults;
+  uint64_t events;
+  int tasks;
+} world_result;
+
+int world_run(const world_options *opts, world_result *result);
+
+#endif
