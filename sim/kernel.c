@@ -339,6 +339,15 @@ int kern_close(int fd) {
   return 0;
 }
 
+int kern_inject_event(int fd, bool err_only) {
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  if (f->item == NULL) return -ENOENT;
+  if (err_only) f->item->err_only_once = true;
+  enqueue(f->item);
+  return 0;
+}
+
 bool kern_item_queued(int fd) {
   kfile *f = file_of(fd);
   return f != NULL && f->item != NULL && f->item->queued;

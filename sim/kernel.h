@@ -54,6 +54,9 @@ ssize_t kern_write(int fd, const void *buf, size_t len);
 int kern_close(int fd);
 int kern_shutdown_write(int fd);
 int kern_inject_reset(int fd); /* sk_err = ECONNRESET on a socket: ERR, read fails once */
+/* Queue fd's epoll item: with err_only its next report is EPOLLERR alone
+ * (an error condition), else a spurious readiness report. */
+int kern_inject_event(int fd, bool err_only);
 
 /* Introspection for invariant checks. */
 bool kern_fd_open(int fd);

@@ -18,12 +18,12 @@
 
 #include "kernel.h"
 #include "np_internal.h"
+#include "scenario.h"
 
-#define RECS_MAX 16
+#define RECS_MAX 48
 #define HIST_MAX 96
 #define MS_NS INT64_C(1000000)
-
-enum rec_kind { REC_PIPE_IN, REC_PIPE_OUT, REC_SOCK };
+#define GEN_MAX 16
 
 typedef struct dl_entry {
   int64_t time;        /* virtual time the set call began */
@@ -34,7 +34,7 @@ typedef struct dl_entry {
 
 typedef struct rec {
   int id;
-  enum rec_kind kind;
+  sc_kind kind;
   np_fd *f;
   int fd, peer_fd;
   np__pd *pd;
@@ -47,8 +47,6 @@ typedef struct rec {
   bool in_peer_closed, in_eof, in_reset, in_not_pollable;
   uint64_t out_written, out_received; /* library -> peer */
   bool out_eof, out_active;
-  int lib_users;  /* library-side actors still running (last one closes) */
-  int peer_users; /* peer-side actors still running (last one closes peer) */
 } rec;
 
 /* Events epoll_wait reported, by tag (a registration), recorded as they
@@ -66,11 +64,14 @@ typedef struct world {
   np_poller *p;
   rec recs[RECS_MAX];
   int rec_count;
+  int gen_rec[SC_STREAMS_MAX][GEN_MAX]; /* (stream, generation) -> rec, or -1 */
+  int gen[SC_STREAMS_MAX];              /* newest generation of each stream */
+  sim_task *runners[SC_TASKS_MAX];
   bool stop;
   sim_task *poller_task;
-  int reopen_budget;
   int64_t fault_horizon;
   int events_max;
+  const scenario *sc;
   const world_options *opts;
 } world;
 
@@ -219,22 +220,85 @@ static void on_event(void *ctx, int fd, uint64_t tag, uint32_t events) {
   W.tags[W.tag_count++] = (tag_flags){tag, flags};
 }
 
-static void lib_done(rec *r) {
-  if (--r->lib_users == 0 && r->f != NULL && !r->close_started) {
-    r->close_started = true;
-    int err = (int)act("np_close", r->fd, np_close(r->f));
-    if (err != 0 && err != NP_ECLOSING) sim_fail("np_close of stream %d: %s", r->id, np_strerror(err));
+/* ---- the interpreter ------------------------------------------------------------------ */
+
+/* A task sees the generation of each stream it last waited for (wait-gen)
+ * or reopened itself; names do not follow reopens made by others. */
+typedef struct task_view {
+  int gen[SC_STREAMS_MAX];
+} task_view;
+
+static rec *bound(const task_view *view, int stream) {
+  int g = view->gen[stream];
+  if (g < 1 || g >= GEN_MAX) return NULL;
+  int i = W.gen_rec[stream][g];
+  return i < 0 ? NULL : &W.recs[i];
+}
+
+static unsigned classify(int64_t v, bool read) {
+  if (v > 0) return read ? SC_R_DATA : SC_R_OK;
+  if (v == 0) return read ? SC_R_EOF : SC_R_OK;
+  switch (v) {
+    case NP_ETIMEOUT: return SC_R_TIMEOUT;
+    case NP_ECLOSING: return SC_R_CLOSING;
+    case NP_ENOTPOLLABLE: return SC_R_NOTPOLLABLE;
+    case -ECONNRESET: return SC_R_RESET;
+    case -EPIPE: return SC_R_EPIPE;
+    case -EAGAIN: return SC_R_AGAIN;
+    default: return SC_R_ERROR;
   }
 }
 
-static void peer_done(rec *r) {
-  if (--r->peer_users == 0) act("peer close", r->peer_fd, kern_close(r->peer_fd));
+static const char *result_name(unsigned bit) {
+  static const char *const names[] = {"ok",          "data",  "eof",   "timeout", "closing",
+                                      "notpollable", "reset", "epipe", "again",   "error"};
+  for (int i = 0; i < 10; i++)
+    if (bit == 1u << i) return names[i];
+  return "?";
 }
 
-/* ---- actors ------------------------------------------------------------------- */
+/* Per-action expectation of a scenario (the hand-written oracle). */
+static void expect(const sc_action *a, int64_t v, bool read) {
+  unsigned got = classify(v, read);
+  if (!(a->expect & got))
+    sim_fail("expectation: line %d: %s returned %s (%" PRId64 ")", a->line, sc_op_name(a->op),
+             result_name(got), v);
+}
 
-static void reader_main(void *arg) {
-  rec *r = arg;
+static rec *open_stream(sc_kind kind, uint32_t cap) {
+  if (W.rec_count >= RECS_MAX) return NULL;
+  /* Take the slot before any schedule point: tasks reopen concurrently. */
+  rec *r = &W.recs[W.rec_count];
+  memset(r, 0, sizeof(*r));
+  r->id = W.rec_count++;
+  r->kind = kind;
+  int fds[2];
+  int err = kind == SC_SOCK ? kern_socketpair(fds, cap) : kern_pipe(fds, cap);
+  act(kind == SC_SOCK ? "socketpair" : "pipe", err == 0 ? fds[0] : err, err == 0 ? fds[1] : err);
+  if (err != 0) return NULL; /* EMFILE: the generation exists but has no descriptor */
+  r->fd = kind == SC_PIPE_OUT ? fds[1] : fds[0];
+  r->peer_fd = kind == SC_PIPE_OUT ? fds[0] : fds[1];
+  err = (int)act("np_open", r->fd, np_open(W.p, r->fd, &r->f));
+  if (err != 0) sim_fail("np_open of a fresh descriptor: %s", np_strerror(err));
+  r->pd = r->f->pd;
+  r->fdseq = r->pd->fdseq;
+  r->tag = np__pd_tag(r->pd, r->fdseq);
+  return r;
+}
+
+static int64_t deadline_value(const sc_action *a) {
+  int64_t v;
+  switch (a->when) {
+    case SC_DL_NONE: return 0;
+    case SC_DL_NOW: v = sim->now; break;
+    case SC_DL_PLUS: v = sim->now + a->n; break;
+    case SC_DL_MINUS: v = sim->now - a->n; break;
+    default: return INT64_MAX;
+  }
+  return v == 0 ? -1 : v; /* 0 would mean "none" */
+}
+
+static void do_read_all(rec *r) {
   uint8_t buf[2048];
   for (int iter = 0; iter < 200000; iter++) {
     size_t want = 1 + sim_rand_below(sizeof(buf));
@@ -253,36 +317,33 @@ static void reader_main(void *arg) {
         sim_fail("data: EOF on stream %d after %" PRIu64 " of %" PRIu64 " bytes", r->id, r->in_consumed,
                  r->in_produced);
       r->in_eof = true;
-      break;
+      return;
     }
     check_result(r, 'r', (int)n, "np_read");
     if (n == NP_ENOTPOLLABLE) {
       /* The error bit stays until another event clears it, and reads fail
        * without trying (as Go's): applications give up on such a stream. */
       r->in_not_pollable = true;
-      break;
+      return;
     }
     if (n == NP_ETIMEOUT) {
       sim_sleep((int64_t)sim_rand_below(3 * MS_NS));
       continue;
     }
-    if (n == NP_ECLOSING) break;
-    if ((n == -ECONNRESET || n == 0) && r->in_reset) break;
+    if (n == NP_ECLOSING) return;
+    if ((n == -ECONNRESET || n == 0) && r->in_reset) return;
     sim_fail("np_read on stream %d: unexpected %s", r->id, np_strerror((int)n));
   }
-  if (!r->in_eof && !r->close_started && !r->in_reset && !r->in_not_pollable)
-    sim_fail("reader of stream %d never finished", r->id);
-  lib_done(r);
+  sim_fail("reader of stream %d never finished", r->id);
 }
 
-static void writer_main(void *arg) {
-  rec *r = arg;
+static void do_write_all(rec *r, uint64_t total) {
   uint8_t buf[4096];
-  uint64_t total = sim_rand_below(24 * 1024);
-  r->out_active = true;
-  for (int iter = 0; r->out_written < total && iter < 200000; iter++) {
-    size_t chunk =
-        1 + sim_rand_below(total - r->out_written < sizeof(buf) ? total - r->out_written : sizeof(buf));
+  uint64_t target = r->out_written + total;
+  for (int iter = 0; r->out_written < target; iter++) {
+    if (iter > 200000) sim_fail("writer of stream %d never finished", r->id);
+    uint64_t left = target - r->out_written;
+    size_t chunk = 1 + sim_rand_below(left < sizeof(buf) ? left : sizeof(buf));
     fill(r->id * 2 + 1, r->out_written, buf, chunk);
     size_t written = SIZE_MAX;
     sim->current->op_start = sim->now;
@@ -305,43 +366,35 @@ static void writer_main(void *arg) {
       sim_sleep((int64_t)sim_rand_below(3 * MS_NS));
       continue;
     }
-    if (err == NP_ECLOSING) break;
-    if ((err == -ECONNRESET || err == -EPIPE) && r->in_reset) break;
+    if (err == NP_ECLOSING) return;
+    if ((err == -ECONNRESET || err == -EPIPE) && r->in_reset) return;
     sim_fail("np_write on stream %d: unexpected %s", r->id, np_strerror(err));
   }
-  lib_done(r);
 }
 
-static void producer_main(void *arg) {
-  rec *r = arg;
+static void do_produce(rec *r, uint64_t total, int64_t gap) {
   uint8_t buf[4096];
-  uint64_t total = sim_rand_below(24 * 1024);
   uint64_t sent = 0;
-  while (sent < total) {
-    sim_sleep(sim_chance(300000) ? 0 : (int64_t)sim_rand_below(2 * MS_NS));
+  for (int iter = 0; sent < total; iter++) {
+    if (iter > 400000) sim_fail("producer of stream %d never finished", r->id);
+    sim_sleep(sim_chance(300000) || gap == 0 ? 0 : (int64_t)sim_rand_below((uint64_t)gap));
     size_t chunk = 1 + sim_rand_below(total - sent < sizeof(buf) ? total - sent : sizeof(buf));
-    fill(r->id * 2, sent, buf, chunk);
+    fill(r->id * 2, r->in_produced, buf, chunk);
     ssize_t n = (ssize_t)act("peer write", r->peer_fd, kern_write(r->peer_fd, buf, chunk));
     if (n > 0) {
       sent += (uint64_t)n;
       r->in_produced += (uint64_t)n;
     } else if (n == -EPIPE) {
-      break; /* the library side was closed */
-    } else if (n != -EAGAIN) {
+      return; /* the library side was closed */
+    } else if (n == -EAGAIN) {
+      sim_sleep(1 + (int64_t)sim_rand_below((uint64_t)(gap > 0 ? gap : MS_NS))); /* full: let time pass */
+    } else {
       sim_fail("producer of stream %d: write failed %zd", r->id, n);
     }
   }
-  if (r->kind == REC_SOCK && !r->close_started && sim_chance(100000)) {
-    r->in_reset = true;
-    act("peer reset", r->fd, kern_inject_reset(r->fd));
-  }
-  r->in_peer_closed = true;
-  if (r->kind == REC_SOCK) act("peer shutdown", r->peer_fd, kern_shutdown_write(r->peer_fd));
-  peer_done(r);
 }
 
-static void sink_main(void *arg) {
-  rec *r = arg;
+static void do_consume(rec *r) {
   uint8_t buf[4096];
   for (int iter = 0; iter < 400000; iter++) {
     size_t want = 1 + sim_rand_below(sizeof(buf));
@@ -353,89 +406,157 @@ static void sink_main(void *arg) {
     }
     if (n == 0) {
       r->out_eof = true;
-      break;
+      return;
     }
     if (n != -EAGAIN) sim_fail("peer reader of stream %d: read failed %zd", r->id, n);
     sim_sleep((int64_t)sim_rand_below(2 * MS_NS) + 1);
   }
-  if (!r->out_eof) sim_fail("peer reader of stream %d never saw EOF", r->id);
-  peer_done(r);
+  sim_fail("peer reader of stream %d never saw EOF", r->id);
 }
 
-static rec *live_rec(void) {
-  int live[RECS_MAX], n = 0;
-  for (int i = 0; i < W.rec_count; i++)
-    if (!W.recs[i].close_started && W.recs[i].f != NULL) live[n++] = i;
-  return n == 0 ? NULL : &W.recs[live[sim_rand_below((uint64_t)n)]];
-}
-
-static int64_t pick_deadline(void) {
-  switch (sim_rand_below(7)) {
-    case 0: return 0;
-    case 1: return sim->now - 1 - (int64_t)sim_rand_below(MS_NS);
-    case 2: return sim->now;
-    case 3: return sim->now + 1 + (int64_t)sim_rand_below(1000);
-    case 4: return sim->now + 1 + (int64_t)sim_rand_below(5 * MS_NS);
-    case 5: return sim->now + 1000 * MS_NS;
-    default: return INT64_MAX;
+static void run_action(task_view *view, const sc_action *a) {
+  rec *r = a->stream >= 0 ? bound(view, a->stream) : NULL;
+  bool dead = a->stream >= 0 && (r == NULL || r->f == NULL);
+  int64_t v = 0;
+  uint8_t buf[4096];
+  switch (a->op) {
+    case SC_SLEEP: sim_sleep(a->n); return;
+    case SC_READ: {
+      if (dead) return expect(a, NP_ECLOSING, true);
+      sim->current->op_start = sim->now;
+      size_t want = (size_t)(a->n < (int64_t)sizeof(buf) ? a->n : (int64_t)sizeof(buf));
+      v = act("np_read", r->fd, np_read(r->f, buf, want));
+      if (v > 0) {
+        verify(r, r->id * 2, r->in_consumed, buf, (size_t)v, "reader");
+        r->in_consumed += (uint64_t)v;
+      } else if (v == 0 && want > 0 && !r->in_reset) {
+        if (!r->in_peer_closed) sim_fail("I3: EOF on stream %d before the peer closed", r->id);
+        if (r->in_consumed != r->in_produced) sim_fail("data: early EOF on stream %d", r->id);
+      } else if (v < 0) {
+        check_result(r, 'r', (int)v, "np_read");
+      }
+      return expect(a, v, true);
+    }
+    case SC_READ_ALL:
+      if (!dead) do_read_all(r);
+      return;
+    case SC_WRITE: {
+      if (dead) return expect(a, NP_ECLOSING, false);
+      size_t len = (size_t)a->n, written = SIZE_MAX;
+      uint8_t *data = malloc(len > 0 ? len : 1);
+      if (data == NULL) sim_fail("out of memory");
+      fill(r->id * 2 + 1, r->out_written, data, len);
+      sim->current->op_start = sim->now;
+      v = act("np_write", r->fd, np_write(r->f, data, len, &written));
+      free(data);
+      if (written > len) sim_fail("np_write reported %zu of %zu bytes", written, len);
+      if (v == 0 && written != len) sim_fail("np_write succeeded with %zu of %zu bytes", written, len);
+      r->out_written += written;
+      if (v < 0) check_result(r, 'w', (int)v, "np_write");
+      return expect(a, v, false);
+    }
+    case SC_WRITE_ALL:
+      if (!dead) do_write_all(r, (uint64_t)a->n);
+      return;
+    case SC_WAIT_READ:
+    case SC_WAIT_WRITE: {
+      if (dead) return expect(a, NP_ECLOSING, false);
+      int mode = a->op == SC_WAIT_READ ? 'r' : 'w';
+      sim->current->op_start = sim->now;
+      v = act(mode == 'r' ? "np_wait_read" : "np_wait_write", r->fd,
+              mode == 'r' ? np_wait_read(r->f) : np_wait_write(r->f));
+      if (v < 0) check_result(r, mode, (int)v, "np_wait");
+      return expect(a, v, false);
+    }
+    case SC_PRODUCE:
+      if (r != NULL) do_produce(r, (uint64_t)a->n, a->gap);
+      return;
+    case SC_CONSUME:
+      if (r != NULL) do_consume(r);
+      return;
+    case SC_PEER_WRITE: {
+      if (r == NULL) return expect(a, -EPIPE, false);
+      size_t len = (size_t)(a->n < (int64_t)sizeof(buf) ? a->n : (int64_t)sizeof(buf));
+      fill(r->id * 2, r->in_produced, buf, len);
+      v = act("peer write", r->peer_fd, kern_write(r->peer_fd, buf, len));
+      if (v > 0) r->in_produced += (uint64_t)v;
+      return expect(a, v, false);
+    }
+    case SC_PEER_CLOSE:
+      if (r == NULL) return;
+      r->in_peer_closed = true;
+      v = act("peer close", r->peer_fd, kern_close(r->peer_fd));
+      return expect(a, v, false);
+    case SC_PEER_SHUTDOWN:
+      if (r == NULL) return;
+      r->in_peer_closed = true;
+      v = act("peer shutdown", r->peer_fd, kern_shutdown_write(r->peer_fd));
+      return expect(a, v, false);
+    case SC_PEER_RESET:
+      if (r == NULL || r->close_started || r->kind != SC_SOCK) return;
+      r->in_reset = true;
+      act("peer reset", r->fd, kern_inject_reset(r->fd));
+      return;
+    case SC_DEADLINE: {
+      if (dead) return expect(a, NP_ECLOSING, false);
+      int which = a->mode == 'r' ? 0 : a->mode == 'w' ? 1 : 2;
+      v = set_deadline_recorded(r, which, deadline_value(a));
+      if (v == NP_ECLOSING && !r->close_started) sim_fail("I12: set deadline refused before close");
+      if (v != 0 && v != NP_ECLOSING) sim_fail("set deadline: %s", np_strerror((int)v));
+      return expect(a, v, false);
+    }
+    case SC_CLOSE:
+      if (dead) return expect(a, NP_ECLOSING, false);
+      r->close_started = true;
+      v = act("np_close", r->fd, np_close(r->f));
+      if (v != 0 && v != NP_ECLOSING) sim_fail("np_close: %s", np_strerror((int)v));
+      if (v == 0 && np_read(r->f, buf, 1) != NP_ECLOSING) sim_fail("I12: read after close not refused");
+      return expect(a, v, false);
+    case SC_REOPEN: {
+      /* The kernel hands out the lowest free numbers and the cache the last
+       * freed pd: the new generation very likely reuses both (ABA). */
+      if (W.gen[a->stream] + 1 >= GEN_MAX) sim_fail("line %d: too many generations of a stream", a->line);
+      rec *nr = open_stream(a->kind, a->cap);
+      int g = ++W.gen[a->stream];
+      W.gen_rec[a->stream][g] = nr == NULL ? -1 : nr->id;
+      view->gen[a->stream] = g;
+      return;
+    }
+    case SC_WAIT_GEN:
+      for (int i = 0; W.gen[a->stream] < a->n; i++) {
+        if (i > 1000000) sim_fail("line %d: wait-gen never satisfied", a->line);
+        sim_sleep(100000);
+      }
+      view->gen[a->stream] = (int)a->n;
+      return;
+    case SC_JOIN: sim_join(W.runners[a->task]); return;
+    case SC_BREAK: np__netpoll_break(W.p); return;
+    case SC_POLL:
+      v = np__poll_once(W.p, false);
+      if (v < 0) sim_fail("non-blocking netpoll failed: %s", np_strerror((int)v));
+      return;
+    case SC_INJECT:
+      if (r == NULL || r->f == NULL) return;
+      act(a->mode == 'e' ? "inject err-only" : "inject ready", r->fd,
+          kern_inject_event(r->fd, a->mode == 'e'));
+      return;
+    default: sim_fail("line %d: action not implemented", a->line);
   }
 }
 
-static void setter_main(void *arg) {
-  (void)arg;
-  int rounds = 1 + (int)sim_rand_below(24);
-  for (int i = 0; i < rounds; i++) {
-    sim_sleep((int64_t)sim_rand_below(3 * MS_NS));
-    rec *r = live_rec();
-    if (r == NULL) break;
-    int err = set_deadline_recorded(r, (int)sim_rand_below(3), pick_deadline());
-    if (err != 0 && err != NP_ECLOSING) sim_fail("set deadline: %s", np_strerror(err));
-    if (err == NP_ECLOSING && !r->close_started) sim_fail("I12: set deadline refused before close");
-  }
-  /* Liveness phase: no deadline may keep anybody from finishing. */
-  for (int i = 0; i < W.rec_count; i++) {
-    rec *r = &W.recs[i];
-    if (r->f == NULL || r->close_started) continue;
-    (void)set_deadline_recorded(r, 2, 0);
-  }
-}
-
-static void spawn_stream(enum rec_kind kind);
-
-static void closer_main(void *arg) {
-  (void)arg;
-  sim_sleep((int64_t)sim_rand_below(10 * MS_NS));
-  rec *r = live_rec();
-  if (r == NULL) return;
-  r->close_started = true;
-  int err = (int)act("np_close", r->fd, np_close(r->f));
-  if (err != 0) sim_fail("np_close: %s", np_strerror(err));
-  if (np_read(r->f, (char[1]){0}, 1) != NP_ECLOSING) sim_fail("I12: read after close not refused");
-  /* Reuse: the kernel hands out the lowest free numbers, so the new stream
-   * very likely gets the fd (and the cache the pd) just released (ABA). */
-  while (W.reopen_budget > 0 && sim_chance(700000)) {
-    W.reopen_budget--;
-    spawn_stream((enum rec_kind)sim_rand_below(3));
-  }
+static void task_main(void *arg) {
+  const sc_task *t = arg;
+  const scenario *sc = W.sc;
+  task_view view;
+  for (int s = 0; s < SC_STREAMS_MAX; s++) view.gen[s] = 1;
+  if (t->start > 0) sim_sleep(t->start);
+  for (int i = t->first; i < t->first + t->count; i++) run_action(&view, &sc->actions[i]);
 }
 
 static void faults_main(void *arg) {
   (void)arg;
   sim_sleep(W.fault_horizon);
   kern_faults_get()->active = false;
-}
-
-/* Polls without blocking now and then, as Go's scheduler does from
- * findrunnable while another thread sleeps in netpoll: it must never eat the
- * break meant for the sleeping poller (Go 42515). */
-static void nb_poller_main(void *arg) {
-  (void)arg;
-  int rounds = 1 + (int)sim_rand_below(200);
-  for (int i = 0; i < rounds && !W.stop; i++) {
-    sim_sleep(sim_chance(500000) ? 0 : (int64_t)sim_rand_below(MS_NS));
-    int n = np__poll_once(W.p, false);
-    if (n < 0) sim_fail("non-blocking netpoll failed: %s", np_strerror(n));
-  }
 }
 
 static void poller_main(void *arg) {
@@ -446,95 +567,40 @@ static void poller_main(void *arg) {
   }
 }
 
-static void spawn_stream(enum rec_kind kind) {
-  if (W.rec_count >= RECS_MAX) return;
-  /* Take the slot before any schedule point: closers reopen concurrently. */
-  rec *r = &W.recs[W.rec_count];
-  memset(r, 0, sizeof(*r));
-  r->id = W.rec_count++;
-  r->kind = kind;
-  int fds[2];
-  uint32_t cap = 1 + (uint32_t)sim_rand_below(sim_chance(500000) ? 64 : 8192);
-  int err = kind == REC_SOCK ? kern_socketpair(fds, cap) : kern_pipe(fds, cap);
-  if (err != 0) return; /* EMFILE: fine, nothing spawned */
-  r->fd = kind == REC_PIPE_OUT ? fds[1] : fds[0];
-  r->peer_fd = kind == REC_PIPE_OUT ? fds[0] : fds[1];
-  act(kind == REC_SOCK ? "socketpair" : "pipe", fds[0], fds[1]);
-  err = (int)act("np_open", r->fd, np_open(W.p, r->fd, &r->f));
-  if (err != 0) sim_fail("np_open of a fresh pipe: %s", np_strerror(err));
-  r->pd = r->f->pd;
-  r->fdseq = r->pd->fdseq;
-  r->tag = np__pd_tag(r->pd, r->fdseq);
-  char name[24];
-  if (kind != REC_PIPE_OUT) {
-    r->lib_users++;
-    r->peer_users++;
-    snprintf(name, sizeof(name), "reader%d", r->id);
-    sim_spawn(name, reader_main, r);
-    snprintf(name, sizeof(name), "producer%d", r->id);
-    sim_spawn(name, producer_main, r);
-  }
-  if (kind != REC_PIPE_IN) {
-    r->lib_users++;
-    r->peer_users++;
-    snprintf(name, sizeof(name), "writer%d", r->id);
-    sim_spawn(name, writer_main, r);
-    snprintf(name, sizeof(name), "sink%d", r->id);
-    sim_spawn(name, sink_main, r);
-  }
-}
-
-static uint32_t rate(void) {
-  static const uint32_t rates[] = {0, 0, 0, 10000, 50000, 200000};
-  return rates[sim_rand_below(6)];
-}
-
 static void main_task(void *arg) {
   (void)arg;
+  const scenario *sc = W.sc;
   W.p = calloc(1, sizeof(*W.p));
   if (W.p == NULL) sim_fail("out of memory");
   int err = np__poller_init(W.p, &sim_backend, W.events_max);
   if (err != 0) sim_fail("poller init: %s", np_strerror(err));
   W.poller_task = sim_spawn("poller", poller_main, NULL);
-
-  kern_faults *kf = kern_faults_get();
-  if (!W.opts->no_faults) {
-    kf->epoll_eintr = rate();
-    kf->rw_eintr = rate();
-    kf->spurious_eagain = rate();
-    kf->short_io = rate();
-    kf->spurious_ready = rate();
-    kf->err_only = rate() / 4;
-    kf->maxevents_cut = rate();
-    kf->active = true;
-    W.fault_horizon = 1 + (int64_t)sim_rand_below(30 * MS_NS);
+  if (sc->faults.active && !W.opts->no_faults) {
+    *kern_faults_get() = sc->faults;
+    kern_faults_get()->active = true;
+    W.fault_horizon = sc->fault_horizon;
     sim_spawn("faults", faults_main, NULL);
   }
-  int streams = 1 + (int)sim_rand_below(3);
-  for (int i = 0; i < streams; i++) spawn_stream((enum rec_kind)sim_rand_below(3));
-  if (sim_chance(700000)) sim_spawn("setter", setter_main, NULL);
-  if (sim_chance(300000)) sim_spawn("nbpoller", nb_poller_main, NULL);
-  int closers = (int)sim_rand_below(4);
-  W.reopen_budget = closers * 2;
-  for (int i = 0; i < closers; i++) sim_spawn("closer", closer_main, NULL);
-
-  /* Wait for every actor (new ones may be spawned while we wait). */
-  for (int i = 0; i < sim->task_count; i++) {
-    sim_task *t = sim->tasks[i];
-    if (t == sim->current || t == W.poller_task) continue;
-    sim_join(t);
+  for (int s = 0; s < sc->stream_count; s++) {
+    rec *r = open_stream(sc->streams[s].kind, sc->streams[s].cap);
+    for (int g = 0; g < GEN_MAX; g++) W.gen_rec[s][g] = -1;
+    W.gen_rec[s][1] = r == NULL ? -1 : r->id;
+    W.gen[s] = 1;
   }
+  for (int t = 0; t < sc->task_count; t++)
+    W.runners[t] = sim_spawn(sc->tasks[t].name, task_main, (void *)&sc->tasks[t]);
+  for (int t = 0; t < sc->task_count; t++) sim_join(W.runners[t]);
   W.stop = true;
   np__netpoll_break(W.p);
   sim_join(W.poller_task);
 
   for (int i = 0; i < W.rec_count; i++) {
     rec *r = &W.recs[i];
-    if (r->kind != REC_PIPE_IN && r->out_received != r->out_written && !r->close_started && !r->in_reset)
+    if (r->f == NULL) continue;
+    if (r->kind != SC_PIPE_IN && r->out_eof && r->out_received != r->out_written && !r->in_reset)
       sim_fail("data: stream %d: library wrote %" PRIu64 " bytes, peer received %" PRIu64, r->id,
                r->out_written, r->out_received);
-    if (r->kind != REC_PIPE_OUT && r->in_consumed > r->in_produced)
-      sim_fail("data: stream %d: read more than was sent", r->id);
+    if (r->in_consumed > r->in_produced) sim_fail("data: stream %d: read more than was sent", r->id);
     np_free(r->f);
     r->f = NULL;
   }
@@ -731,20 +797,24 @@ static void format(void *ctx, const sim_trace_entry *e, char *buf, size_t len) {
 
 int world_run(const world_options *opts, world_result *result) {
   static sim_sched s;
+  const scenario *sc = opts->sc;
   sim_config cfg = {
       .seed = opts->seed,
-      .strategy = opts->strategy,
-      .pct_depth = opts->pct_depth,
+      .strategy = sc->strategy ? SIM_PCT : SIM_RANDOM,
+      .pct_depth = sc->depth,
       .step_limit = opts->step_limit,
       .check_every_step = opts->check_every_step,
       .trace_out = opts->trace_out,
   };
   sim_init(&s, &cfg);
+  if (sc->quantum > 0) s.quantum = sc->quantum;
+  if (sc->stickiness >= 0) s.stickiness = (uint32_t)sc->stickiness;
   kern_reset();
   kern_set_event_hook(on_event, NULL);
   memset(&W, 0, sizeof(W));
   W.opts = opts;
-  W.events_max = 1 + (int)sim_rand_below(8);
+  W.sc = sc;
+  W.events_max = sc->events_max > 0 ? sc->events_max : 1 + (int)sim_rand_below(8);
   sim_spawn("main", main_task, NULL);
   int rc = sim_run(&s, check, format, NULL);
 
@@ -759,14 +829,15 @@ int world_run(const world_options *opts, world_result *result) {
   result->events = kern_stats_get()->events;
   result->tasks = s.task_count;
   if (rc != 0 && opts->report != NULL) {
-    fprintf(opts->report, "FAIL seed=%" PRIu64 " strategy=%s: %s\n", opts->seed,
-            opts->strategy == SIM_PCT ? "pct" : "random", s.failure);
-    fprintf(opts->report, "--- last %d trace lines ---\n", opts->trace_tail);
-    sim_trace_print(opts->report, (uint64_t)opts->trace_tail);
+    fprintf(opts->report, "FAIL %s seed=%" PRIu64 " strategy=%s: %s\n", sc->name, opts->seed,
+            sc->strategy ? "pct" : "random", s.failure);
+    if (opts->trace_tail > 0) {
+      fprintf(opts->report, "--- last %d trace lines ---\n", opts->trace_tail);
+      sim_trace_print(opts->report, (uint64_t)opts->trace_tail);
+    }
   }
-  /* A failed run leaves the core's state half way: memory is reclaimed
-   * with the kernel and the task stacks; pd blocks of a failed run leak by
-   * design (a failure ends the campaign's interest in this seed). */
+  /* A failed run leaves the core half way (tasks never resumed): its pd
+   * blocks and poller are not reclaimed. Passing runs free everything. */
   sim_fini(&s);
   kern_reset();
   return rc;

@@ -12,15 +12,16 @@
 
 #include "sched.h"
 
+struct scenario;
+
 typedef struct world_options {
-  uint64_t seed;
-  sim_strategy strategy;
-  int pct_depth;
-  uint64_t step_limit;   /* 0: default */
-  bool check_every_step; /* state invariants at every point (default on) */
-  FILE *trace_out;       /* full live trace, or NULL */
-  FILE *report;          /* failure report (seed, replay line, trace tail), or NULL */
-  int trace_tail;        /* lines of trace in a failure report */
+  const struct scenario *sc; /* the program to run */
+  uint64_t seed;             /* the schedule (and fault decisions) */
+  uint64_t step_limit;       /* 0: default */
+  bool check_every_step;     /* state invariants at every point (default on) */
+  FILE *trace_out;           /* full live trace, or NULL */
+  FILE *report;              /* failure report (seed, replay line, trace tail), or NULL */
+  int trace_tail;            /* lines of trace in a failure report */
   bool no_faults;
 } world_options;
 
