@@ -274,6 +274,9 @@ static int parse_action(parser *p, char **tok, int ntok) {
         return fail(p, "read takes S [MAX]");
       break;
     case SC_WRITE:
+      if (extra != 1 || !parse_int(tok[2], 0, SC_WRITE_MAX, &a.n))
+        return fail(p, "write takes S BYTES (at most %d)", SC_WRITE_MAX);
+      break;
     case SC_WRITE_ALL:
     case SC_PEER_WRITE:
       if (extra != 1 || !parse_int(tok[2], 0, 1 << 24, &a.n)) return fail(p, "%s takes S BYTES", tok[0]);
@@ -412,8 +415,8 @@ int sc_parse(const char *text, size_t len, scenario *out, char *err, size_t err_
     if (rc != 0) return -1;
   }
   if (out->task_count == 0) {
-    p.line = 0;
-    return fail(&p, "no tasks");
+    snprintf(err, err_len, "end of input (line %d): no tasks", p.line);
+    return -1;
   }
   return sc_validate(out, err, err_len);
 }

@@ -21,6 +21,7 @@
 #define SC_TASKS_MAX 32
 #define SC_ACTIONS_MAX 512
 #define SC_NAME_MAX 24
+#define SC_WRITE_MAX 16384 /* bytes of one write action */
 
 typedef enum sc_kind { SC_PIPE_IN, SC_PIPE_OUT, SC_SOCK } sc_kind;
 
