@@ -35,6 +35,8 @@ static void usage(FILE *out) {
       "  shrink FILE         reduce a failing replay file to a small scenario that still\n"
       "  shrink --seed N     fails the same way; writes FILE.min.scn (or --out)\n"
       "  check FILE...       parse scenario files only; line-numbered errors\n"
+      "  outcome FILE        run once and print each action's result class, by task\n"
+      "                      (what the conformance test compares with real epoll)\n"
       "  selfcheck           same seed twice -> same trace hash, and generate -> dump ->\n"
       "                      parse -> run gives the same trace (default seeds 1-200)\n"
       "  bench               schedule steps/s and seeds/s on one core\n"
@@ -302,6 +304,41 @@ int main(int argc, char **argv) {
     g_sc.has_seed = true;
     g_sc.seed = c.first;
     sc_dump(&g_sc, stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "outcome") == 0) {
+    /* One line per action with a result, grouped by task in action order:
+     * the observable behaviour the conformance test compares. */
+    uint64_t seed;
+    int rc = load(&c, &seed);
+    if (rc != 0) return rc;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    c.o.outcome = mem;
+    c.o.report = NULL;
+    c.o.sc = &g_sc;
+    c.o.seed = seed;
+    world_result r;
+    rc = world_run(&c.o, &r);
+    fclose(mem);
+    if (rc != 0) {
+      fprintf(stderr, "npsim: run failed: %s\n", r.failure);
+      free(text);
+      return 1;
+    }
+    /* sort by task order of the scenario (stable within a task) */
+    for (int t = 0; t < g_sc.task_count; t++) {
+      size_t nlen = strlen(g_sc.tasks[t].name);
+      for (char *line = text; line != NULL && *line;) {
+        char *end = strchr(line, '\n');
+        size_t l = end ? (size_t)(end - line) : strlen(line);
+        if (l > nlen && strncmp(line, g_sc.tasks[t].name, nlen) == 0 && line[nlen] == ' ')
+          printf("%.*s\n", (int)l, line);
+        line = end ? end + 1 : NULL;
+      }
+    }
+    free(text);
     return 0;
   }
   if (strcmp(cmd, "replay") == 0) {

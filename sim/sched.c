@@ -109,8 +109,17 @@ uint64_t sim_rand(void) {
   return result;
 }
 
+/* With a choice buffer (fuzzing), decisions come from its bytes while they
+ * last, so coverage guidance steers interleavings and faults; then the
+ * PRNG (seeded from the buffer by the caller) takes over. */
 uint64_t sim_rand_below(uint64_t n) {
   if (n <= 1) return 0;
+  if (sim->cfg.choices != NULL && sim->choices_pos < sim->cfg.choices_len) {
+    uint64_t v = 0;
+    for (uint64_t span = n - 1; span > 0 && sim->choices_pos < sim->cfg.choices_len; span >>= 8)
+      v = (v << 8) | sim->cfg.choices[sim->choices_pos++];
+    return v % n;
+  }
   return (uint64_t)(((unsigned __int128)sim_rand() * n) >> 64);
 }
 
@@ -259,6 +268,12 @@ static sim_task *pick(void) {
       for (int i = 0; i < sim->task_count; i++)
         if (sim->tasks[i]->state != SIM_DONE) all_done = false;
       if (all_done) return &sim->main_task;
+      if (sim->cfg.allow_stuck) {
+        /* check_quiescent passed: nobody is parked despite readiness, an
+         * expired deadline or a close; the program just waits forever. */
+        sim->stuck = true;
+        return &sim->main_task;
+      }
       char blocked[384] = "";
       size_t used = 0;
       for (int i = 0; i < sim->task_count && used < sizeof(blocked) - 48; i++) {
@@ -318,7 +333,7 @@ int sim_run(sim_sched *s, sim_check_fn check, sim_format_fn format, void *ctx) {
   if (setjmp(s->fail_jmp) == 0) {
     if (s->task_count > 0) switch_to(pick());
   }
-  return s->failed ? -1 : 0;
+  return s->failed ? -1 : s->stuck ? 1 : 0;
 }
 
 /* ---- blocking -------------------------------------------------------------------- */

@@ -41,6 +41,8 @@ typedef struct sim_task {
   uint64_t priority;          /* PCT */
   void *asan_fake_stack;
   int64_t op_start;             /* virtual time the actor's current op began (oracles) */
+  uint64_t op_step;             /* schedule step the actor's current op began (oracles) */
+  bool pure_wait;               /* inside np_wait_*: parked without a syscall having said EAGAIN */
   void *actor;                  /* world data */
   struct sim_task *join_target; /* task this one waits for in sim_join */
 } sim_task;
@@ -62,10 +64,15 @@ typedef struct sim_trace_entry {
 typedef struct sim_config {
   uint64_t seed;
   sim_strategy strategy;
-  int pct_depth;         /* PCT bug depth d (change points = d - 1) */
-  uint64_t step_limit;   /* a run longer than this is a hang */
-  bool check_every_step; /* run the state invariant checker at each point */
-  FILE *trace_out;       /* if set, every trace line is printed live */
+  int pct_depth;          /* PCT bug depth d (change points = d - 1) */
+  uint64_t step_limit;    /* a run longer than this is a hang */
+  bool check_every_step;  /* run the state invariant checker at each point */
+  FILE *trace_out;        /* if set, every trace line is printed live */
+  const uint8_t *choices; /* if set, random decisions are read from here first (fuzzing) */
+  size_t choices_len;
+  bool allow_stuck; /* a run where tasks block forever, with every quiescence
+                       invariant holding, ends quietly (fuzzed programs may
+                       legitimately wait forever) instead of failing I8 */
 } sim_config;
 
 /* Called at every schedule point (state invariants) and at quiescence. */
@@ -95,6 +102,8 @@ typedef struct sim_sched {
   void *ctx;
   bool in_check;
   bool failed;
+  bool stuck; /* ended by allow_stuck */
+  size_t choices_pos;
   char failure[512];
   jmp_buf fail_jmp; /* longjmp target in sim_run on failure */
   uint32_t next_object_id;

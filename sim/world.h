@@ -23,6 +23,10 @@ typedef struct world_options {
   FILE *report;              /* failure report (seed, replay line, trace tail), or NULL */
   int trace_tail;            /* lines of trace in a failure report */
   bool no_faults;
+  FILE *outcome;          /* "task index action result" per checked action, or NULL */
+  const uint8_t *choices; /* fuzzing: random decisions read from here first */
+  size_t choices_len;
+  bool allow_stuck; /* fuzzing: a legitimately blocked-forever program passes */
 } world_options;
 
 typedef struct world_result {
@@ -35,6 +39,7 @@ typedef struct world_result {
   uint64_t faults;
   uint64_t events;
   int tasks;
+  bool stuck; /* ended blocked forever (allow_stuck) */
 } world_result;
 
 int world_run(const world_options *opts, world_result *result);
