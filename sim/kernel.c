@@ -228,14 +228,19 @@ static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
     return 8;
   }
   if (f->kind != K_PIPE_R && f->kind != K_SOCK) return -EBADF;
-  if (f->kind == K_SOCK && f->sk_err != 0) {
-    int err = f->sk_err;
-    f->sk_err = 0;
-    return -err;
-  }
   kbuf *b = f->rx;
   if (len == 0) return 0;
-  if (b->len == 0) return b->no_writer ? 0 : -EAGAIN;
+  if (b->len == 0) {
+    /* af_unix: queued data first; then a pending error once (sock_error),
+     * then EOF or EAGAIN. */
+    if (f->kind == K_SOCK && f->sk_err != 0) {
+      int err = f->sk_err;
+      f->sk_err = 0;
+      notify(fd);
+      return -err;
+    }
+    return b->no_writer ? 0 : -EAGAIN;
+  }
   size_t n = len < b->len ? len : b->len;
   if (faults && n > 1 && fault(K.faults.short_io)) n = 1 + sim_rand_below(n - 1);
   bool was_full = b->len == b->cap;
@@ -258,12 +263,11 @@ static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faul
     return 8;
   }
   if (f->kind != K_PIPE_W && f->kind != K_SOCK) return -EBADF;
-  if (f->kind == K_SOCK && f->sk_err != 0) { /* sock_error: the first send or receive consumes it */
-    int err = f->sk_err;
-    f->sk_err = 0;
-    return -err;
-  }
   kbuf *b = f->tx;
+  /* pipe_write returns 0 for an empty write before looking for readers;
+   * af_unix checks the shutdown state first (EPIPE), and never consumes a
+   * pending socket error on send. */
+  if (f->kind == K_PIPE_W && len == 0) return 0;
   if (b->no_reader) return -EPIPE;
   if (f->kind == K_SOCK && b->no_writer) return -EPIPE; /* we shut our write side */
   if (len == 0) return 0;
@@ -300,8 +304,9 @@ int kern_inject_reset(int fd) {
   kfile *f = file_of(fd);
   if (f == NULL) return -EBADF;
   if (f->kind != K_SOCK) return -ENOTSOCK;
-  /* A reset kills both directions: after the error, reads see EOF and
-   * writes EPIPE; the peer sees EOF and EPIPE too. */
+  /* A reset kills both directions: reads return what is queued, then the
+   * error once, then EOF; writes fail with EPIPE; the peer sees EOF and
+   * EPIPE too. */
   f->sk_err = ECONNRESET;
   f->rx->no_writer = true;
   f->tx->no_reader = true;
@@ -328,7 +333,12 @@ int kern_close(int fd) {
       break;
     default: break;
   }
-  if (peer >= 0 && file_of(peer) != NULL) K.files[peer].peer = -1;
+  if (peer >= 0 && file_of(peer) != NULL) {
+    /* unix_release_sock: unread data in the closing end's receive queue
+     * resets the survivor (ECONNRESET once, then EOF). */
+    if (f->kind == K_SOCK && f->rx->len > 0) K.files[peer].sk_err = ECONNRESET;
+    K.files[peer].peer = -1;
+  }
   kbuf *rx = f->rx, *tx = f->tx;
   if (fd == K.breakfd) K.breakfd = -1;
   if (fd == K.epfd) K.epfd = -1;

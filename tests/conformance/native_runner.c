@@ -46,9 +46,9 @@ typedef struct rec {
   sc_kind kind;
   np_fd *f;
   int fd;
-  pthread_mutex_t peer_mu; /* guards peer_fd: peer actions of several tasks */
-  int peer_fd;             /* -1 once the peer end is closed */
-  _Atomic uint64_t in_produced, in_consumed; /* peer -> library */
+  pthread_mutex_t peer_mu;                    /* guards peer_fd: peer actions of several tasks */
+  int peer_fd;                                /* -1 once the peer end is closed */
+  _Atomic uint64_t in_produced, in_consumed;  /* peer -> library */
   _Atomic uint64_t out_written, out_received; /* library -> peer */
   atomic_bool out_eof;
 } rec;
@@ -71,10 +71,10 @@ static np_poller *g_p;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
 static rec g_recs[RECS_MAX];
-static int g_rec_count;                         /* g_mu */
+static int g_rec_count;                        /* g_mu */
 static int g_gen_rec[SC_STREAMS_MAX][GEN_MAX]; /* g_mu: (stream, generation) -> rec */
-static int g_gen[SC_STREAMS_MAX];               /* g_mu: newest generation */
-static bool g_done[SC_TASKS_MAX];               /* g_mu */
+static int g_gen[SC_STREAMS_MAX];              /* g_mu: newest generation */
+static bool g_done[SC_TASKS_MAX];              /* g_mu */
 static bool g_verify_in[SC_STREAMS_MAX], g_verify_out[SC_STREAMS_MAX];
 static task_ctx g_tasks[SC_TASKS_MAX];
 static atomic_int g_failed;
@@ -539,10 +539,11 @@ static void plan_verification(const scenario *sc) {
 }
 
 static void usage(void) {
-  fputs("usage: np_scenario_native FILE [--timeout SECONDS] [--any]\n"
-        "  runs a conformance scenario on real epoll and prints its outcome\n"
-        "  in the format of `npsim outcome FILE`\n",
-        stderr);
+  fputs(
+      "usage: np_scenario_native FILE [--timeout SECONDS] [--any]\n"
+      "  runs a conformance scenario on real epoll and prints its outcome\n"
+      "  in the format of `npsim outcome FILE`\n",
+      stderr);
 }
 
 int main(int argc, char **argv) {
@@ -614,7 +615,8 @@ int main(int argc, char **argv) {
   for (int t = 0; t < sc.task_count; t++) {
     while (!g_done[t]) {
       if (pthread_cond_timedwait(&g_cv, &g_mu, &limit) == ETIMEDOUT && !g_done[t]) {
-        fprintf(stderr, "np_scenario_native: %s: not finished after %ld s; blocked tasks:", sc.name, timeout_s);
+        fprintf(stderr, "np_scenario_native: %s: not finished after %ld s; blocked tasks:", sc.name,
+                timeout_s);
         for (int u = 0; u < sc.task_count; u++)
           if (!g_done[u]) fprintf(stderr, " %s", sc.tasks[u].name);
         fputc('\n', stderr);
