@@ -29,3 +29,9 @@ check-format:
 
 clean:
 	rm -rf $(BUILD)
+
+# Mutation testing of the simulator: every tests/mutants/*.patch must be caught
+# by a bounded npsim campaign (ci/mutants.sh; MUTANT_SEEDS, MUTANTS=glob, JOBS).
+.PHONY: mutants
+mutants:
+	JOBS=$(JOBS) ci/mutants.sh

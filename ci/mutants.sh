@@ -82,7 +82,7 @@ invariant_of() {
   elif grep -q '^crash' <<<"$1"; then
     echo "crash"
   else
-    echo "other"
+    echo "none named"
   fi
 }
 
@@ -121,6 +121,7 @@ run_one() {
         seed=$(first_bad "$npsim" "$strategy" 1 "$SEEDS")
         msg="$msg at seed $seed"
       fi
+      msg=${msg//$src\//}
       msg=${msg//|/\/}
       row="$name|$(models_of "$patch")|yes|$strategy|$seed|$(invariant_of "$msg")|$(elapsed "$t0")|$msg"
       break

@@ -55,6 +55,7 @@ static void decode(reader *rd, scenario *sc) {
     sc->faults.maxevents_cut = 200000;
     sc->fault_horizon = 5000000;
   }
+  int reopens[SC_STREAMS_MAX] = {0};
   int tasks = 1 + (int)(take(rd) % 5);
   for (int t = 0; t < tasks; t++) {
     sc_task *task = &sc->tasks[sc->task_count++];
@@ -83,6 +84,11 @@ static void decode(reader *rd, scenario *sc) {
           break;
         }
         case SC_REOPEN:
+          /* the interpreter keeps 15 generations a stream */
+          if (++reopens[a.stream] > 12) {
+            a.op = SC_POLL;
+            break;
+          }
           a.kind = (sc_kind)(param % 3);
           a.cap = caps[(param >> 2) % 4];
           break;
