@@ -35,3 +35,25 @@ clean:
 .PHONY: mutants
 mutants:
 	JOBS=$(JOBS) ci/mutants.sh
+
+# ---- fuzzing (ci/fuzz.sh, ci/replay.sh, ci/fuzz-canary.sh; fuzz/README.md) ----
+# make fuzz [ENGINE=libfuzzer|afl] [FUZZ_SECONDS=240] [JOBS=n] [TARGETS="lifecycle ..."]
+#           [FUZZ_SANITIZE=address|none]
+# make replay FILE=corpus/regressions/<target>/<name> [TARGET=...] | SEED=N | SCENARIO=path.scn
+.PHONY: fuzz fuzz-afl fuzz-smoke fuzz-canary replay
+FUZZ_ENV = ENGINE='$(ENGINE)' FUZZ_SECONDS='$(FUZZ_SECONDS)' JOBS='$(JOBS)' TARGETS='$(TARGETS)' \
+           FUZZ_SANITIZE='$(FUZZ_SANITIZE)'
+fuzz:
+	$(FUZZ_ENV) ci/fuzz.sh
+
+fuzz-afl:
+	$(FUZZ_ENV) ENGINE=afl ci/fuzz.sh
+
+fuzz-smoke:
+	$(FUZZ_ENV) ci/fuzz.sh --smoke
+
+fuzz-canary:
+	JOBS='$(JOBS)' ci/fuzz-canary.sh
+
+replay:
+	@FILE='$(FILE)' TARGET='$(TARGET)' SEED='$(SEED)' SCENARIO='$(SCENARIO)' ci/replay.sh

@@ -308,7 +308,7 @@ count_crashes() {
 }
 progress_line() { # target elapsed secs execs cov ft corp crashes
   local rate
-  rate=$(awk -v e="$4" -v s="$2" 'BEGIN { printf "%d", s > 0 ? e / s : 0 }')
+  rate=$(awk -v e="$4" -v s="$2" 'BEGIN { printf "%d", (s > 0 ? e / s : 0) }')
   if [ "$ENGINE" = libfuzzer ]; then
     printf '[%-9s] %4ds/%ds  execs %-10s %7s exec/s  cov %-5s ft %-6s corpus %-5s crashes %s' \
       "$1" "${2%.*}" "$3" "$4" "$rate" "$5" "$6" "$7" "$8"
@@ -382,15 +382,19 @@ run_target() {
     sleep 1
   done
   [ $TTY = 1 ] && echo
-  for p in "${cur_pids[@]}"; do wait "$p" 2>/dev/null; done
+  local frc=0
+  for p in "${cur_pids[@]}"; do wait "$p" 2>/dev/null || frc=$?; done
   cur_pids=()
   elapsed=$(since "$start")
   local execs=${1:-0} cov=${2:-0} rate
-  rate=$(awk -v e="$execs" -v s="$elapsed" 'BEGIN { printf "%d", s > 0 ? e / s : 0 }')
-  if [ "$n_crash" = 0 ] && [ "$ENGINE" = libfuzzer ] && grep -a -q -E 'ERROR: libFuzzer|==ERROR|^INFO: fuzzed for .* exiting with a crash' "$w/fuzz.log" &&
-    ! grep -a -q 'INFO: fuzzed for\|Done [0-9]* runs\|INFO: exiting: 0' "$w/fuzz.log"; then
-    log "$t: the fuzzer failed without a crash artifact; log: $w/fuzz.log"
-    tail -20 "$w/fuzz.log"
+  rate=$(awk -v e="$execs" -v s="$elapsed" 'BEGIN { printf "%d", (s > 0 ? e / s : 0) }')
+  n_crash=$(count_crashes "$crashdir")
+  [ "$n_crash" -gt 0 ] && [ -z "$crash_at" ] && crash_at=$elapsed
+  if [ "$n_crash" = 0 ] && [ $frc != 0 ] && [ $STOP = 0 ]; then
+    local flog=$w/fuzz.log
+    [ "$ENGINE" = afl ] && flog=$w/afl-0.log
+    log "$t: the fuzzer exited with status $frc without a crash file; log: $flog"
+    tail -20 "$flog"
     CRASHED=1
   fi
 

@@ -177,7 +177,8 @@ for strategy in random pct; do
   rc=$(campaign "$base/_b/sim/npsim" "$strategy" 1 "$BASE_SEEDS" "$WORK/logs/_baseline.$strategy")
   if [ "$rc" != 0 ]; then
     echo "[mutants] ERROR: the unpatched tree fails its $strategy baseline (seeds 1-$BASE_SEEDS):" >&2
-    grep -m1 '^FAIL' "$WORK/logs/_baseline.$strategy" >&2
+    grep -m1 '^FAIL' "$WORK/logs/_baseline.$strategy" >&2 || echo "npsim exit status $rc (no FAIL report)" >&2
+    echo "logs: $WORK/logs" >&2
     exit 1
   fi
 done

@@ -15,9 +15,10 @@ enum kind { K_FREE, K_PIPE_R, K_PIPE_W, K_SOCK, K_EVENTFD, K_EPOLL, K_RESERVED }
 typedef struct kbuf { /* one direction of a stream */
   uint8_t *data;
   uint32_t cap, len, head;
-  bool no_writer; /* write side closed/shut: reader sees EOF after data */
-  bool no_reader; /* read side closed: writes fail with EPIPE */
-  int users;      /* files referring to it */
+  uint64_t total_read; /* bytes ever read: the stream offset of the next read */
+  bool no_writer;      /* write side closed/shut: reader sees EOF after data */
+  bool no_reader;      /* read side closed: writes fail with EPIPE */
+  int users;           /* files referring to it */
 } kbuf;
 
 typedef struct epitem {
@@ -229,6 +230,9 @@ static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
   }
   if (f->kind != K_PIPE_R && f->kind != K_SOCK) return -EBADF;
   kbuf *b = f->rx;
+  /* The exact stream offset of this read, for the reader's data check
+   * (several tasks may read one stream; they return in any order). */
+  sim->current->io_offset = b->total_read;
   if (len == 0) return 0;
   if (b->len == 0) {
     /* af_unix: queued data first; then a pending error once (sock_error),
@@ -247,6 +251,7 @@ static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
   for (size_t i = 0; i < n; i++) ((uint8_t *)buf)[i] = b->data[(b->head + i) % b->cap];
   b->head = (uint32_t)((b->head + n) % b->cap);
   b->len -= (uint32_t)n;
+  b->total_read += n;
   (void)was_full; /* Linux wakes writers on every read of a unix socket; pipes when it was full. Waking always
                      over-approximates both. */
   notify_buf_users(b, f->peer, -1);

@@ -42,6 +42,7 @@ typedef struct sim_task {
   void *asan_fake_stack;
   int64_t op_start;             /* virtual time the actor's current op began (oracles) */
   uint64_t op_step;             /* schedule step the actor's current op began (oracles) */
+  uint64_t io_offset;           /* stream offset of this task's last read (set by the kernel) */
   bool pure_wait;               /* inside np_wait_*: parked without a syscall having said EAGAIN */
   void *actor;                  /* world data */
   struct sim_task *join_target; /* task this one waits for in sim_join */
