@@ -119,9 +119,12 @@ static unsigned tag_seen(uint64_t tag) {
   return W.used_seq[i] == seq ? W.used_flags[i] : 0;
 }
 
+/* The handle that owns pd now: the one registered with the pd's current
+ * fd sequence (an earlier, closed handle may have had the same pd). */
 static rec *rec_of_pd(const void *pd) {
+  const np__pd *p = pd;
   for (int i = W.rec_count - 1; i >= 0; i--)
-    if (W.recs[i].pd == pd && W.recs[i].f != NULL) return &W.recs[i];
+    if (W.recs[i].pd == p && W.recs[i].f != NULL && W.recs[i].fdseq == p->fdseq) return &W.recs[i];
   return NULL;
 }
 
@@ -749,8 +752,10 @@ static void check(void *ctx, bool quiescent) {
      * next one). */
     if (!t->pure_wait && (mask & wakes) && !kern_item_queued(r->fd) &&
         kern_epoll_waiter(&(int64_t){0}) != NULL)
-      sim_fail("I8: %s parked (%c) on stream %d although it is ready (mask %#x) and no event is pending",
-               t->name, w->mode, r->id, mask);
+      sim_fail(
+          "I8: %s parked (%c) on stream %d (fd %d, kind %d) although it is ready (mask %#x) and no event is "
+          "pending",
+          t->name, w->mode, r->id, r->fd, (int)r->kind, mask);
   }
   if (p->waiters != parked) sim_fail("I11: waiter count %u but %u waiters parked", p->waiters, parked);
   int64_t wake_at;
