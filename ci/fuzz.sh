@@ -283,7 +283,11 @@ handle_crash() {
 # ---- progress --------------------------------------------------------------------
 # stats_libfuzzer LOG: "execs cov ft corp" from the newest status line.
 stats_libfuzzer() {
-  grep -a -E '^#[0-9]+' "$1" 2>/dev/null | tail -1 | awk '{
+  # -fork prints "#N: cov: ..." (the children's own "#N\tNEW ..." lines only
+  # show up in crash logs); in-process runs print "#N\tNEW|pulse|DONE cov: ..."
+  local pat='^#[0-9]+[[:space:]]'
+  [ "$JOBS" -gt 1 ] && pat='^#[0-9]+: cov:'
+  grep -a -E "$pat" "$1" 2>/dev/null | tail -1 | awk '{
     e = $1; gsub(/[^0-9]/, "", e); cov = ft = corp = 0
     for (i = 2; i < NF; i++) {
       if ($i == "cov:") cov = $(i + 1); if ($i == "ft:") ft = $(i + 1)
@@ -446,17 +450,20 @@ run_target() {
     reduce_if_big "$t" "$bin"
   fi
   local kb
-  kb=$(du -sk "$seeds" | cut -f1)
+  kb=$(kbytes "$seeds")
   summary+=("$(printf '%-9s %6.0f %11s %8s %6s %7s %5s %6s %s' "$t" "$elapsed" "$execs" "$rate" "$cov" \
     "$(if [ $MERGE = 1 ]; then echo "+$added"; else echo "-"; fi)" "${kb}K" "$n_crash" \
     "${crash_at:+(first after ${crash_at}s)}")")
 }
 
+# kbytes DIR: the size of the files in DIR (bytes, not disk blocks), in KB.
+kbytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", (s + 1023) / 1024 }'; }
+
 # reduce_if_big TARGET BIN: re-minimize corpus/<target> (edge coverage only)
 # when it outgrew FUZZ_CORPUS_KB. Hand-named seeds (not a 40-hex name) stay.
 reduce_if_big() {
   local t=$1 bin=$2 seeds=$ROOT/corpus/$1 w=$WORK/$1 kb
-  kb=$(du -sk "$seeds" | cut -f1)
+  kb=$(kbytes "$seeds")
   [ "$kb" -le "$CORPUS_KB" ] && return 0
   log "$t: corpus/$t is ${kb} KB > FUZZ_CORPUS_KB=$CORPUS_KB: re-minimizing"
   local keep=$w/reduce-keep gen=$w/reduce-gen out=$w/reduce-out
@@ -485,7 +492,7 @@ reduce_if_big() {
   fi
   find "$seeds" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}' -delete
   cp "$out"/* "$seeds/" 2>/dev/null
-  log "$t: corpus/$t now $(find "$seeds" -type f | wc -l) files, $(du -sk "$seeds" | cut -f1) KB"
+  log "$t: corpus/$t now $(find "$seeds" -type f | wc -l) files, $(kbytes "$seeds") KB"
 }
 
 log "engine $ENGINE, targets ${targets[*]}, ${PER} s each, $JOBS job(s), work dir ${WORK#"$ROOT"/}"

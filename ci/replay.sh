@@ -103,6 +103,8 @@ else
   cmd=("$BUILD/sim/npsim" replay "$scenario")
 fi
 echo "replay: ${cmd[*]#"$ROOT"/}" >&2
+# line-buffered: the failure report (stderr) lands between whole trace lines
+if command -v stdbuf >/dev/null; then cmd=(stdbuf -oL "${cmd[@]}"); fi
 "${cmd[@]}"
 rc=$?
 if [ $rc = 0 ]; then

@@ -10,7 +10,9 @@
 
 #include "sched.h"
 
-enum kind { K_FREE, K_PIPE_R, K_PIPE_W, K_SOCK, K_EVENTFD, K_EPOLL, K_RESERVED };
+enum kind { K_FREE, K_PIPE_R, K_PIPE_W, K_SOCK, K_EVENTFD, K_EPOLL, K_LISTEN, K_RESERVED };
+
+#define BACKLOG_MAX 16
 
 typedef struct kbuf { /* one direction of a stream */
   uint8_t *data;
@@ -36,7 +38,15 @@ typedef struct kfile {
   int peer;           /* fd of the other end, -1 if closed */
   uint64_t efd_count; /* eventfd */
   int sk_err;         /* pending socket error */
+  bool accepted;      /* client end of a connection that was accepted (stays true) */
   epitem *item;       /* registration in the one epoll instance, or NULL */
+  /* K_LISTEN: connections not yet accepted, FIFO; each is the server end of
+   * a connected pair whose client end is already an fd of the peer. */
+  struct kconn {
+    kbuf *to_server, *to_client;
+    int client_fd;
+  } backlog[BACKLOG_MAX];
+  int backlog_len;
 } kfile;
 
 static struct {
@@ -68,10 +78,13 @@ static void buf_release(kbuf *b) {
   }
 }
 
+static void backlog_drop(kfile *f, int index, bool reset_client);
+
 void kern_reset(void) {
   for (int fd = 0; fd < KERN_FDS_MAX; fd++) {
     kfile *f = &K.files[fd];
     if (f->kind == K_FREE) continue;
+    while (f->kind == K_LISTEN && f->backlog_len > 0) backlog_drop(f, 0, false);
     free(f->item);
     if (f->rx != NULL) buf_release(f->rx);
     if (f->tx != NULL && f->tx != f->rx) buf_release(f->tx);
@@ -132,6 +145,9 @@ uint32_t kern_poll_mask(int fd) {
       if (f->rx->no_writer && f->tx->no_reader) m |= EPOLLHUP;
       if (space(f->tx) > 0 || f->tx->no_reader) m |= EPOLLOUT;
       if (f->sk_err != 0) m |= EPOLLERR;
+      break;
+    case K_LISTEN:
+      if (f->backlog_len > 0) m |= EPOLLIN;
       break;
     case K_EVENTFD:
       if (f->efd_count > 0) m |= EPOLLIN;
@@ -285,6 +301,60 @@ static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faul
   return (ssize_t)n;
 }
 
+int kern_listen(void) {
+  int fd = fd_alloc();
+  if (fd < 0) return fd;
+  K.files[fd] = (kfile){.kind = K_LISTEN, .peer = -1};
+  return fd;
+}
+
+/* The peer side of a connection: a client fd now, the server end queued on
+ * the listener until accepted. */
+int kern_connect(int listen_fd, uint32_t capacity) {
+  kfile *l = file_of(listen_fd);
+  if (l == NULL || l->kind != K_LISTEN) return -ECONNREFUSED;
+  if (l->backlog_len >= BACKLOG_MAX) return -EAGAIN; /* backlog full (a blocking client would wait) */
+  int c = fd_alloc();
+  if (c < 0) return c;
+  kbuf *to_server = buf_new(capacity), *to_client = buf_new(capacity);
+  to_server->users = 2;
+  to_client->users = 2;
+  K.files[c] = (kfile){.kind = K_SOCK, .rx = to_client, .tx = to_server, .peer = -1};
+  l->backlog[l->backlog_len++] = (struct kconn){to_server, to_client, c};
+  notify(listen_fd);
+  return c;
+}
+
+/* Remove a queued connection; with reset_client its client sees the
+ * connection reset (ECONNRESET, then EOF; writes EPIPE). */
+static void backlog_drop(kfile *l, int index, bool reset_client) {
+  struct kconn cn = l->backlog[index];
+  memmove(&l->backlog[index], &l->backlog[index + 1], (size_t)(l->backlog_len - index - 1) * sizeof(cn));
+  l->backlog_len--;
+  cn.to_server->no_reader = true;
+  cn.to_client->no_writer = true;
+  kfile *client = file_of(cn.client_fd);
+  if (reset_client && client != NULL && client->rx == cn.to_client) {
+    client->sk_err = ECONNRESET;
+    notify(cn.client_fd);
+  }
+  buf_release(cn.to_server);
+  buf_release(cn.to_client);
+}
+
+int kern_connect_state(int client_fd) {
+  kfile *c = file_of(client_fd);
+  if (c == NULL || c->kind != K_SOCK) return -1;
+  if (c->accepted) return 1;                         /* accepted (maybe closed since) */
+  if (c->sk_err != 0 || c->rx->no_writer) return -1; /* reset before accept */
+  return 0;                                          /* still queued */
+}
+
+int kern_peer_of(int fd) {
+  kfile *f = file_of(fd);
+  return f == NULL ? -EBADF : f->peer;
+}
+
 ssize_t kern_read(int fd, void *buf, size_t len) {
   kfile *f = file_of(fd);
   return f == NULL ? -EBADF : do_read(f, fd, buf, len, false);
@@ -323,6 +393,8 @@ int kern_inject_reset(int fd) {
 int kern_close(int fd) {
   kfile *f = file_of(fd);
   if (f == NULL) return -EBADF;
+  /* A listener's unaccepted connections are reset: their clients see it. */
+  while (f->kind == K_LISTEN && f->backlog_len > 0) backlog_drop(f, 0, true);
   if (f->item != NULL) { /* the last reference: epoll forgets the file */
     dequeue(f->item);
     free(f->item);
@@ -445,15 +517,20 @@ static int sb_close(void *state, int fd) {
   return 0;
 }
 
+/* A registered stream for spurious / error-only reports. Listeners are
+ * left out: Linux never reports EPOLLERR alone for them. */
+static bool injectable(int fd) {
+  return file_of(fd) != NULL && K.files[fd].item != NULL && fd != K.breakfd && K.files[fd].kind != K_LISTEN;
+}
+
 static epitem *random_item(void) {
   int count = 0;
   for (int fd = 0; fd < KERN_FDS_MAX; fd++)
-    if (file_of(fd) != NULL && K.files[fd].item != NULL && fd != K.breakfd) count++;
+    if (injectable(fd)) count++;
   if (count == 0) return NULL;
   int pick = (int)sim_rand_below((uint64_t)count);
   for (int fd = 0; fd < KERN_FDS_MAX; fd++)
-    if (file_of(fd) != NULL && K.files[fd].item != NULL && fd != K.breakfd && pick-- == 0)
-      return K.files[fd].item;
+    if (injectable(fd) && pick-- == 0) return K.files[fd].item;
   return NULL;
 }
 
@@ -604,9 +681,38 @@ static ssize_t sb_writev(void *state, int fd, const struct iovec *iov, int iovcn
 }
 
 static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
-  (void)state, (void)addr, (void)addrlen, (void)flags;
+  (void)state, (void)flags;
   syscall_point("accept4", fd);
-  return file_of(fd) == NULL ? -EBADF : -EINVAL; /* no listening sockets simulated yet */
+  kfile *l = file_of(fd);
+  if (l == NULL) return -EBADF;
+  if (l->kind != K_LISTEN) return -EINVAL;
+  ssize_t err = io_faults(fd);
+  if (err != 0) return (int)err;
+  if (l->backlog_len == 0) return -EAGAIN;
+  if (fault(K.faults.accept_abort)) { /* the client gave up before we accepted */
+    backlog_drop(l, 0, true);
+    return -ECONNABORTED;
+  }
+  if (fault(K.faults.accept_emfile)) return -EMFILE; /* the connection stays queued */
+  int s = fd_alloc();
+  if (s < 0) return s; /* a full table: EMFILE, the connection stays queued */
+  struct kconn cn = l->backlog[0];
+  memmove(&l->backlog[0], &l->backlog[1], (size_t)(l->backlog_len - 1) * sizeof(cn));
+  l->backlog_len--;
+  K.files[s] = (kfile){.kind = K_SOCK, .rx = cn.to_server, .tx = cn.to_client, .peer = -1};
+  kfile *client = file_of(cn.client_fd);
+  if (client != NULL && client->rx == cn.to_client) {
+    client->peer = s;
+    client->accepted = true;
+    K.files[s].peer = cn.client_fd;
+  }
+  if (addr != NULL && addrlen != NULL) {
+    socklen_t len = *addrlen < (socklen_t)sizeof(sa_family_t) ? *addrlen : (socklen_t)sizeof(sa_family_t);
+    sa_family_t family = AF_UNIX;
+    memcpy(addr, &family, len);
+    *addrlen = sizeof(sa_family_t);
+  }
+  return s;
 }
 
 static int sb_connect(void *state, int fd, const struct sockaddr *addr, socklen_t addrlen) {

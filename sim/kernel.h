@@ -30,6 +30,8 @@ typedef struct kern_faults {
   uint32_t spurious_ready;  /* epoll_wait reports an item with no change */
   uint32_t err_only;        /* epoll_wait reports EPOLLERR alone for an item */
   uint32_t maxevents_cut;   /* epoll_wait returns fewer events than it has */
+  uint32_t accept_abort;    /* accept4: ECONNABORTED (the queued connection is dropped) */
+  uint32_t accept_emfile;   /* accept4: EMFILE (the connection stays queued) */
 } kern_faults;
 
 typedef struct kern_stats {
@@ -47,6 +49,11 @@ kern_stats *kern_stats_get(void);
 /* Creation; return 0 or -errno (EMFILE when the table is full). */
 int kern_pipe(int fds[2], uint32_t capacity);
 int kern_socketpair(int fds[2], uint32_t capacity);
+int kern_listen(void); /* a listening socket's fd */
+int kern_connect(int listen_fd,
+                 uint32_t capacity);   /* the client end's fd; ECONNREFUSED, EAGAIN (backlog full) */
+int kern_peer_of(int fd);              /* the other end of a connected socket, or -1 */
+int kern_connect_state(int client_fd); /* 1 accepted, 0 queued, -1 reset/aborted */
 
 /* Peer-side syscalls for actors (no faults injected, no schedule point). */
 ssize_t kern_read(int fd, void *buf, size_t len);

@@ -12,13 +12,16 @@
 #include <string.h>
 
 static const char *const op_names[SC_OP_COUNT] = {
-    "sleep",   "read",    "read-all",   "write",      "write-all",     "wait-read",  "wait-write",
-    "produce", "consume", "peer-write", "peer-close", "peer-shutdown", "peer-reset", "deadline",
-    "close",   "reopen",  "wait-gen",   "join",       "break",         "poll",       "inject"};
+    "sleep",      "read",     "read-all", "write",      "write-all",  "wait-read",
+    "wait-write", "produce",  "consume",  "peer-write", "peer-close", "peer-shutdown",
+    "peer-reset", "deadline", "close",    "reopen",     "wait-gen",   "join",
+    "break",      "poll",     "inject",   "connect",    "accept"};
+_Static_assert(sizeof(op_names) / sizeof(op_names[0]) == SC_OP_COUNT, "an action without a name");
 
 const char *sc_op_name(sc_op op) { return op < SC_OP_COUNT ? op_names[op] : "?"; }
 
-static const char *const kind_names[] = {"pipe-in", "pipe-out", "sock"};
+static const char *const kind_names[] = {"pipe-in", "pipe-out", "sock", "listen", "accepted"};
+#define KINDS 5
 
 static const struct {
   const char *name;
@@ -37,7 +40,9 @@ static const struct {
                    {"short-io", offsetof(kern_faults, short_io)},
                    {"spurious-ready", offsetof(kern_faults, spurious_ready)},
                    {"err-only", offsetof(kern_faults, err_only)},
-                   {"maxevents-cut", offsetof(kern_faults, maxevents_cut)}};
+                   {"maxevents-cut", offsetof(kern_faults, maxevents_cut)},
+                   {"accept-abort", offsetof(kern_faults, accept_abort)},
+                   {"accept-emfile", offsetof(kern_faults, accept_emfile)}};
 #define FAULT_KINDS (sizeof(fault_names) / sizeof(fault_names[0]))
 
 /* ---- parsing ----------------------------------------------------------------- */
@@ -120,7 +125,7 @@ static int find_task(const scenario *sc, const char *name) {
 }
 
 static int parse_kind(const char *s) {
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < KINDS; i++)
     if (s != NULL && strcmp(s, kind_names[i]) == 0) return i;
   return -1;
 }
@@ -225,7 +230,8 @@ static int parse_stream(parser *p, char **tok, int ntok) {
   if (find_stream(sc, tok[1]) >= 0) return fail(p, "stream '%s' declared twice", tok[1]);
   if (sc->stream_count >= SC_STREAMS_MAX) return fail(p, "too many streams (max %d)", SC_STREAMS_MAX);
   int kind = parse_kind(tok[2]);
-  if (kind < 0) return fail(p, "unknown stream kind '%s' (pipe-in, pipe-out, sock)", tok[2]);
+  if (kind < 0)
+    return fail(p, "unknown stream kind '%s' (pipe-in, pipe-out, sock, listen, accepted)", tok[2]);
   sc_stream *s = &sc->streams[sc->stream_count];
   snprintf(s->name, sizeof(s->name), "%s", tok[1]);
   s->kind = (sc_kind)kind;
@@ -248,7 +254,8 @@ static int parse_action(parser *p, char **tok, int ntok) {
   for (int i = 0; i < SC_OP_COUNT; i++)
     if (strcmp(tok[0], op_names[i]) == 0) op = i;
   if (op < 0) return fail(p, "unknown action '%s'", tok[0]);
-  sc_action a = {.op = (sc_op)op, .stream = -1, .task = -1, .expect = SC_R_ANY, .line = p->line};
+  sc_action a = {
+      .op = (sc_op)op, .stream = -1, .stream2 = -1, .task = -1, .expect = SC_R_ANY, .line = p->line};
   /* trailing "expect SET" */
   if (ntok >= 3 && strcmp(tok[ntok - 2], "expect") == 0) {
     if (!parse_expect(tok[ntok - 1], &a.expect)) return fail(p, "bad expectation '%s'", tok[ntok - 1]);
@@ -314,7 +321,7 @@ static int parse_action(parser *p, char **tok, int ntok) {
     case SC_REOPEN: {
       if (extra < 1 || extra > 2) return fail(p, "reopen takes S KIND [cap=N]");
       int kind = parse_kind(tok[2]);
-      if (kind < 0) return fail(p, "unknown stream kind '%s'", tok[2]);
+      if (kind < 0 || kind > SC_SOCK) return fail(p, "reopen kind must be pipe-in, pipe-out or sock");
       a.kind = (sc_kind)kind;
       a.cap = 4096;
       if (extra == 2) {
@@ -332,6 +339,15 @@ static int parse_action(parser *p, char **tok, int ntok) {
       a.task = find_task(sc, tok[1]);
       if (a.task < 0) return fail(p, "join of unknown task '%s' (declare it first)", tok[1]);
       if (a.task == p->task) return fail(p, "a task cannot join itself");
+      break;
+    case SC_CONNECT:
+    case SC_ACCEPT:
+      if (extra != 1) return fail(p, "%s takes LISTENER ACCEPTED", tok[0]);
+      if (sc->streams[a.stream].kind != SC_LISTEN)
+        return fail(p, "%s: '%s' is not a listen stream", tok[0], tok[1]);
+      a.stream2 = find_stream(sc, tok[2]);
+      if (a.stream2 < 0 || sc->streams[a.stream2].kind != SC_ACCEPTED)
+        return fail(p, "%s: '%s' is not an accepted stream", tok[0], tok[2]);
       break;
     case SC_INJECT:
       if (extra != 1) return fail(p, "inject takes S err-only|ready");
@@ -424,7 +440,9 @@ int sc_parse(const char *text, size_t len, scenario *out, char *err, size_t err_
 int sc_validate(const scenario *sc, char *err, size_t err_len) {
   for (int i = 0; i < sc->action_count; i++) {
     const sc_action *a = &sc->actions[i];
-    if (a->stream >= sc->stream_count || (a->op == SC_JOIN && (a->task < 0 || a->task >= sc->task_count))) {
+    bool pair = a->op == SC_CONNECT || a->op == SC_ACCEPT;
+    if (a->stream >= sc->stream_count || (a->op == SC_JOIN && (a->task < 0 || a->task >= sc->task_count)) ||
+        (pair && (a->stream2 < 0 || a->stream2 >= sc->stream_count))) {
       snprintf(err, err_len, "line %d: bad reference", a->line);
       return -1;
     }
@@ -569,6 +587,8 @@ void sc_dump(const scenario *sc, FILE *out) {
         case SC_REOPEN: fprintf(out, " %s cap=%u", kind_names[a->kind], a->cap); break;
         case SC_JOIN: fprintf(out, " %s", sc->tasks[a->task].name); break;
         case SC_INJECT: fprintf(out, " %s", a->mode == 'e' ? "err-only" : "ready"); break;
+        case SC_CONNECT:
+        case SC_ACCEPT: fprintf(out, " %s", sc->streams[a->stream2].name); break;
         default: break;
       }
       dump_expect(out, a->expect);
@@ -622,19 +642,23 @@ static bool gen_room(const gen *g) {
   return g->sc->task_count + 4 <= SC_TASKS_MAX && g->sc->action_count + 16 <= SC_ACTIONS_MAX;
 }
 
-/* The actors of one generation of a stream: library side and peer side. */
+/* The actors of one generation of a stream: library side and peer side.
+ * Generation 1 of a declared stream exists from the start; later ones (and
+ * every generation of an accepted stream) must be waited for. */
 static void gen_stream_tasks(gen *g, int s, int generation) {
   scenario *sc = g->sc;
-  sc_kind kind = sc->streams[s].kind;
+  bool accepted = sc->streams[s].kind == SC_ACCEPTED;
+  sc_kind kind = accepted ? SC_SOCK : sc->streams[s].kind;
   int id = s * 10 + generation;
   int reader = -1, producer = -1, writer = -1, consumer = -1;
   sc_action wait = {.op = SC_WAIT_GEN, .stream = s, .n = generation};
+  bool must_wait = accepted || generation > 1;
   if (kind != SC_PIPE_OUT) {
     reader = gen_task(g, "reader%d", id, 0);
-    if (generation > 1) gen_act(g, reader, wait);
+    if (must_wait) gen_act(g, reader, wait);
     gen_act(g, reader, (sc_action){.op = SC_READ_ALL, .stream = s});
     producer = gen_task(g, "producer%d", id, 0);
-    if (generation > 1) gen_act(g, producer, wait);
+    if (must_wait) gen_act(g, producer, wait);
     gen_act(g, producer,
             (sc_action){.op = SC_PRODUCE, .stream = s, .n = (int64_t)gbelow(g, 24 * 1024), .gap = 2000000});
     if (kind == SC_SOCK && gbelow(g, 10) == 0)
@@ -643,19 +667,19 @@ static void gen_stream_tasks(gen *g, int s, int generation) {
   }
   if (kind != SC_PIPE_IN) {
     writer = gen_task(g, "writer%d", id, 0);
-    if (generation > 1) gen_act(g, writer, wait);
+    if (must_wait) gen_act(g, writer, wait);
     gen_act(g, writer, (sc_action){.op = SC_WRITE_ALL, .stream = s, .n = (int64_t)gbelow(g, 24 * 1024)});
     if (reader >= 0) gen_act(g, writer, (sc_action){.op = SC_JOIN, .task = reader});
     gen_act(g, writer, (sc_action){.op = SC_CLOSE, .stream = s});
     consumer = gen_task(g, "consumer%d", id, 0);
-    if (generation > 1) gen_act(g, consumer, wait);
+    if (must_wait) gen_act(g, consumer, wait);
     gen_act(g, consumer, (sc_action){.op = SC_CONSUME, .stream = s});
     if (producer >= 0) gen_act(g, consumer, (sc_action){.op = SC_JOIN, .task = producer});
     gen_act(g, consumer, (sc_action){.op = SC_PEER_CLOSE, .stream = s});
   } else {
     /* pipe-in: the reader closes its end when done; the producer closed the peer. */
     int closer = gen_task(g, "closer%d", id, 0);
-    if (generation > 1) gen_act(g, closer, wait);
+    if (must_wait) gen_act(g, closer, wait);
     gen_act(g, closer, (sc_action){.op = SC_JOIN, .task = reader});
     gen_act(g, closer, (sc_action){.op = SC_CLOSE, .stream = s});
   }
@@ -732,6 +756,36 @@ void sc_generate(uint64_t seed, bool faults, scenario *sc) {
     /* Liveness phase: no deadline may keep anybody from finishing. */
     for (int s = 0; s < streams; s++)
       gen_act(&g, t, (sc_action){.op = SC_DEADLINE, .stream = s, .mode = 'r' + 'w', .when = SC_DL_NONE});
+  }
+  /* A listener: connections accepted as generations of an accepted stream,
+   * each with its own actors; aborted connections are made again. */
+  if (gbelow(&g, 10) < 3 && sc->stream_count + 2 <= SC_STREAMS_MAX &&
+      sc->task_count + 3 + 4 * 3 <= SC_TASKS_MAX && sc->action_count + 8 + 16 * 3 <= SC_ACTIONS_MAX) {
+    int l = sc->stream_count++, c = sc->stream_count++;
+    snprintf(sc->streams[l].name, sizeof(sc->streams[l].name), "l%d", l);
+    sc->streams[l].kind = SC_LISTEN;
+    sc->streams[l].cap = 1;
+    snprintf(sc->streams[c].name, sizeof(sc->streams[c].name), "c%d", c);
+    sc->streams[c].kind = SC_ACCEPTED;
+    sc->streams[c].cap = 4096;
+    int k = 1 + (int)gbelow(&g, 3);
+    int acceptor = gen_task(&g, "acceptor%d", l, 0);
+    for (int i = 0; i < k; i++)
+      gen_act(&g, acceptor, (sc_action){.op = SC_ACCEPT, .stream = l, .stream2 = c});
+    int connector = gen_task(&g, "connector%d", l, 0);
+    for (int i = 0; i < k; i++) {
+      gen_act(&g, connector, (sc_action){.op = SC_SLEEP, .n = (int64_t)gbelow(&g, 3000000)});
+      gen_act(&g, connector, (sc_action){.op = SC_CONNECT, .stream = l, .stream2 = c});
+    }
+    int closer = gen_task(&g, "lcloser%d", l, 0);
+    gen_act(&g, closer, (sc_action){.op = SC_JOIN, .task = acceptor});
+    gen_act(&g, closer, (sc_action){.op = SC_CLOSE, .stream = l});
+    for (int i = 1; i <= k; i++) gen_stream_tasks(&g, c, i);
+    if (faults) {
+      static const uint32_t rates[] = {0, 0, 100000, 300000};
+      sc->faults.accept_abort = rates[gbelow(&g, 4)];
+      sc->faults.accept_emfile = rates[gbelow(&g, 4)];
+    }
   }
   if (gbelow(&g, 10) < 3 && sc->task_count < SC_TASKS_MAX) {
     int t = gen_task(&g, "nbpoller%d", 0, 0);

@@ -23,7 +23,7 @@
 #define SC_NAME_MAX 24
 #define SC_WRITE_MAX 16384 /* bytes of one write action */
 
-typedef enum sc_kind { SC_PIPE_IN, SC_PIPE_OUT, SC_SOCK } sc_kind;
+typedef enum sc_kind { SC_PIPE_IN, SC_PIPE_OUT, SC_SOCK, SC_LISTEN, SC_ACCEPTED } sc_kind;
 
 typedef enum sc_op {
   SC_SLEEP,
@@ -47,6 +47,8 @@ typedef enum sc_op {
   SC_BREAK,
   SC_POLL,
   SC_INJECT,
+  SC_CONNECT,
+  SC_ACCEPT,
   SC_OP_COUNT
 } sc_op;
 
@@ -71,6 +73,7 @@ typedef enum sc_when { SC_DL_NONE, SC_DL_NOW, SC_DL_PLUS, SC_DL_MINUS, SC_DL_MAX
 typedef struct sc_action {
   sc_op op;
   int stream;      /* index into streams, or -1 */
+  int stream2;     /* SC_CONNECT, SC_ACCEPT: the accepted stream */
   int task;        /* SC_JOIN target */
   int64_t n;       /* bytes, duration ns, generation, max */
   int64_t gap;     /* SC_PRODUCE: max pause between chunks */

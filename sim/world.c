@@ -71,6 +71,11 @@ typedef struct world {
   uint32_t used_seq[RECS_MAX];   /* fdseq of the registration whose events are in used_flags */
   unsigned used_flags[RECS_MAX]; /* EV_* fetched for that registration */
   int used_pd_count;
+  struct { /* connections made by connect actions, until accepted */
+    int client_fd;
+    bool accepted;
+    bool in_use;
+  } conns[32];
 } world;
 
 static world W;
@@ -306,25 +311,47 @@ static void expect(const sc_action *a, int64_t v, bool read) {
              result_name(got), v);
 }
 
-static rec *open_stream(sc_kind kind, uint32_t cap) {
+static rec *new_rec(sc_kind kind) {
   if (W.rec_count >= RECS_MAX) return NULL;
-  /* Take the slot before any schedule point: tasks reopen concurrently. */
+  /* Take the slot before any schedule point: tasks open streams concurrently. */
   rec *r = &W.recs[W.rec_count];
   memset(r, 0, sizeof(*r));
   r->id = W.rec_count++;
   r->kind = kind;
+  r->peer_fd = -1;
+  return r;
+}
+
+/* Record a freshly registered handle: its pd and tag (the registration). */
+static void adopt(rec *r, np_fd *f) {
+  r->f = f;
+  r->pd = f->pd;
+  r->fdseq = r->pd->fdseq;
+  r->tag = np__pd_tag(r->pd, r->fdseq);
+  (void)used_index(r->pd);
+}
+
+static rec *open_stream(sc_kind kind, uint32_t cap) {
+  rec *r = new_rec(kind);
+  if (r == NULL) return NULL;
   int fds[2];
-  int err = kind == SC_SOCK ? kern_socketpair(fds, cap) : kern_pipe(fds, cap);
-  act(kind == SC_SOCK ? "socketpair" : "pipe", err == 0 ? fds[0] : err, err == 0 ? fds[1] : err);
+  int err;
+  if (kind == SC_LISTEN) {
+    fds[0] = kern_listen();
+    fds[1] = -1;
+    err = fds[0] < 0 ? fds[0] : 0;
+    act("listen", fds[0], err);
+  } else {
+    err = kind == SC_SOCK ? kern_socketpair(fds, cap) : kern_pipe(fds, cap);
+    act(kind == SC_SOCK ? "socketpair" : "pipe", err == 0 ? fds[0] : err, err == 0 ? fds[1] : err);
+  }
   if (err != 0) return NULL; /* EMFILE: the generation exists but has no descriptor */
   r->fd = kind == SC_PIPE_OUT ? fds[1] : fds[0];
   r->peer_fd = kind == SC_PIPE_OUT ? fds[0] : fds[1];
-  err = (int)act("np_open", r->fd, np_open(W.p, r->fd, &r->f));
+  np_fd *f;
+  err = (int)act("np_open", r->fd, np_open(W.p, r->fd, &f));
   if (err != 0) sim_fail("np_open of a fresh descriptor: %s", np_strerror(err));
-  r->pd = r->f->pd;
-  r->fdseq = r->pd->fdseq;
-  (void)used_index(r->pd);
-  r->tag = np__pd_tag(r->pd, r->fdseq);
+  adopt(r, f);
   return r;
 }
 
@@ -596,6 +623,72 @@ static void run_action(task_view *view, const sc_action *a) {
       v = np__poll_once(W.p, false);
       if (v < 0) sim_fail("non-blocking netpoll failed: %s", np_strerror((int)v));
       return;
+    case SC_CONNECT: {
+      /* The peer connects and waits until its connection is accepted; a
+       * connection aborted before accept (a fault) is made again. Only the
+       * acceptor learns which connection it got, so it marks it here: the
+       * client fd may be closed by its new owner before we look again. */
+      if (dead || r->close_started) return expect(a, -ECONNREFUSED, false);
+      int slot = -1;
+      for (int i = 0; i < 32 && slot < 0; i++)
+        if (!W.conns[i].in_use) slot = i;
+      if (slot < 0) sim_fail("too many connections in flight");
+      for (int i = 0;; i++) {
+        if (i > 100000) sim_fail("line %d: connect never accepted", a->line);
+        int c = (int)act("peer connect", r->fd, kern_connect(r->fd, 4096));
+        if (c == -EAGAIN) { /* backlog full */
+          sim_sleep(100000);
+          continue;
+        }
+        if (c < 0) return expect(a, c, false);
+        W.conns[slot].in_use = true;
+        W.conns[slot].client_fd = c;
+        W.conns[slot].accepted = false;
+        bool aborted = false;
+        for (int j = 0; !W.conns[slot].accepted; j++) {
+          if (j > 100000) sim_fail("line %d: connection not accepted within 10 s", a->line);
+          if (kern_connect_state(c) < 0) { /* not accepted, so still ours: reset before accept */
+            aborted = true;
+            break;
+          }
+          sim_sleep(100000);
+        }
+        W.conns[slot].in_use = false;
+        act(aborted ? "peer connect aborted" : "peer connected", c, !aborted);
+        if (!aborted) return expect(a, 0, false);
+        kern_close(c);
+        if (r->close_started) return expect(a, -ECONNREFUSED, false);
+      }
+    }
+    case SC_ACCEPT: {
+      if (dead) return expect(a, NP_ECLOSING, false);
+      np_fd *nf = NULL;
+      sim->current->op_start = sim->now;
+      sim->current->op_step = sim->steps;
+      for (int i = 0;; i++) {
+        v = act("np_accept", r->fd, np_accept(r->f, &nf, NULL, NULL));
+        if (v != -EMFILE) break;
+        if (i > 10000) sim_fail("line %d: accept keeps failing with EMFILE", a->line);
+        sim_sleep(MS_NS); /* as servers do: pause, then accept again */
+      }
+      if (v == -ECONNABORTED) sim_fail("accept returned ECONNABORTED: it must be retried inside np_accept");
+      if (v == 0) {
+        rec *nr = new_rec(SC_SOCK);
+        if (nr == NULL) sim_fail("too many streams");
+        nr->fd = np_sysfd(nf);
+        nr->peer_fd = kern_peer_of(nr->fd);
+        for (int i = 0; i < 32; i++)
+          if (W.conns[i].in_use && W.conns[i].client_fd == nr->peer_fd) W.conns[i].accepted = true;
+        adopt(nr, nf);
+        if (W.gen[a->stream2] + 1 >= GEN_MAX) sim_fail("line %d: too many generations of a stream", a->line);
+        int g = ++W.gen[a->stream2];
+        W.gen_rec[a->stream2][g] = nr->id;
+        view->gen[a->stream2] = g;
+      } else {
+        check_result(r, 'r', (int)v, "np_accept");
+      }
+      return expect(a, v, false);
+    }
     case SC_INJECT:
       if (r == NULL || r->f == NULL) return;
       act(a->mode == 'e' ? "inject err-only" : "inject ready", r->fd,
@@ -643,8 +736,12 @@ static void main_task(void *arg) {
     sim_spawn("faults", faults_main, NULL);
   }
   for (int s = 0; s < sc->stream_count; s++) {
-    rec *r = open_stream(sc->streams[s].kind, sc->streams[s].cap);
     for (int g = 0; g < GEN_MAX; g++) W.gen_rec[s][g] = -1;
+    if (sc->streams[s].kind == SC_ACCEPTED) { /* generations come from accept */
+      W.gen[s] = 0;
+      continue;
+    }
+    rec *r = open_stream(sc->streams[s].kind, sc->streams[s].cap);
     W.gen_rec[s][1] = r == NULL ? -1 : r->id;
     W.gen[s] = 1;
   }

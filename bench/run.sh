@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# bench/run.sh - the benchmarks (`make bench`); never part of the test run.
+#
+# Builds Release without sanitizers into $BENCH_BUILD, starts four echo
+# servers on ephemeral loopback ports (np_echo on netpoll, a single-thread raw
+# epoll loop, Go's net package, libuv), and runs the same load client
+# (bench/client.c) against each: ping-pong round trips (64 B) and streaming
+# (16 KiB writes, 64 KiB in flight per connection) at 1, 100 and 1000
+# connections. Every measurement is repeated BENCH_REPEAT times, the servers
+# interleaved in a rotating order so that a noisy neighbour hits all of them
+# alike; the tables give the median. Then perf stat (context switches,
+# futex / epoll_wait / read / write calls per round trip) on ping-pong, and
+# the micro benchmarks (bench/micro.c against bench/go_micro.go).
+# Prints markdown on stdout: the machine, the tables, the total run time.
+#
+# Environment:
+#   BENCH_BUILD    build dir (default build-bench)
+#   BENCH_SECONDS  measured seconds per run (default 2), BENCH_WARMUP (default 1)
+#   BENCH_REPEAT   runs per figure, median taken (default 3)
+#   BENCH_CONNS    connection counts (default "1 100 1000")
+#   BENCH_MODES    "pingpong stream" (default both)
+#   BENCH_SERVERS  subset of "epoll netpoll go libuv" (default all available)
+#   BENCH_PERF=0   skip the perf stat section; BENCH_MICRO=0 skip the micro benchmarks
+#   BENCH_CMAKE_FLAGS  extra cmake configure flags
+# Raw client output is kept in $BENCH_BUILD/results/.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${BENCH_BUILD:-$ROOT/build-bench}
+SECS=${BENCH_SECONDS:-2}
+WARMUP=${BENCH_WARMUP:-1}
+REPEAT=${BENCH_REPEAT:-3}
+CONNS=${BENCH_CONNS:-"1 100 1000"}
+MODES=${BENCH_MODES:-"pingpong stream"}
+SERVERS=${BENCH_SERVERS:-"epoll netpoll go libuv"}
+RES=$BUILD/results
+T_START=$(date +%s.%N)
+
+log() { echo "bench: $*" >&2; }
+
+# ---- build -------------------------------------------------------------------------
+log "building (Release, no sanitizers) in $BUILD"
+mkdir -p "$BUILD"
+# shellcheck disable=SC2086
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DNP_SANITIZE=none -DBUILD_TESTING=OFF \
+  ${BENCH_CMAKE_FLAGS:-} >"$BUILD/bench-configure.log" 2>&1 || { cat "$BUILD/bench-configure.log" >&2; exit 1; }
+targets="np_echo np_bench_client np_bench_epoll_echo np_bench_micro"
+grep -q '^LIBUV_FOUND:INTERNAL=1' "$BUILD/CMakeCache.txt" && targets="$targets np_bench_uv_echo"
+grep -q '^NP_GO:FILEPATH=.*go$' "$BUILD/CMakeCache.txt" && targets="$targets np_bench_go"
+# shellcheck disable=SC2086
+cmake --build "$BUILD" -j "$(nproc)" --target $targets >"$BUILD/bench-build.log" 2>&1 ||
+  { tail -50 "$BUILD/bench-build.log" >&2; exit 1; }
+B=$BUILD/bench
+CLIENT=$B/np_bench_client
+declare -A SRV_CMD=([netpoll]=$BUILD/examples/np_echo [epoll]=$B/np_bench_epoll_echo
+  [go]=$B/go_echo [libuv]=$B/np_bench_uv_echo)
+avail=""
+for s in $SERVERS; do
+  if [ -x "${SRV_CMD[$s]:-/nonexistent}" ]; then avail="$avail $s"; else log "no $s server (${SRV_CMD[$s]:-?}), skipped"; fi
+done
+SERVERS=${avail# }
+
+# ---- limits ------------------------------------------------------------------------
+maxc=0
+for c in $CONNS; do [ "$c" -gt "$maxc" ] && maxc=$c; done
+need=$((maxc + 256))
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
+  ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  if [ "$(ulimit -n)" -lt "$need" ]; then
+    log "ulimit -n is $(ulimit -n) (hard $(ulimit -Hn)); $maxc connections need $need"; exit 1
+  fi
+fi
+
+# ---- servers -----------------------------------------------------------------------
+rm -rf "$RES"
+mkdir -p "$RES"
+declare -A PID PORT
+cleanup() {
+  for s in "${!PID[@]}"; do kill "${PID[$s]}" 2>/dev/null || true; done
+  for s in "${!PID[@]}"; do wait "${PID[$s]}" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+start_server() { # name
+  local s=$1 i
+  "${SRV_CMD[$s]}" 127.0.0.1:0 >"$RES/server-$s.log" 2>&1 &
+  PID[$s]=$!
+  for i in $(seq 100); do
+    if grep -q '^listening on ' "$RES/server-$s.log"; then
+      PORT[$s]=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$RES/server-$s.log" | head -1)
+      return 0
+    fi
+    sleep 0.05
+  done
+  log "$s did not start:"; cat "$RES/server-$s.log" >&2; exit 1
+}
+for s in $SERVERS; do start_server "$s"; done
+log "servers: $(for s in $SERVERS; do printf '%s=%s(pid %s) ' "$s" "${PORT[$s]}" "${PID[$s]}"; done)"
+
+run_client() { # server mode conns [extra client args...]
+  local s=$1 m=$2 c=$3
+  shift 3
+  "$CLIENT" -a "127.0.0.1:${PORT[$s]}" -m "$m" -c "$c" -d "$SECS" -w "$WARMUP" -p "${PID[$s]}" "$@"
+}
+
+# ---- the matrix ------------------------------------------------------------------------
+nsrv=$(echo "$SERVERS" | wc -w)
+total=$((REPEAT * $(echo "$MODES" | wc -w) * $(echo "$CONNS" | wc -w) * nsrv))
+n=0
+for rep in $(seq "$REPEAT"); do
+  for m in $MODES; do
+    for c in $CONNS; do
+      # rotate the order every run so no server always follows the same one
+      set -- $SERVERS
+      rot=$(((rep + c) % nsrv))
+      order="${*:rot+1} ${*:1:rot}"
+      for s in $order; do
+        n=$((n + 1))
+        log "[$n/$total] rep $rep $m $c conns: $s"
+        line=$(run_client "$s" "$m" "$c") || { log "client failed against $s"; exit 1; }
+        echo "server=$s rep=$rep $line" >>"$RES/matrix.txt"
+      done
+    done
+  done
+done
+
+# ---- perf stat: what the thread-per-waiter runtime pays ------------------------------
+PERF_EVENTS=context-switches,cpu-migrations,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_writev
+perf_ok=0
+if [ "${BENCH_PERF:-1}" != 0 ] && command -v perf >/dev/null &&
+  perf stat -x, -e "$PERF_EVENTS" true >/dev/null 2>&1; then
+  perf_ok=1
+  for c in 1 1000; do
+    for s in $SERVERS; do
+      log "perf stat: pingpong $c conns: $s"
+      line=$(run_client "$s" pingpong "$c" -P "$RES/perf-$s-$c.csv" -E "$PERF_EVENTS") ||
+        { log "client failed against $s"; exit 1; }
+      echo "server=$s $line" >>"$RES/perf.txt"
+    done
+  done
+elif [ "${BENCH_PERF:-1}" != 0 ]; then
+  log "perf stat with syscall tracepoints unavailable (linux-perf, root or perf_event_paranoid); section skipped"
+fi
+
+cleanup
+PID=()
+
+# ---- micro benchmarks -------------------------------------------------------------------
+if [ "${BENCH_MICRO:-1}" != 0 ]; then
+  for rep in $(seq "$REPEAT"); do
+    log "micro benchmarks, run $rep/$REPEAT"
+    "$B/np_bench_micro" 1 5000 | sed "s/^/rep=$rep /" >>"$RES/micro.txt"
+    [ -x "$B/go_micro" ] && "$B/go_micro" 1 5000 | sed "s/^/rep=$rep /" >>"$RES/micro.txt"
+  done
+fi
+
+# ---- report -------------------------------------------------------------------------------
+T_END=$(date +%s.%N)
+model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+echo "### Machine"
+echo
+echo "- CPU: ${model:-unknown}, $(nproc) cores online; $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM"
+echo "- Kernel: $(uname -sr); $(gcc --version 2>/dev/null | head -1 || echo cc)"
+command -v go >/dev/null && echo "- $(go version | sed 's/ linux.*//'); libuv $(pkg-config --modversion libuv 2>/dev/null || echo n/a)"
+echo "- Client and server share the machine: the client is one thread (one core at most);"
+echo "  each figure is the median of $REPEAT runs of ${SECS} s after ${WARMUP} s of warm-up, servers interleaved."
+echo
+
+# median of the values of field F for each (mode, conns, server)
+awk -v servers="$SERVERS" -v conns="$CONNS" -v modes="$MODES" -v perf_ok="$perf_ok" -v resdir="$RES" '
+function med(key, f,    k, i, j, t, a) {
+  k = cnt[key, f]
+  if (k == 0) return ""
+  for (i = 1; i <= k; i++) a[i] = val[key, f, i]
+  for (i = 2; i <= k; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+  return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+}
+function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
+function fmt(v, p) { return v == "" ? "-" : sprintf(p, v) }
+FILENAME ~ /matrix.txt$/ {
+  delete kv
+  for (i = 1; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2] }
+  key = kv["mode"] SUBSEP kv["conns"] SUBSEP kv["server"]
+  for (f in kv) if (kv[f] ~ /^[0-9.]+$/) { cnt[key, f]++; val[key, f, cnt[key, f]] = kv[f] }
+  next
+}
+FILENAME ~ /perf.txt$/ {
+  delete kv
+  for (i = 1; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2] }
+  pops[kv["server"], kv["conns"]] = kv["perf_ops"]
+  next
+}
+FILENAME ~ /perf-.*csv$/ {
+  # perf stat -x, : value,unit,event,...
+  nparts = split(FILENAME, q, "/"); split(q[nparts], r, "[-.]"); s = r[2]; c = r[3]
+  if ($0 ~ /^#/ || NF < 3) next
+  split($0, col, ","); ev = col[3]; sub(/^syscalls:sys_enter_/, "", ev)
+  v = col[1] + 0
+  if (ev == "epoll_pwait") ev = "epoll_wait"
+  if (ev == "writev") ev = "write"
+  pv[s, c, ev] += v
+  next
+}
+END {
+  ns = split(servers, S, " "); nc = split(conns, C, " "); nm = split(modes, M, " ")
+  for (mi = 1; mi <= nm; mi++) {
+    m = M[mi]
+    if (m == "pingpong") {
+      print "### Ping-pong: 64 B round trips per second"
+      print ""
+      print "| conns | server | round trips/s | vs epoll | vs Go | p50 us | p99 us | server CPU (cores) | server CPU us/rt | ctx switches/rt |"
+      print "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    } else {
+      print "### Streaming: 16 KiB writes, 64 KiB in flight per connection, MB/s echoed"
+      print ""
+      print "| conns | server | MB/s | vs epoll | vs Go | server CPU (cores) | client CPU (cores) |"
+      print "|---:|---|---:|---:|---:|---:|---:|"
+    }
+    rf = (m == "pingpong") ? "rt_per_s" : "mb_per_s"
+    for (ci = 1; ci <= nc; ci++) {
+      c = C[ci]
+      e = med(m SUBSEP c SUBSEP "epoll", rf); g = med(m SUBSEP c SUBSEP "go", rf)
+      for (si = 1; si <= ns; si++) {
+        s = S[si]; k = m SUBSEP c SUBSEP s
+        x = med(k, rf)
+        if (x == "") continue
+        if (m == "pingpong")
+          printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, s, fmt(x, "%.0f"), ratio(x, e), ratio(x, g),
+            fmt(med(k, "p50_us"), "%.1f"), fmt(med(k, "p99_us"), "%.1f"), fmt(med(k, "srv_cpu"), "%.2f"),
+            fmt(med(k, "srv_cpu_us_per_op"), "%.2f"), fmt(med(k, "srv_csw_per_op"), "%.2f")
+        else
+          printf "| %s | %s | %s | %s | %s | %s | %s |\n", c, s, fmt(x, "%.0f"), ratio(x, e), ratio(x, g),
+            fmt(med(k, "srv_cpu"), "%.2f"), fmt(med(k, "cli_cpu"), "%.2f")
+      }
+    }
+    print ""
+  }
+  if (perf_ok == 1) {
+    print "### Where the time goes: perf stat on the server, ping-pong, per round trip"
+    print ""
+    print "| conns | server | ctx switches | cpu migrations | futex | epoll_wait | read | write |"
+    print "|---:|---|---:|---:|---:|---:|---:|---:|"
+    split("1 1000", PC, " ")
+    for (ci = 1; ci <= 2; ci++) for (si = 1; si <= ns; si++) {
+      s = S[si]; c = PC[ci]; o = pops[s, c]
+      if (o == "" || o == 0) continue
+      printf "| %s | %s | %.2f | %.3f | %.2f | %.3f | %.2f | %.2f |\n", c, s, pv[s, c, "context-switches"] / o,
+        pv[s, c, "cpu-migrations"] / o, pv[s, c, "futex"] / o, pv[s, c, "epoll_wait"] / o, pv[s, c, "read"] / o,
+        pv[s, c, "write"] / o
+    }
+    print ""
+  }
+}' "$RES/matrix.txt" $( [ "$perf_ok" = 1 ] && echo "$RES/perf.txt" "$RES"/perf-*.csv )
+
+if [ -s "$RES/micro.txt" ]; then
+  awk '
+  function med(key,    k, i, j, t, a) {
+    k = cnt[key]
+    if (k == 0) return ""
+    for (i = 1; i <= k; i++) a[i] = val[key, i]
+    for (i = 2; i <= k; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+  }
+  function r(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
+  function f(v) { return v == "" ? "-" : sprintf("%.0f", v) }
+  {
+    delete kv
+    for (i = 1; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2] }
+    for (fl in kv) if (kv[fl] ~ /^[0-9.]+$/ && fl != "rep" && fl != "n") {
+      key = kv["name"] SUBSEP kv["impl"] SUBSEP fl
+      cnt[key]++; val[key, cnt[key]] = kv[fl]
+    }
+  }
+  function row(label, name, field, rawimpl,    x, raw, g) {
+    x = med(name SUBSEP "netpoll" SUBSEP field); raw = rawimpl == "" ? "" : med(name SUBSEP rawimpl SUBSEP field)
+    g = med(name SUBSEP "go" SUBSEP field)
+    printf "| %s | %s | %s | %s | %s | %s |\n", label, f(raw), f(x), f(g), r(x, raw), r(x, g)
+  }
+  END {
+    print "### Micro benchmarks (median of runs; ratio = netpoll / reference)"
+    print ""
+    print "| figure | raw baseline | netpoll | Go | netpoll / raw | netpoll / Go |"
+    print "|---|---:|---:|---:|---:|---:|"
+    row("wake latency p50, ns (raw: thread in epoll_wait)", "wake", "p50_ns", "raw_epoll")
+    row("wake latency p99, ns (raw: thread in epoll_wait)", "wake", "p99_ns", "raw_epoll")
+    row("wake latency p50, ns (raw: thread in blocking read)", "wake", "p50_ns", "raw_read")
+    row("wake latency p99, ns (raw: thread in blocking read)", "wake", "p99_ns", "raw_read")
+    row("park/unpark ping-pong, round trips/s (raw: blocking pipes)", "pingpong", "per_s", "raw")
+    row("open+close, descriptors/s (raw: epoll_ctl ADD + close)", "openclose", "per_s", "raw")
+    row("set deadline, calls/s, 1 descriptor", "deadline1", "per_s", "")
+    row("set deadline, calls/s, round-robin over 1000 armed", "deadline1000", "per_s", "")
+    print ""
+  }' "$RES/micro.txt"
+fi
+
+awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "Total run time: %.0f s (raw output in build dir results/)\n", b - a }'
