@@ -57,3 +57,28 @@ fuzz-canary:
 
 replay:
 	@FILE='$(FILE)' TARGET='$(TARGET)' SEED='$(SEED)' SCENARIO='$(SCENARIO)' ci/replay.sh
+
+# ---- benchmarks (bench/run.sh; never part of `make test`; ~5-8 min) ----
+# make bench [BENCH_SECONDS=2] [BENCH_WARMUP=1] [BENCH_REPEAT=3] [BENCH_CONNS="1 100 1000"]
+#            [BENCH_SERVERS="epoll netpoll go libuv"] [BENCH_WAIT_IDLE=s] [BENCH_BUILD=build-bench]
+BENCH_ENV = $(foreach v,BENCH_SECONDS BENCH_WARMUP BENCH_REPEAT BENCH_CONNS BENCH_MODES BENCH_SERVERS \
+              BENCH_WAIT_IDLE BENCH_PERF BENCH_MICRO BENCH_BUILD BENCH_CMAKE_FLAGS,$(if $($(v)),$(v)='$($(v))'))
+.PHONY: bench
+bench:
+	$(BENCH_ENV) bench/run.sh
+
+# ---- soak (tests/stress/np_stress --soak; never part of `make test` or CI) ----
+# Threads doing read/write/deadlines/close/reopen on thousands of fds for
+# SOAK_SECONDS, progress every 10 s, one summary line; non-zero exit on any
+# lost byte, hang, lost wake-up, leaked waiter or fd.
+# make soak [SOAK_SECONDS=600] [SOAK_ARGS="--threads 32 --fds 2048 --seed N"]
+#           [SOAK_SANITIZE=none|address|thread] [SOAK_BUILD=build-soak-<sanitize>]
+#           [SOAK_RUNNER="setarch x86_64 -R"]   (TSan on kernels with mmap_rnd_bits > 28)
+SOAK_SECONDS ?= 600
+SOAK_SANITIZE ?= none
+SOAK_BUILD ?= build-soak-$(SOAK_SANITIZE)
+.PHONY: soak
+soak:
+	cmake -S . -B $(SOAK_BUILD) -DNP_SANITIZE=$(SOAK_SANITIZE) -DBUILD_TESTING=ON $(CMAKE_FLAGS)
+	cmake --build $(SOAK_BUILD) -j $(JOBS) --target np_stress
+	$(SOAK_RUNNER) $(SOAK_BUILD)/tests/stress/np_stress --soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)

@@ -124,10 +124,10 @@ typedef struct options {
 } options;
 
 typedef struct proc_sample {
-  uint64_t cpu_ticks;    /* utime + stime of the whole process */
-  uint64_t csw_vol;      /* voluntary context switches, summed over live threads */
-  uint64_t csw_invol;    /* involuntary */
-  long threads;          /* live threads */
+  uint64_t cpu_ticks; /* utime + stime of the whole process */
+  uint64_t csw_vol;   /* voluntary context switches, summed over live threads */
+  uint64_t csw_invol; /* involuntary */
+  long threads;       /* live threads */
 } proc_sample;
 
 static int64_t now_ns(void) {
@@ -255,7 +255,7 @@ static pid_t perf_start(const options *o) {
   char pid[32];
   snprintf(pid, sizeof(pid), "%d", o->server_pid);
   char *argv[] = {"perf", "stat", "-x", ",", "-o", (char *)o->perf_out, "-e", (char *)o->perf_events,
-                  "-p", pid, NULL};
+                  "-p",   pid,    NULL};
   pid_t child;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
@@ -298,7 +298,8 @@ static void conn_open(const options *o, conn *c) {
 }
 
 static void conn_fail(const conn *c, const char *what, ssize_t n) {
-  fprintf(stderr, "client: connection fd %d: %s: %s\n", c->fd, what, n == 0 ? "closed by server" : strerror(errno));
+  fprintf(stderr, "client: connection fd %d: %s: %s\n", c->fd, what,
+          n == 0 ? "closed by server" : strerror(errno));
   exit(1);
 }
 
@@ -367,7 +368,8 @@ int main(int argc, char **argv) {
   if (ep < 0) die("epoll_create1");
   for (int i = 0; i < o.conns; i++) {
     conn_open(&o, &conns[i]);
-    struct epoll_event ev = {.events = o.stream ? EPOLLIN | EPOLLOUT | EPOLLET : EPOLLIN, .data.ptr = &conns[i]};
+    struct epoll_event ev = {.events = o.stream ? EPOLLIN | EPOLLOUT | EPOLLET : EPOLLIN,
+                             .data.ptr = &conns[i]};
     if (epoll_ctl(ep, EPOLL_CTL_ADD, conns[i].fd, &ev) != 0) die("epoll_ctl");
   }
 
@@ -435,11 +437,14 @@ int main(int argc, char **argv) {
   } else {
     printf(" rt_per_s=%.0f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f", rate,
            (double)hist_quantile(h, 0.50) / 1e3, (double)hist_quantile(h, 0.90) / 1e3,
-           (double)hist_quantile(h, 0.99) / 1e3, (double)hist_quantile(h, 0.999) / 1e3, (double)h->max_ns / 1e3);
+           (double)hist_quantile(h, 0.99) / 1e3, (double)hist_quantile(h, 0.999) / 1e3,
+           (double)h->max_ns / 1e3);
   }
   printf(" active=%d min_conn_ops=%llu", active, (unsigned long long)min_ops);
-  double cli_cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
-                   (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
+  double cli_cpu =
+      (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+      (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) /
+          1e6;
   printf(" cli_cpu=%.2f", cli_cpu / secs);
   if (o.server_pid > 0) {
     double ticks = (double)sysconf(_SC_CLK_TCK);

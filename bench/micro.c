@@ -120,8 +120,8 @@ static bool thread_sleeping(int tid) {
 
 static void report_percentiles(const char *name, const char *impl, int64_t *s, int n) {
   qsort(s, (size_t)n, sizeof(*s), cmp_i64);
-  printf("micro name=%s impl=%s n=%d p50_ns=%lld p90_ns=%lld p99_ns=%lld\n", name, impl, n, (long long)s[n / 2],
-         (long long)s[n * 9 / 10], (long long)s[n * 99 / 100]);
+  printf("micro name=%s impl=%s n=%d p50_ns=%lld p90_ns=%lld p99_ns=%lld\n", name, impl, n,
+         (long long)s[n / 2], (long long)s[n * 9 / 10], (long long)s[n * 99 / 100]);
   fflush(stdout);
 }
 

@@ -20,6 +20,7 @@
 #   BENCH_CONNS    connection counts (default "1 100 1000")
 #   BENCH_MODES    "pingpong stream" (default both)
 #   BENCH_SERVERS  subset of "epoll netpoll go libuv" (default all available)
+#   BENCH_WAIT_IDLE  wait up to this many seconds for the CPUs to be < 10% busy (default 0)
 #   BENCH_PERF=0   skip the perf stat section; BENCH_MICRO=0 skip the micro benchmarks
 #   BENCH_CMAKE_FLAGS  extra cmake configure flags
 # Raw client output is kept in $BENCH_BUILD/results/.
@@ -70,6 +71,21 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
     log "ulimit -n is $(ulimit -n) (hard $(ulimit -Hn)); $maxc connections need $need"; exit 1
   fi
 fi
+
+# ---- is the machine quiet? ------------------------------------------------------
+cpu_busy() { # percent of all CPUs busy over 1 s
+  local a b
+  a=$(awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat); sleep 1
+  b=$(awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat)
+  echo "$a $b" | awk '{ busy = $3 - $1; all = busy + $4 - $2; printf "%.0f", all ? 100 * busy / all : 0 }'
+}
+busy=$(cpu_busy)
+waited=0
+while [ "$busy" -gt 10 ] && [ "$waited" -lt "${BENCH_WAIT_IDLE:-0}" ]; do
+  log "machine ${busy}% busy, waiting for it to settle"; sleep 9; waited=$((waited + 10)); busy=$(cpu_busy)
+done
+[ "$busy" -gt 10 ] && log "WARNING: ${busy}% of the CPUs are busy with other work: the figures will be noisy"
+LOAD_BEFORE="${busy}% busy, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- servers -----------------------------------------------------------------------
 rm -rf "$RES"
@@ -162,6 +178,7 @@ echo
 echo "- CPU: ${model:-unknown}, $(nproc) cores online; $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM"
 echo "- Kernel: $(uname -sr); $(gcc --version 2>/dev/null | head -1 || echo cc)"
 command -v go >/dev/null && echo "- $(go version | sed 's/ linux.*//'); libuv $(pkg-config --modversion libuv 2>/dev/null || echo n/a)"
+echo "- Before the run the CPUs were $LOAD_BEFORE (other processes)."
 echo "- Client and server share the machine: the client is one thread (one core at most);"
 echo "  each figure is the median of $REPEAT runs of ${SECS} s after ${WARMUP} s of warm-up, servers interleaved."
 echo
@@ -193,8 +210,8 @@ FILENAME ~ /perf.txt$/ {
 FILENAME ~ /perf-.*csv$/ {
   # perf stat -x, : value,unit,event,...
   nparts = split(FILENAME, q, "/"); split(q[nparts], r, "[-.]"); s = r[2]; c = r[3]
-  if ($0 ~ /^#/ || NF < 3) next
-  split($0, col, ","); ev = col[3]; sub(/^syscalls:sys_enter_/, "", ev)
+  if ($0 ~ /^#/ || split($0, col, ",") < 3) next
+  ev = col[3]; sub(/^syscalls:sys_enter_/, "", ev)
   v = col[1] + 0
   if (ev == "epoll_pwait") ev = "epoll_wait"
   if (ev == "writev") ev = "write"

@@ -18,6 +18,8 @@
 #   CANARY_TARGET   fuzz target (default schedule: the Go-bug scenarios, the
 #                   fuzzer steers the interleaving)
 #   CANARY_SECONDS  fuzzing time limit (default 60)
+#   CANARY_EMPTY_CORPUS=1  start from an empty corpus/<target>/ (the fuzzer
+#                   must find the bug itself, not replay a stored seed)
 #   FUZZ_SANITIZE   as for make fuzz (default address)
 #   JOBS            fuzzing processes (default nproc)
 #   CANARY_WORK     scratch dir (default: mktemp -d; removed on success)
@@ -50,6 +52,11 @@ say "scratch dir $WORK"
 copy_tree "$WORK/mutant"
 copy_tree "$WORK/clean"
 cd "$WORK/mutant" || exit 2
+if [ "${CANARY_EMPTY_CORPUS:-0}" = 1 ]; then
+  say "emptying corpus/$TARGET/ of the scratch tree"
+  rm -rf "corpus/$TARGET"
+  mkdir -p "corpus/$TARGET"
+fi
 if [ -f "$PATCH" ]; then
   say "planting $(basename "$PATCH"): $(sed -n 's/^# Models: //p' "$PATCH" | head -1)"
   patch -p1 --silent <"$PATCH" || fail "patch $PATCH does not apply"
@@ -67,10 +74,15 @@ FUZZ_SECONDS=$LIMIT TARGETS=$TARGET FUZZ_WORK=$WORK/work ci/fuzz.sh 2>&1 | tee "
 rc=${PIPESTATUS[0]}
 total=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
 [ "$rc" = 1 ] || fail "make fuzz exited $rc: no crash found within $LIMIT s"
-ttc=$(sed -n "s/^fuzz: $TARGET: crash after \([0-9.]*\) s.*/\1/p" "$WORK/fuzz.out" | head -1)
-[ -n "$ttc" ] || fail "no crash time in the output"
-awk -v t="$ttc" -v l="$LIMIT" 'BEGIN { exit !(t <= l) }' || fail "crash after $ttc s, over the $LIMIT s limit"
-reg=$(find "$WORK/mutant/corpus/regressions/$TARGET" -type f 2>/dev/null | head -1)
+# "crash after X s": 0 s when a stored seed already fails (the preflight),
+# then the time the fuzzer took from the remaining seeds.
+seedfail=$(grep -c "^=== SEED FAILS in $TARGET" "$WORK/fuzz.out")
+ttc=$(sed -n "s/^fuzz: $TARGET: crash after \([0-9.]*\) s (.*crash file.*/\1/p" "$WORK/fuzz.out" | head -1)
+[ -n "$ttc" ] || [ "$seedfail" -gt 0 ] || fail "no crash time in the output"
+[ -z "$ttc" ] || awk -v t="$ttc" -v l="$LIMIT" 'BEGIN { exit !(t <= l) }' || fail "crash after $ttc s, over the $LIMIT s limit"
+reg=$(sed -n 's/^    input: *//p' "$WORK/fuzz.out" | head -1)
+[ -n "$reg" ] && reg=$WORK/mutant/$reg
+[ -n "$reg" ] && [ -f "$reg" ] || reg=$(find "$WORK/mutant/corpus/regressions/$TARGET" -type f 2>/dev/null | head -1)
 [ -n "$reg" ] || fail "no regression input written to corpus/regressions/$TARGET/"
 
 # The regression must fail on the mutant and pass on the clean tree.
@@ -79,7 +91,7 @@ for tree in mutant clean; do
     >"$WORK/$tree.replay-build.log" 2>&1 &&
     cmake --build "$WORK/$tree/build-replay" --target np_fuzz_replay -j "$JOBS" >>"$WORK/$tree.replay-build.log" 2>&1 ||
     fail "building the replay driver in the $tree tree (log: $WORK/$tree.replay-build.log)"
-  "$WORK/$tree/build-replay/fuzz/np_fuzz_replay" "$TARGET" "$reg" >"$WORK/$tree.replay.out" 2>&1
+  ("$WORK/$tree/build-replay/fuzz/np_fuzz_replay" "$TARGET" "$reg") >"$WORK/$tree.replay.out" 2>&1
   eval "replay_$tree=$?"
 done
 # shellcheck disable=SC2154
@@ -88,7 +100,13 @@ done
 [ "$replay_clean" = 0 ] || fail "the regression input also fails on the unmutated tree: another bug ($WORK/clean.replay.out)"
 
 echo
-say "PASS: fuzz_$TARGET crashed after $ttc s (limit $LIMIT s; $total s in all with build and minimization)"
+if [ "$seedfail" -gt 0 ]; then
+  say "PASS: $seedfail stored seed(s) of corpus/$TARGET already fail on the mutant (crash after 0 s)"
+  [ -n "$ttc" ] && say "      and fuzz_$TARGET found a new crasher after $ttc s of fuzzing (limit $LIMIT s)"
+else
+  say "PASS: fuzz_$TARGET crashed after $ttc s (limit $LIMIT s)"
+fi
+say "      $total s in all with build, minimization and replay checks"
 say "regression: corpus/regressions/$TARGET/$(basename "$reg") ($(wc -c <"$reg") bytes);" \
   "fails on the mutant, passes on the clean tree"
 grep -a -m 1 '^np_fuzz_' "$WORK/mutant.replay.out" | sed 's/^/    /'

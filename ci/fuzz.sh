@@ -11,6 +11,9 @@
 #                 and replay command are still printed)
 #   --build-only  build the fuzzers and the replay driver, run nothing
 #   --no-merge    do not write new corpus entries back (FUZZ_MERGE=0)
+#   --bench       exec/s of each target on one core (libFuzzer, in-process,
+#                 from a copy of corpus/<target>, fixed -seed; nothing
+#                 written back): wall and per-CPU-second figures
 #   TARGET...     lifecycle schedule events parser (default: all, or $TARGETS)
 #
 # Environment:
@@ -42,6 +45,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ALL_TARGETS=(lifecycle schedule events parser)
 
 SMOKE=0
+BENCH=0
 BUILD_ONLY=0
 MERGE=${FUZZ_MERGE:-1}
 targets=()
@@ -49,6 +53,7 @@ for arg in "$@"; do
   case $arg in
     --smoke) SMOKE=1 ;;
     --build-only) BUILD_ONLY=1 ;;
+    --bench) BENCH=1 ;;
     --no-merge) MERGE=0 ;;
     -h | --help)
       sed -n '2,/^set -u/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
@@ -199,7 +204,11 @@ classify() {
     }
     /ERROR: AddressSanitizer: / && !san { m = $0; sub(/.*AddressSanitizer: /, "", m); split(m, a, " "); san = "asan-" a[1] }
     /ERROR: LeakSanitizer/ && !san { san = "leak" }
-    /runtime error: / && !san { m = $0; sub(/.*runtime error: /, "", m); san = "ubsan-" slug(m) }
+    /runtime error: / && !san {
+      m = $0; f = $0; sub(/.*runtime error: /, "", m); sub(/:.*/, "", m)
+      sub(/: runtime error: .*/, "", f); sub(/:[0-9]+:[0-9]+$/, "", f); sub(/.*\//, "", f)
+      san = "ubsan-" slug(m) "-" f
+    }
     /ERROR: libFuzzer: timeout/ && !san { san = "timeout" }
     /ERROR: libFuzzer: out-of-memory/ && !san { san = "oom" }
     END {
@@ -257,7 +266,7 @@ handle_crash() {
     rc=$?
     [ $rc = 0 ] && log "$t: WARNING: $(basename "$raw") does not crash when run alone (flaky?)"
   fi
-  cls=$(printf '%s\n' "$out" | FILENAME=$t classify)
+  cls=$(printf '%s\n' "$out" | classify)
   [ "$t" = parser ] && case $cls in parser*) ;; *) cls="parser-$cls" ;; esac
   name=$cls-$(sha1sum "$min" | cut -c1-8)
   if [ $SMOKE = 1 ]; then
@@ -322,6 +331,34 @@ progress_line() { # target elapsed secs execs cov ft corp crashes
   fi
 }
 
+# ---- seeds that fail --------------------------------------------------------------
+# preflight TARGET: every seed of corpus/<target>/ must pass (a failing seed
+# stops the fuzzer at once). A failing seed becomes a regression input: moved
+# to corpus/regressions/<target>/<what-broke>-<sha> (with --smoke: reported).
+preflight() {
+  local t=$1 seeds=$ROOT/corpus/$1 f out cls name bad=0
+  [ -d "$seeds" ] || return 0
+  ("$REPLAY_BIN" "$t" "$seeds") >/dev/null 2>&1 && return 0
+  for f in "$seeds"/*; do
+    [ -f "$f" ] || continue
+    out=$( (timeout -k 5 $((TIMEOUT * 3)) "$REPLAY_BIN" "$t" "$f") 2>&1) && continue
+    bad=$((bad + 1))
+    CRASHED=1
+    cls=$(printf '%s\n' "$out" | classify)
+    [ "$t" = parser ] && case $cls in parser*) ;; *) cls="parser-$cls" ;; esac
+    name=$cls-$(sha1sum "$f" | cut -c1-8)
+    echo "=== SEED FAILS in $t: corpus/$t/$(basename "$f"): $cls"
+    printf '%s\n' "$out" | grep -a -m 2 -E '^np_fuzz_|ERROR: |runtime error: ' | sed 's/^/    /'
+    if [ $SMOKE = 0 ]; then
+      mkdir -p "$ROOT/corpus/regressions/$t"
+      mv "$f" "$ROOT/corpus/regressions/$t/$name"
+      echo "    moved to corpus/regressions/$t/$name (replay: make replay FILE=corpus/regressions/$t/$name)"
+    fi
+  done
+  [ $bad -gt 0 ] && log "$t: $bad seed(s) of corpus/$t fail on this build: crash after 0 s (seed corpus)"
+  return 0
+}
+
 # ---- one target -------------------------------------------------------------------
 summary=()
 run_target() {
@@ -329,6 +366,7 @@ run_target() {
   mkdir -p "$w" "$seeds"
   local start crash_at="" n_crash=0 st elapsed last_print=0
   cur_pids=()
+  preflight "$t"
   if [ "$ENGINE" = libfuzzer ]; then
     bin=$BUILD/fuzz/fuzz_$t
     mkdir -p "$w/corpus" "$w/artifacts"
@@ -494,6 +532,31 @@ reduce_if_big() {
   cp "$out"/* "$seeds/" 2>/dev/null
   log "$t: corpus/$t now $(find "$seeds" -type f | wc -l) files, $(kbytes "$seeds") KB"
 }
+
+# ---- --bench: one core, in-process ------------------------------------------------
+if [ $BENCH = 1 ]; then
+  [ "$ENGINE" = libfuzzer ] || die "--bench measures libFuzzer builds only"
+  echo "exec/s on one core, sanitize=$SAN, ${PER} s per target, from corpus/<target> (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+  echo "target        execs  exec/s(wall)  exec/s(cpu)   cov"
+  for t in "${targets[@]}"; do
+    w=$WORK/bench-$t
+    rm -rf "$w"
+    mkdir -p "$w/corpus"
+    cp "$ROOT/corpus/$t"/* "$w/corpus/" 2>/dev/null
+    dict=()
+    [ -f "$ROOT/fuzz/dict/$t.dict" ] && dict=(-dict="$ROOT/fuzz/dict/$t.dict")
+    TIMEFORMAT='%R %U %S'
+    { time "$BUILD/fuzz/fuzz_$t" -max_total_time="$PER" -seed=1 -print_final_stats=1 -timeout="$TIMEOUT" \
+      -artifact_prefix="$w/" "${dict[@]}" "$w/corpus" >"$w/log" 2>&1; } 2>"$w/time"
+    read -r wall usr sys <"$w/time"
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$w/log")
+    cov=$(grep -a -E '^#[0-9]+' "$w/log" | tail -1 | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
+    awk -v t="$t" -v e="${execs:-0}" -v w="$wall" -v c="$(awk -v u="$usr" -v s="$sys" 'BEGIN { print u + s }')" \
+      -v cov="${cov:-0}" 'BEGIN { printf "%-9s %9d %13d %12d %5d\n", t, e, (w > 0 ? e / w : 0), (c > 0 ? e / c : 0), cov }'
+    ls "$w"/crash-* >/dev/null 2>&1 && echo "  ($t crashed during the measurement: $(ls "$w"/crash-* | head -1))"
+  done
+  exit 0
+fi
 
 log "engine $ENGINE, targets ${targets[*]}, ${PER} s each, $JOBS job(s), work dir ${WORK#"$ROOT"/}"
 for t in "${targets[@]}"; do

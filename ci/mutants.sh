@@ -54,8 +54,14 @@ campaign() {
   if "$1" --help 2>/dev/null | grep -q -- '--out'; then
     if [ "$5" = /dev/null ]; then out=(--out "$WORK/logs/_bisect"); else out=(--out "$5.replays"); fi
   fi
-  timeout "$TIMEOUT" "$1" run --seeds "$3-$4" --strategy "$2" --quiet --stop-on-fail "${out[@]}" >"$5" 2>&1 ||
-    rc=$?
+  if [ "$2" = scenarios ]; then
+    # The hand-written Go-bug scenarios of the (patched) tree, each over its own seed range.
+    timeout "$TIMEOUT" "$1" scenario "$(dirname "$1")/../../tests/scenarios/"*.scn --quiet --stop-on-fail \
+      "${out[@]}" >"$5" 2>&1 || rc=$?
+  else
+    timeout "$TIMEOUT" "$1" run --seeds "$3-$4" --strategy "$2" --quiet --stop-on-fail "${out[@]}" >"$5" 2>&1 ||
+      rc=$?
+  fi
   echo "$rc"
 }
 
@@ -106,7 +112,7 @@ run_one() {
     npsim=$src/_b/sim/npsim
     t0=$(now)
     row=""
-    for strategy in random pct; do
+    for strategy in scenarios random pct; do
       rc=$(campaign "$npsim" "$strategy" 1 "$SEEDS" "$log.$strategy")
       [ "$rc" = 0 ] && continue
       # "FAIL [name] seed=N strategy=S: message"
@@ -118,7 +124,7 @@ run_one() {
       elif [ -z "$seed" ]; then
         # No report: npsim died (signal or abort outside the sim's hooks).
         msg="crash: npsim exit status $rc"
-        seed=$(first_bad "$npsim" "$strategy" 1 "$SEEDS")
+        if [ "$strategy" = scenarios ]; then seed="?"; else seed=$(first_bad "$npsim" "$strategy" 1 "$SEEDS"); fi
         msg="$msg at seed $seed"
       fi
       msg=${msg//$src\//}

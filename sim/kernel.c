@@ -25,6 +25,7 @@ typedef struct kbuf { /* one direction of a stream */
 
 typedef struct epitem {
   int fd;
+  uint32_t reg;    /* registration serial: 1, 2, ... per run (the kernel's identity, not the tag) */
   uint32_t events; /* interest (EPOLLET included) */
   uint64_t tag;
   bool queued;        /* on the ready list */
@@ -59,6 +60,9 @@ static struct {
   kern_faults faults;
   kern_stats stats;
   kern_event_fn hook;
+  kern_reg_fn reg_hook;
+  kern_close_fn close_hook;
+  uint32_t next_reg;
   void *hook_ctx;
 } K;
 
@@ -94,6 +98,11 @@ void kern_reset(void) {
   K.breakfd = -1;
   /* 0, 1, 2 are the standard streams: taken, as in a real process. */
   for (int fd = 0; fd < 3; fd++) K.files[fd].kind = K_RESERVED;
+}
+
+void kern_set_reg_hooks(kern_reg_fn on_register, kern_close_fn on_close) {
+  K.reg_hook = on_register;
+  K.close_hook = on_close;
 }
 
 void kern_set_event_hook(kern_event_fn fn, void *ctx) {
@@ -500,7 +509,9 @@ static int sb_open(void *state, int fd, uint64_t tag) {
   it->fd = fd;
   it->events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   it->tag = tag;
+  it->reg = ++K.next_reg;
   f->item = it;
+  if (K.reg_hook != NULL) K.reg_hook(fd, tag, it->reg);
   notify(fd); /* ep_insert: queue at once if already ready */
   return 0;
 }
@@ -577,7 +588,7 @@ static int sb_wait(void *state, np__event *events, int events_max, int64_t delay
         events[n].tag = it->tag;
         n++;
         if (!(it->events & EPOLLET)) enqueue(it); /* level-triggered: stays ready */
-        if (K.hook != NULL) K.hook(K.hook_ctx, it->fd, it->tag, mask);
+        if (K.hook != NULL) K.hook(K.hook_ctx, it->fd, it->tag, it->reg, mask);
       }
       if (last) break;
       it = next;
@@ -752,6 +763,7 @@ static int sb_setnonblock(void *state, int fd) {
 static int sb_close_fd(void *state, int fd) {
   (void)state;
   syscall_point("close", fd);
+  if (K.close_hook != NULL) K.close_hook(fd);
   return kern_close(fd);
 }
 

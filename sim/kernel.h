@@ -39,7 +39,12 @@ typedef struct kern_stats {
 } kern_stats;
 
 /* Called for every event epoll_wait reports (the world's oracles). */
-typedef void (*kern_event_fn)(void *ctx, int fd, uint64_t tag, uint32_t events);
+typedef void (*kern_event_fn)(void *ctx, int fd, uint64_t tag, uint32_t reg, uint32_t events);
+/* A new epoll registration (serial reg) for fd with the tag the core gave. */
+typedef void (*kern_reg_fn)(int fd, uint64_t tag, uint32_t reg);
+/* The library closes fd (its last reference is gone, I12). */
+typedef void (*kern_close_fn)(int fd);
+void kern_set_reg_hooks(kern_reg_fn on_register, kern_close_fn on_close);
 
 void kern_reset(void);
 void kern_set_event_hook(kern_event_fn fn, void *ctx);

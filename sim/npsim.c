@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +89,25 @@ typedef struct cli {
 
 static scenario g_sc; /* large: static */
 
+/* A crash (a broken core dereferencing freed or NULL state) must still say
+ * which run it was: the line is prepared before every run, the handler
+ * only writes it. */
+static char crash_line[256];
+
+static void on_crash(int sig) {
+  if (write(STDOUT_FILENO, crash_line, strlen(crash_line)) < 0) {
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void prepare_crash_line(const scenario *sc, uint64_t seed) {
+  snprintf(crash_line, sizeof(crash_line),
+           "FAIL %s seed=%" PRIu64
+           " strategy=%s: crash (signal) in the run\nreplay: npsim replay --seed %" PRIu64 "\n",
+           sc->name, seed, sc->strategy ? "pct" : "random", seed);
+}
+
 static void apply_overrides(const cli *c, scenario *sc) {
   if (c->strategy >= 0) sc->strategy = c->strategy;
   if (c->depth > 0) sc->depth = c->depth;
@@ -109,6 +130,7 @@ static int write_replay(const cli *c, const scenario *sc, uint64_t seed, char *p
 static int run_one(cli *c, const scenario *sc, uint64_t seed, world_result *r) {
   c->o.sc = sc;
   c->o.seed = seed;
+  prepare_crash_line(sc, seed);
   int rc = world_run(&c->o, r);
   if (rc != 0) {
     char path[512];
@@ -198,6 +220,9 @@ int main(int argc, char **argv) {
     return argc < 2 ? 2 : 0;
   }
   const char *cmd = argv[1];
+  signal(SIGSEGV, on_crash);
+  signal(SIGBUS, on_crash);
+  signal(SIGFPE, on_crash);
   static cli c;
   c.o.check_every_step = true;
   c.o.trace_tail = 40;

@@ -51,9 +51,13 @@ static inline uintptr_t np__load_uptr(np__auptr *a) {
   sim_record(SIM_OP_LOAD, a, *a, *a);
   return *a;
 }
+/* The world checks plain stores on the rg/wg semaphores (lost pdReady). */
+extern void (*sim_on_store)(const void *addr, uint64_t old_value, uint64_t new_value);
+
 static inline void np__store_uptr(np__auptr *a, uintptr_t v) {
   sim_point();
   sim_record(SIM_OP_STORE, a, *a, v);
+  if (sim_on_store != NULL) sim_on_store(a, *a, v);
   *a = v;
 }
 static inline bool np__cas_uptr(np__auptr *a, uintptr_t old, uintptr_t new_value) {

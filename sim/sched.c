@@ -27,6 +27,7 @@
 #endif
 
 sim_sched *sim;
+void (*sim_on_store)(const void *addr, uint64_t old_value, uint64_t new_value);
 
 /* ---- context switch ----------------------------------------------------
  * x86-64 System V: save the callee-saved registers on the old stack, swap
@@ -174,6 +175,7 @@ void sim_fini(sim_sched *s) {
   s->task_count = 0;
   extern void (*np__panic_hook)(const char *, int, const char *);
   np__panic_hook = NULL;
+  sim_on_store = NULL;
   if (sim == s) sim = NULL;
 }
 

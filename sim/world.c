@@ -24,11 +24,13 @@
 #define HIST_MAX 96
 #define MS_NS INT64_C(1000000)
 #define GEN_MAX 16
+#define REG_MAX 1024
 
 typedef struct dl_entry {
   int64_t time;        /* virtual time the set call began */
   uint64_t step_begin; /* schedule steps bracketing the call */
   uint64_t step_end;   /* 0 while the call is in progress */
+  bool refused;        /* the call returned NP_ECLOSING: it had no effect */
   int64_t value;
 } dl_entry;
 
@@ -40,6 +42,7 @@ typedef struct rec {
   np__pd *pd;
   uint32_t fdseq;
   uint64_t tag;
+  uint32_t reg; /* kernel registration */
   bool close_started;
   dl_entry hist[2][HIST_MAX]; /* deadline history per mode */
   int hist_len[2];
@@ -67,9 +70,9 @@ typedef struct world {
   int events_max;
   const scenario *sc;
   const world_options *opts;
-  np__pd *used_pds[RECS_MAX];    /* every pd that ever had an owner: the only ones that can change */
-  uint32_t used_seq[RECS_MAX];   /* fdseq of the registration whose events are in used_flags */
-  unsigned used_flags[RECS_MAX]; /* EV_* fetched for that registration */
+  np__pd *used_pds[RECS_MAX];  /* every pd that ever had an owner: the only ones that can change */
+  uint32_t used_reg[RECS_MAX]; /* the pd's current kernel registration */
+  unsigned reg_flags[REG_MAX]; /* EV_* fetched, by kernel registration */
   int used_pd_count;
   struct { /* connections made by connect actions, until accepted */
     int client_fd;
@@ -104,39 +107,43 @@ static void fill(int stream, uint64_t offset, uint8_t *buf, size_t n) {
   for (size_t i = 0; i < n; i++) buf[i] = pattern(stream, offset + i);
 }
 
-/* Events fetched per pd, for its newest registration only: epoll reports a
- * registration only while it exists (DEL comes before the pd is reused), so
- * a new fdseq at fetch time means a new registration. */
+/* Events fetched, by the kernel's registration (epoll item serial), not by
+ * the core's tag: a core that failed to make tags unique (no fdseq bump)
+ * must not have its stale events credited to the new owner. */
 static int used_index(const np__pd *pd) {
   for (int i = 0; i < W.used_pd_count; i++)
     if (W.used_pds[i] == pd) return i;
   if (W.used_pd_count >= RECS_MAX) sim_fail("too many pds for the event log");
   W.used_pds[W.used_pd_count] = (np__pd *)pd;
-  W.used_seq[W.used_pd_count] = UINT32_MAX;
-  W.used_flags[W.used_pd_count] = 0;
+  W.used_reg[W.used_pd_count] = 0;
   return W.used_pd_count++;
 }
 
-static unsigned tag_seen(uint64_t tag) {
+static unsigned reg_seen(uint32_t reg) { return reg > 0 && reg < REG_MAX ? W.reg_flags[reg] : 0; }
+
+/* Kernel hook: a new registration. The pointer half of the tag says which
+ * pd the core registered (the sequence half is what is under test). */
+static void on_register(int fd, uint64_t tag, uint32_t reg) {
+  (void)fd;
+  if (reg >= REG_MAX) sim_fail("too many registrations for the event log");
   uint32_t seq;
   np__pd *pd = np__pd_untag(tag, &seq);
-  int i = used_index(pd);
-  return W.used_seq[i] == seq ? W.used_flags[i] : 0;
+  W.used_reg[used_index(pd)] = reg;
 }
 
-/* The handle that owns pd now: the one registered with the pd's current
- * fd sequence (an earlier, closed handle may have had the same pd). */
 static rec *rec_of_pd(const void *pd) {
   const np__pd *p = pd;
+  uint32_t reg = W.used_reg[used_index(p)];
   for (int i = W.rec_count - 1; i >= 0; i--)
-    if (W.recs[i].pd == p && W.recs[i].f != NULL && W.recs[i].fdseq == p->fdseq) return &W.recs[i];
+    if (W.recs[i].pd == p && W.recs[i].f != NULL && W.recs[i].reg == reg) return &W.recs[i];
   return NULL;
 }
 
 static dl_entry *hist_begin(rec *r, int mode_index, int64_t value) {
   if (r->hist_len[mode_index] >= HIST_MAX) sim_fail("deadline history full");
   dl_entry *e = &r->hist[mode_index][r->hist_len[mode_index]++];
-  *e = (dl_entry){sim->now, sim->steps, 0, value};
+  *e =
+      (dl_entry){.time = sim->now, .step_begin = sim->steps, .step_end = 0, .refused = false, .value = value};
   return e;
 }
 
@@ -147,8 +154,8 @@ static int set_deadline_recorded(rec *r, int which, int64_t value) {
   int err = which == 0   ? np_set_read_deadline(r->f, value)
             : which == 1 ? np_set_write_deadline(r->f, value)
                          : np_set_deadline(r->f, value);
-  if (er != NULL) er->step_end = sim->steps;
-  if (ew != NULL) ew->step_end = sim->steps;
+  if (er != NULL) er->step_end = sim->steps, er->refused = err == NP_ECLOSING;
+  if (ew != NULL) ew->step_end = sim->steps, ew->refused = err == NP_ECLOSING;
   return err;
 }
 
@@ -163,13 +170,14 @@ static bool timeout_legal_now(const rec *r, int mode_index) {
   const dl_entry *last = NULL;
   for (int i = 0; i < n; i++) {
     if (h[i].step_end == 0) return true; /* in flight: either outcome is legal */
+    if (h[i].refused) continue;
     if (last == NULL || h[i].step_end > last->step_end) last = &h[i];
   }
   if (last == NULL) return false; /* no deadline was ever set */
   /* Calls that overlapped the last completed one may have taken the pd lock
    * after it: any of their values may be the one in force. */
   for (int i = 0; i < n; i++) {
-    if (h[i].step_end < last->step_begin) continue;
+    if (h[i].refused || h[i].step_end < last->step_begin) continue;
     if (h[i].value != 0 && h[i].value <= sim->now) return true;
   }
   return false;
@@ -183,7 +191,7 @@ static bool timeout_legal(const rec *r, int mode_index, uint64_t op_step) {
   const dl_entry *h = r->hist[mode_index];
   int n = r->hist_len[mode_index];
   for (int i = 0; i < n; i++) {
-    if (h[i].value == 0 || h[i].value > sim->now) continue;
+    if (h[i].refused || h[i].value == 0 || h[i].value > sim->now) continue;
     bool replaced = false;
     for (int j = 0; j < n && !replaced; j++)
       replaced = h[i].step_end != 0 && h[j].step_begin > h[i].step_end && h[j].step_end != 0 &&
@@ -206,7 +214,7 @@ static void check_result(rec *r, int mode, int result, const char *where) {
         sim_fail("I3: %s on stream %d returned closing before close began", where, r->id);
       break;
     case NP_ENOTPOLLABLE:
-      if (mode != 'r' || !(tag_seen(r->tag) & EV_ERR_ONLY))
+      if (mode != 'r' || !(reg_seen(r->reg) & EV_ERR_ONLY))
         sim_fail("I10: %s on stream %d mode %c not pollable without an EPOLLERR-only event", where, r->id,
                  mode);
       break;
@@ -225,7 +233,7 @@ int np__port_wait_result(const void *pd, int mode, int result) {
     sim_fail("I5: wait(%c) on stream %d timed out although the deadline in force has not passed", mode,
              r->id);
   if (result == NP__POLL_OK) {
-    if (!(tag_seen(r->tag) & (mode == 'r' ? EV_R : EV_W)))
+    if (!(reg_seen(r->reg) & (mode == 'r' ? EV_R : EV_W)))
       sim_fail(
           "I3/I6: waiter on stream %d mode %c woken ready without any readiness event for its registration",
           r->id, mode);
@@ -236,7 +244,7 @@ int np__port_wait_result(const void *pd, int mode, int result) {
   return result;
 }
 
-static void on_event(void *ctx, int fd, uint64_t tag, uint32_t events) {
+static void on_event(void *ctx, int fd, uint64_t tag, uint32_t reg, uint32_t events) {
   (void)ctx;
   (void)fd;
   if (tag == 0) return; /* the break */
@@ -244,14 +252,35 @@ static void on_event(void *ctx, int fd, uint64_t tag, uint32_t events) {
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) flags |= EV_R;
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) flags |= EV_W;
   if (events == EPOLLERR) flags |= EV_ERR_ONLY;
-  uint32_t seq;
-  np__pd *pd = np__pd_untag(tag, &seq);
-  int i = used_index(pd);
-  if (W.used_seq[i] != seq) {
-    W.used_seq[i] = seq;
-    W.used_flags[i] = 0;
+  if (reg > 0 && reg < REG_MAX) W.reg_flags[reg] |= flags;
+}
+
+/* Kernel hook: the library closes a descriptor. Only the last reference,
+ * after close, may do that (I12). */
+static void on_library_close(int fd) {
+  for (int i = W.rec_count - 1; i >= 0; i--) {
+    rec *r = &W.recs[i];
+    if (r->f == NULL || r->f->sysfd != fd) continue;
+    uint64_t state = r->f->mu.state;
+    if (!(state & 1) || ((state >> 3) & NP__MUTEX_REF_MAX) != 0)
+      sim_fail("I12: fd %d closed while its mutex state is %#llx (not closed, or references held)", fd,
+               (unsigned long long)state);
+    return;
   }
-  W.used_flags[i] |= flags;
+}
+
+/* Port hook (stores): a pending READY may be overwritten by a plain store
+ * only when a pd is reopened (under its lock); anywhere else it is a lost
+ * readiness notification. */
+static void on_store(const void *addr, uint64_t old_value, uint64_t new_value) {
+  if (old_value != NP__PD_READY || new_value != NP__PD_NIL) return;
+  for (int i = 0; i < W.used_pd_count; i++) {
+    np__pd *pd = W.used_pds[i];
+    if (addr != &pd->rg && addr != &pd->wg) continue;
+    if (pd->lock.owner != sim->current)
+      sim_fail("I2: lost pdReady: a pending readiness on fd%d overwritten by a plain store", pd->fd);
+    return;
+  }
 }
 
 /* ---- the interpreter ------------------------------------------------------------------ */
@@ -328,7 +357,7 @@ static void adopt(rec *r, np_fd *f) {
   r->pd = f->pd;
   r->fdseq = r->pd->fdseq;
   r->tag = np__pd_tag(r->pd, r->fdseq);
-  (void)used_index(r->pd);
+  r->reg = W.used_reg[used_index(r->pd)];
 }
 
 static rec *open_stream(sc_kind kind, uint32_t cap) {
@@ -806,7 +835,7 @@ static void check_pd_events(np__pd *pd) {
   bool err = (pd->info & NP__INFO_EVENT_ERR) != 0;
   if (pd->rg != NP__PD_READY && pd->wg != NP__PD_READY && !err)
     return; /* nothing to justify: the common case */
-  unsigned seen = tag_seen(np__pd_tag(pd, pd->fdseq));
+  unsigned seen = reg_seen(W.used_reg[used_index(pd)]);
   if (pd->rg == NP__PD_READY && !(seen & EV_R))
     sim_fail("I6: pd fd%d has a pending read readiness but no event of its registration", pd->fd);
   if (pd->wg == NP__PD_READY && !(seen & EV_W))
@@ -1002,6 +1031,8 @@ int world_run(const world_options *opts, world_result *result) {
   if (sc->stickiness >= 0) s.stickiness = (uint32_t)sc->stickiness;
   kern_reset();
   kern_set_event_hook(on_event, NULL);
+  kern_set_reg_hooks(on_register, on_library_close);
+  sim_on_store = on_store;
   memset(&W, 0, sizeof(W));
   W.opts = opts;
   W.sc = sc;

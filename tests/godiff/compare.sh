@@ -1,6 +1,6 @@
 #!/bin/sh
 # compare.sh GO GODIFF_GO BUILDDIR GODIFF_C - builds the Go oracle
-# (godiff.go) with GO into BUILDDIR, runs it and the netpoll twin GODIFF_C,
+# (godiff.go) with GO (cache in BUILDDIR), runs it and the netpoll twin GODIFF_C,
 # and requires identical output (one `<name> <outcome...>` line per
 # scenario). GO empty or missing: exit 77 (ctest SKIP_RETURN_CODE).
 set -u
@@ -17,19 +17,20 @@ if [ -z "$go" ] || [ ! -x "$go" ]; then
   exit 77
 fi
 
-# Go standard library only: no network, no modules, a cache in the build tree.
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/godiff.XXXXXX") || exit 2
+trap 'rm -rf "$tmp"' EXIT
+
+# Go standard library only: no network, no modules; the build cache lives in
+# BUILDDIR, the binary in the private temp dir (concurrent runs don't race).
 mkdir -p "$dir/gocache" "$dir/gopath" || exit 2
 if ! env GOCACHE="$dir/gocache" GOPATH="$dir/gopath" GO111MODULE=off GOFLAGS= CGO_ENABLED=0 \
-    GOTOOLCHAIN=local "$go" build -o "$dir/godiff_go" "$src"; then
+    GOTOOLCHAIN=local "$go" build -o "$tmp/godiff_go" "$src"; then
   echo "FAIL: go build of $src failed"
   exit 1
 fi
 echo "oracle: $("$go" version)"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/godiff.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
-
-"$dir/godiff_go" >"$tmp/go.out" 2>"$tmp/go.err"
+"$tmp/godiff_go" >"$tmp/go.out" 2>"$tmp/go.err"
 grc=$?
 "$twin" >"$tmp/c.out" 2>"$tmp/c.err"
 crc=$?

@@ -32,6 +32,9 @@
 
 #define MS (INT64_C(1000000))
 #define SHORT (50 * MS)
+/* A write that must get some bytes out before its deadline: far enough that
+ * a descheduled thread cannot miss the first write(2). */
+#define FILL_DEADLINE (250 * MS)
 #define FAR (10000 * MS)
 #define PIPE_SIZE 4096
 #define BIG_WRITE 10000
@@ -475,7 +478,7 @@ static void pipe_zero_read(out *o) {
 static void pipe_write_deadline_partial(out *o) {
   np_fd *r, *w;
   mkpipe(&r, &w, true);
-  np_set_write_deadline(w, after(SHORT));
+  np_set_write_deadline(w, after(FILL_DEADLINE));
   wr(o, w, BIG_WRITE, true);
   np_free(r), np_free(w);
 }
@@ -484,7 +487,7 @@ static void pipe_write_deadline_partial_after_data(out *o) {
   np_fd *r, *w;
   mkpipe(&r, &w, true);
   wr(o, w, 100, true);
-  np_set_write_deadline(w, after(SHORT));
+  np_set_write_deadline(w, after(FILL_DEADLINE));
   wr(o, w, BIG_WRITE, true);
   np_free(r), np_free(w);
 }
@@ -657,7 +660,7 @@ static void sock_set_deadline_both(out *o) {
 static void sock_write_deadline_full(out *o) {
   np_fd *a, *b;
   sockpair(&a, &b);
-  np_set_write_deadline(a, after(SHORT));
+  np_set_write_deadline(a, after(FILL_DEADLINE));
   wr(o, a, FILL_WRITE, false);
   np_set_write_deadline(a, after(SHORT));
   wr(o, a, 1, true);
@@ -684,7 +687,7 @@ static void sock_write_timeout_leaves_reader_blocked(out *o) {
   sockpair(&a, &b);
   task *t = async(T_READ, a, 16, true);
   wait_parked(1);
-  np_set_write_deadline(a, after(SHORT));
+  np_set_write_deadline(a, after(FILL_DEADLINE));
   out x = {{0}};
   wr(&x, a, FILL_WRITE, false);
   add(o, "write=%s", x.s);
@@ -728,7 +731,7 @@ static void sock_writev(out *o) {
   np_set_write_deadline(a, past());
   wv(o, a, "x", "y", NULL);
   np_set_write_deadline(a, 0);
-  np_set_write_deadline(a, after(SHORT));
+  np_set_write_deadline(a, after(FILL_DEADLINE));
   wr(o, a, FILL_WRITE, false);
   np_set_write_deadline(a, after(SHORT));
   wv(o, a, "x", "y", NULL);
@@ -972,16 +975,42 @@ static const scenario scenarios[] = {
     S(tcp_accept_read_write),
 };
 
+/* Watchdog: a scenario that hangs (a waiter never woken) ends the run with a
+ * line that shows up in the diff, instead of the ctest timeout. */
+#define HANG_MS 20000
+static _Atomic(const char *) g_current;
+static _Atomic int64_t g_started;
+
+static void *watchdog(void *arg) {
+  (void)arg;
+  for (;;) {
+    sleep_ms(100);
+    const char *name = atomic_load(&g_current);
+    if (name != NULL && np_now() - atomic_load(&g_started) > HANG_MS * MS) {
+      printf("%s HUNG (no result after %d s)\n", name, HANG_MS / 1000);
+      fflush(stdout);
+      _exit(3);
+    }
+  }
+  return NULL;
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN); /* as Go does for descriptors other than 1 and 2 */
   int err = np_poller_create(&P, NULL);
   if (err != 0) fatal("np_poller_create: %s", np_strerror(err));
+  pthread_t dog;
+  if (pthread_create(&dog, NULL, watchdog, NULL) != 0) fatal("pthread_create");
+  pthread_detach(dog);
   for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
     bool run = argc < 2;
     for (int a = 1; a < argc; a++) run = run || strcmp(argv[a], scenarios[i].name) == 0;
     if (!run) continue;
     out o = {{0}};
+    atomic_store(&g_started, np_now());
+    atomic_store(&g_current, scenarios[i].name);
     scenarios[i].run(&o);
+    atomic_store(&g_current, NULL);
     printf("%s %s\n", scenarios[i].name, o.s);
     fflush(stdout);
     np_stats s;

@@ -31,14 +31,18 @@ import (
 )
 
 const (
-	pipeSize    = 4096 // F_SETPIPE_SZ: one page, so a partial write is exactly 4096
-	bigWrite    = 10000
-	fillWrite   = 4 << 20 // more than any AF_UNIX send buffer
-	short       = 50 * time.Millisecond
-	far         = 10 * time.Second
-	fSetPipeSz  = 1031
-	fGetPipeSz  = 1032
-	parkTimeout = 10 * time.Second
+	pipeSize  = 4096 // F_SETPIPE_SZ: one page, so a partial write is exactly 4096
+	bigWrite  = 10000
+	fillWrite = 4 << 20 // more than any AF_UNIX send buffer
+	short     = 50 * time.Millisecond
+	// A write that must get some bytes out before its deadline: far enough
+	// that a descheduled thread cannot miss the first write(2).
+	fillDeadline = 250 * time.Millisecond
+	far          = 10 * time.Second
+	fSetPipeSz   = 1031
+	fGetPipeSz   = 1032
+	parkTimeout  = 10 * time.Second
+	hangAfter    = 20 * time.Second // watchdog: a hung scenario ends the run visibly
 )
 
 func fatal(format string, args ...interface{}) {
@@ -406,7 +410,7 @@ var scenarios = []scenario{
 		r, w := smallPipe()
 		defer r.Close()
 		defer w.Close()
-		w.SetWriteDeadline(time.Now().Add(short))
+		w.SetWriteDeadline(time.Now().Add(fillDeadline))
 		return wr(w, bigWrite, true)
 	}},
 	{"pipe_write_deadline_partial_after_data", func() string {
@@ -414,7 +418,7 @@ var scenarios = []scenario{
 		defer r.Close()
 		defer w.Close()
 		first := wr(w, 100, true)
-		w.SetWriteDeadline(time.Now().Add(short))
+		w.SetWriteDeadline(time.Now().Add(fillDeadline))
 		return join(first, wr(w, bigWrite, true))
 	}},
 	{"pipe_write_past_deadline", func() string {
@@ -546,7 +550,7 @@ var scenarios = []scenario{
 		a, b := sockpair()
 		defer a.Close()
 		defer b.Close()
-		a.SetWriteDeadline(time.Now().Add(short))
+		a.SetWriteDeadline(time.Now().Add(fillDeadline))
 		first := wr(a, fillWrite, false)
 		a.SetWriteDeadline(time.Now().Add(short))
 		return join(first, wr(a, 1, true))
@@ -572,7 +576,7 @@ var scenarios = []scenario{
 		defer b.Close()
 		res := async(func() string { return rd(a, 16) })
 		waitParked(1)
-		a.SetWriteDeadline(time.Now().Add(short))
+		a.SetWriteDeadline(time.Now().Add(fillDeadline))
 		write := wr(a, fillWrite, false)
 		state := "woken"
 		if parked() == 1 {
@@ -604,7 +608,7 @@ var scenarios = []scenario{
 		a.SetWriteDeadline(past())
 		out = append(out, wv([]byte("x"), []byte("y")))
 		a.SetWriteDeadline(time.Time{})
-		a.SetWriteDeadline(time.Now().Add(short))
+		a.SetWriteDeadline(time.Now().Add(fillDeadline))
 		out = append(out, wr(a, fillWrite, false))
 		a.SetWriteDeadline(time.Now().Add(short))
 		out = append(out, wv([]byte("x"), []byte("y")))
@@ -744,7 +748,13 @@ func main() {
 		if len(want) > 0 && !want[s.name] {
 			continue
 		}
+		name := s.name
+		dog := time.AfterFunc(hangAfter, func() {
+			fmt.Printf("%s HUNG (no result after %d s)\n", name, hangAfter/time.Second)
+			os.Exit(3)
+		})
 		out := s.run()
+		dog.Stop()
 		fmt.Printf("%s %s\n", s.name, out)
 		if n := parked(); n != 0 {
 			fatal("%s left %d goroutines blocked", s.name, n)
