@@ -91,7 +91,7 @@ for tree in mutant clean; do
     >"$WORK/$tree.replay-build.log" 2>&1 &&
     cmake --build "$WORK/$tree/build-replay" --target np_fuzz_replay -j "$JOBS" >>"$WORK/$tree.replay-build.log" 2>&1 ||
     fail "building the replay driver in the $tree tree (log: $WORK/$tree.replay-build.log)"
-  ("$WORK/$tree/build-replay/fuzz/np_fuzz_replay" "$TARGET" "$reg") >"$WORK/$tree.replay.out" 2>&1
+  ("$WORK/$tree/build-replay/fuzz/np_fuzz_replay" "$TARGET" "$reg"; exit $?) >"$WORK/$tree.replay.out" 2>&1
   eval "replay_$tree=$?"
 done
 # shellcheck disable=SC2154

@@ -252,7 +252,7 @@ handle_crash() {
         timeout -k 5 $((MIN_SECS + 30)) "$bin" -minimize_crash=1 -max_total_time="$MIN_SECS" -timeout="$TIMEOUT" \
           -exact_artifact_path="$min" "$raw" >"$w/minimize.log" 2>&1
       else
-        AFL_SKIP_CPUFREQ=1 timeout -k 5 $((MIN_SECS + 30)) afl-tmin -t $((TIMEOUT * 1000)) -m none \
+        AFL_SKIP_CPUFREQ=1 AFL_ALLOW_TMP=1 timeout -k 5 $((MIN_SECS + 30)) afl-tmin -t $((TIMEOUT * 1000)) -m none \
           -i "$raw" -o "$min" -- "$bin" >"$w/minimize.log" 2>&1
       fi
       ;;
@@ -304,12 +304,13 @@ stats_libfuzzer() {
     }
     print e + 0, cov + 0, ft + 0, corp + 0 }'
 }
-# stats_afl SYNC: "execs cov% - corp" summed over the instances.
+# stats_afl SYNC: "execs edges map% corp" over the instances, from the newest
+# line of each plot_data (fuzzer_stats is only rewritten once a minute).
 stats_afl() {
-  cat "$1"/*/fuzzer_stats 2>/dev/null | awk -F' *: *' '
-    $1 == "execs_done" { e += $2 } $1 == "corpus_count" { if ($2 > c) c = $2 }
-    $1 == "bitmap_cvg" { v = $2; sub(/%/, "", v); if (v + 0 > cov) cov = v + 0 }
-    $1 == "edges_found" { if ($2 > ed) ed = $2 }
+  local f
+  for f in "$1"/*/plot_data; do [ -f "$f" ] && tail -1 "$f"; done 2>/dev/null | awk -F', *' '
+    /^#/ { next }
+    { e += $12; if ($13 > ed) ed = $13; v = $7; sub(/%/, "", v); if (v + 0 > cov) cov = v + 0; if ($4 > c) c = $4 }
     END { print e + 0, ed + 0, cov + 0, c + 0 }'
 }
 count_crashes() {
@@ -318,6 +319,13 @@ count_crashes() {
   else
     find "$1" -path '*/crashes/id:*' -type f 2>/dev/null | wc -l
   fi
+}
+# first_crash_time DIR START: seconds from START to the oldest crash file.
+first_crash_time() {
+  local m
+  m=$(find "$1" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' -o -path '*/crashes/id:*' \) \
+    -printf '%T@\n' 2>/dev/null | sort -n | head -1)
+  awk -v m="${m:-0}" -v s="$1" -v a="$2" 'BEGIN { d = m - a; if (m == 0 || d < 0) d = 0; printf "%.1f", d }'
 }
 progress_line() { # target elapsed secs execs cov ft corp crashes
   local rate
@@ -338,10 +346,10 @@ progress_line() { # target elapsed secs execs cov ft corp crashes
 preflight() {
   local t=$1 seeds=$ROOT/corpus/$1 f out cls name bad=0
   [ -d "$seeds" ] || return 0
-  ("$REPLAY_BIN" "$t" "$seeds") >/dev/null 2>&1 && return 0
+  ("$REPLAY_BIN" "$t" "$seeds"; exit $?) >/dev/null 2>&1 && return 0
   for f in "$seeds"/*; do
     [ -f "$f" ] || continue
-    out=$( (timeout -k 5 $((TIMEOUT * 3)) "$REPLAY_BIN" "$t" "$f") 2>&1) && continue
+    out=$( (timeout -k 5 $((TIMEOUT * 3)) "$REPLAY_BIN" "$t" "$f"; exit $?) 2>&1) && continue
     bad=$((bad + 1))
     CRASHED=1
     cls=$(printf '%s\n' "$out" | classify)
@@ -389,7 +397,7 @@ run_target() {
     [ -f "$dict" ] && common+=(-x "$dict")
     log "$t: $secs s, 1 main + $((JOBS - 1)) secondary AFL++ instance(s), sync dir ${w#"$ROOT"/}/sync"
     start=$(now)
-    export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SHUFFLE_QUEUE=1
+    export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SHUFFLE_QUEUE=1 AFL_ALLOW_TMP=1
     for ((i = 0; i < JOBS; i++)); do
       local role=(-M main)
       [ $i -gt 0 ] && role=(-S "s$i")
@@ -406,7 +414,7 @@ run_target() {
     elapsed=$(since "$start")
     n_crash=$(count_crashes "$crashdir")
     if [ "$n_crash" -gt 0 ] && [ -z "$crash_at" ]; then
-      crash_at=$elapsed
+      crash_at=$(first_crash_time "$crashdir" "$start")
       # one crash is enough: stop the other instances (libFuzzer -fork stops by itself)
       [ "$ENGINE" = afl ] && for p in "${cur_pids[@]}"; do kill -INT "$p" 2>/dev/null; done
     fi
@@ -431,7 +439,7 @@ run_target() {
   local execs=${1:-0} cov=${2:-0} rate
   rate=$(awk -v e="$execs" -v s="$elapsed" 'BEGIN { printf "%d", (s > 0 ? e / s : 0) }')
   n_crash=$(count_crashes "$crashdir")
-  [ "$n_crash" -gt 0 ] && [ -z "$crash_at" ] && crash_at=$elapsed
+  [ "$n_crash" -gt 0 ] && [ -z "$crash_at" ] && crash_at=$(first_crash_time "$crashdir" "$start")
   if [ "$n_crash" = 0 ] && [ $frc != 0 ] && [ $STOP = 0 ]; then
     local flog=$w/fuzz.log
     [ "$ENGINE" = afl ] && flog=$w/afl-0.log
@@ -469,7 +477,7 @@ run_target() {
       mkdir -p "$all"
       find "$seeds" -maxdepth 1 -type f -exec cp {} "$all/" \;
       for f in "$w"/sync/*/queue/id:*; do [ -f "$f" ] && cp "$f" "$all/$(sha1sum "$f" | cut -c1-40)"; done
-      if AFL_SKIP_CPUFREQ=1 timeout -k 5 600 afl-cmin -i "$all" -o "$w/cmin-out" -t $((TIMEOUT * 1000)) -m none \
+      if AFL_SKIP_CPUFREQ=1 AFL_ALLOW_TMP=1 timeout -k 5 600 afl-cmin -i "$all" -o "$w/cmin-out" -t $((TIMEOUT * 1000)) -m none \
         -- "$bin" >"$w/merge.log" 2>&1; then
         declare -A have=()
         for f in "$seeds"/*; do [ -f "$f" ] && have[$(sha1sum "$f" | cut -c1-40)]=1; done
@@ -521,7 +529,7 @@ reduce_if_big() {
     for f in "$out"/*; do [ -f "$f" ] && [ -f "$gen/$(basename "$f")" ] || rm -f "$f"; done
   else
     cp "$keep"/* "$gen/" 2>/dev/null
-    AFL_SKIP_CPUFREQ=1 timeout -k 5 600 afl-cmin -e -i "$gen" -o "$out" -t $((TIMEOUT * 1000)) -m none -- "$bin" \
+    AFL_SKIP_CPUFREQ=1 AFL_ALLOW_TMP=1 timeout -k 5 600 afl-cmin -e -i "$gen" -o "$out" -t $((TIMEOUT * 1000)) -m none -- "$bin" \
       >"$w/reduce.log" 2>&1 || {
       log "$t: re-minimizing failed (log: $w/reduce.log)"
       return 0

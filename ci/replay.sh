@@ -104,7 +104,11 @@ else
 fi
 echo "replay: ${cmd[*]#"$ROOT"/}" >&2
 # line-buffered: the failure report (stderr) lands between whole trace lines
-if command -v stdbuf >/dev/null; then cmd=(stdbuf -oL "${cmd[@]}"); fi
+# (stdbuf preloads a library: ASan must be told that this is fine)
+if command -v stdbuf >/dev/null; then
+  export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
+  cmd=(stdbuf -oL "${cmd[@]}")
+fi
 "${cmd[@]}"
 rc=$?
 if [ $rc = 0 ]; then

@@ -23,6 +23,7 @@ trap 'rm -rf "$tmp"' EXIT
 # Go standard library only: no network, no modules; the build cache lives in
 # BUILDDIR, the binary in the private temp dir (concurrent runs don't race).
 mkdir -p "$dir/gocache" "$dir/gopath" || exit 2
+dir=$(cd "$dir" && pwd) || exit 2 # go wants absolute GOCACHE / GOPATH
 if ! env GOCACHE="$dir/gocache" GOPATH="$dir/gopath" GO111MODULE=off GOFLAGS= CGO_ENABLED=0 \
     GOTOOLCHAIN=local "$go" build -o "$tmp/godiff_go" "$src"; then
   echo "FAIL: go build of $src failed"

@@ -323,11 +323,13 @@ static void pipe_deadline_moved_later_after_expiry(out *o) {
 static void pipe_deadline_extended_while_blocked(out *o) {
   np_fd *r, *w;
   mkpipe(&r, &w, false);
-  np_set_read_deadline(r, after(200 * MS));
   task *t = async(T_READ, r, 16, true);
   wait_parked(1);
+  /* Armed while blocked, then moved at once (not racing the start of the
+   * reader): the first deadline must never fire. */
+  np_set_read_deadline(r, after(500 * MS));
   np_set_read_deadline(r, after(FAR));
-  sleep_ms(500); /* well past the first deadline */
+  sleep_ms(1000); /* well past the first deadline */
   add(o, "%s", parked() == 1 ? "blocked" : "woken");
   write_str(w, "data!");
   result(o, t, NULL);
@@ -337,11 +339,11 @@ static void pipe_deadline_extended_while_blocked(out *o) {
 static void pipe_deadline_cleared_while_blocked(out *o) {
   np_fd *r, *w;
   mkpipe(&r, &w, false);
-  np_set_read_deadline(r, after(200 * MS));
   task *t = async(T_READ, r, 16, true);
   wait_parked(1);
+  np_set_read_deadline(r, after(500 * MS));
   np_set_read_deadline(r, 0);
-  sleep_ms(500); /* well past the cleared deadline */
+  sleep_ms(1000); /* well past the cleared deadline */
   add(o, "%s", parked() == 1 ? "blocked" : "woken");
   write_str(w, "xyz");
   result(o, t, NULL);
@@ -759,6 +761,27 @@ static void sock_shutdown_wr_wakes_blocked_reader(out *o) {
   np_free(a), np_free(b);
 }
 
+static void sock_shutdown_rd(out *o) {
+  np_fd *a, *b;
+  sockpair(&a, &b);
+  if (shutdown(np_sysfd(a), SHUT_RD) != 0) fatal("shutdown");
+  rd(o, a, 16);
+  wr(o, b, 1, true);
+  wr(o, a, 2, true);
+  rd(o, b, 16);
+  np_free(a), np_free(b);
+}
+
+static void sock_shutdown_rd_wakes_blocked_reader(out *o) {
+  np_fd *a, *b;
+  sockpair(&a, &b);
+  task *t = async(T_READ, a, 16, true);
+  wait_parked(1);
+  if (shutdown(np_sysfd(a), SHUT_RD) != 0) fatal("shutdown");
+  result(o, t, NULL);
+  np_free(a), np_free(b);
+}
+
 static void sock_peer_close_unread_reset(out *o) {
   np_fd *a, *b;
   sockpair(&a, &b);
@@ -865,6 +888,43 @@ static void tcp_connect_refused(out *o) {
   np_free(c);
 }
 
+static void tcp_accept_pending_past_deadline(out *o) {
+  struct sockaddr_in addr;
+  np_fd *ln = tcp_listen(&addr);
+  np_fd *c;
+  int err = tcp_dial(&addr, &c);
+  if (err != 0) {
+    add(o, "dial=%s", word(err));
+  } else {
+    np_set_deadline(ln, past());
+    np_fd *s = NULL;
+    add(o, "%s", word(np_accept(ln, &s, NULL, NULL)));
+    np_set_deadline(ln, 0);
+    add(o, "%s", word(np_accept(ln, &s, NULL, NULL)));
+    np_free(s);
+  }
+  np_free(c);
+  np_free(ln);
+}
+
+static void udp_icmp_refused_wakes_reader(out *o) {
+  struct sockaddr_in addr;
+  np_free(tcp_listen(&addr)); /* a free port: UDP on the TCP listener's number is closed */
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) fatal("socket");
+  np_fd *c = reg(s);
+  int err = np_connect(c, (const struct sockaddr *)&addr, sizeof(addr));
+  if (err != 0) {
+    add(o, "dial=%s", word(err));
+  } else {
+    task *t = async(T_READ, c, 16, true);
+    wait_parked(1);
+    wr(o, c, 1, true);
+    result(o, t, NULL);
+  }
+  np_free(c);
+}
+
 typedef struct server {
   np_fd *ln;
   out res;
@@ -962,6 +1022,8 @@ static const scenario scenarios[] = {
     S(sock_writev),
     S(sock_shutdown_wr),
     S(sock_shutdown_wr_wakes_blocked_reader),
+    S(sock_shutdown_rd),
+    S(sock_shutdown_rd_wakes_blocked_reader),
     S(sock_peer_close_unread_reset),
     S(sock_reset_wakes_blocked_reader),
     S(sock_peer_close_eof),
@@ -972,6 +1034,8 @@ static const scenario scenarios[] = {
     S(tcp_accept_deadline),
     S(tcp_accept_close_while_blocked),
     S(tcp_connect_refused),
+    S(tcp_accept_pending_past_deadline),
+    S(udp_icmp_refused_wakes_reader),
     S(tcp_accept_read_write),
 };
 

@@ -264,11 +264,13 @@ var scenarios = []scenario{
 		r, w := pipe()
 		defer r.Close()
 		defer w.Close()
-		r.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 		res := async(func() string { return rd(r, 16) })
 		waitParked(1)
+		// Armed while blocked, then moved at once (not racing the start of
+		// the reader): the first deadline must never fire.
+		r.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		r.SetReadDeadline(time.Now().Add(far))
-		time.Sleep(500 * time.Millisecond) // well past the first deadline
+		time.Sleep(time.Second) // well past the first deadline
 		state := "woken"
 		if parked() == 1 {
 			state = "blocked"
@@ -280,11 +282,11 @@ var scenarios = []scenario{
 		r, w := pipe()
 		defer r.Close()
 		defer w.Close()
-		r.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 		res := async(func() string { return rd(r, 16) })
 		waitParked(1)
+		r.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		r.SetReadDeadline(time.Time{})
-		time.Sleep(500 * time.Millisecond) // well past the cleared deadline
+		time.Sleep(time.Second) // well past the cleared deadline
 		state := "woken"
 		if parked() == 1 {
 			state = "blocked"
@@ -630,6 +632,22 @@ var scenarios = []scenario{
 		a.CloseWrite()
 		return res()
 	}},
+	{"sock_shutdown_rd", func() string {
+		a, b := sockpair()
+		defer a.Close()
+		defer b.Close()
+		a.CloseRead()
+		return join(rd(a, 16), wr(b, 1, true), wr(a, 2, true), rd(b, 16))
+	}},
+	{"sock_shutdown_rd_wakes_blocked_reader", func() string {
+		a, b := sockpair()
+		defer a.Close()
+		defer b.Close()
+		res := async(func() string { return rd(a, 16) })
+		waitParked(1)
+		a.CloseRead()
+		return res()
+	}},
 	{"sock_peer_close_unread_reset", func() string {
 		a, b := sockpair()
 		defer a.Close()
@@ -713,6 +731,38 @@ var scenarios = []scenario{
 		ln.Close()
 		_, err := net.Dial("tcp4", addr)
 		return word(err)
+	}},
+	{"tcp_accept_pending_past_deadline", func() string {
+		ln := listen()
+		defer ln.Close()
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			return "dial=" + word(err)
+		}
+		defer c.Close()
+		tl := ln.(*net.TCPListener)
+		tl.SetDeadline(past())
+		_, err = ln.Accept()
+		first := word(err)
+		tl.SetDeadline(time.Time{})
+		s, err := ln.Accept()
+		if err == nil {
+			s.Close()
+		}
+		return join(first, word(err))
+	}},
+	{"udp_icmp_refused_wakes_reader", func() string {
+		ln := listen() // a free port: UDP on the TCP listener's number is closed
+		ln.Close()
+		addr, _ := net.ResolveUDPAddr("udp4", ln.Addr().String())
+		c, err := net.DialUDP("udp4", nil, addr)
+		if err != nil {
+			return "dial=" + word(err)
+		}
+		defer c.Close()
+		res := async(func() string { return rd(c, 16) })
+		waitParked(1)
+		return join(wr(c, 1, true), res())
 	}},
 	{"tcp_accept_read_write", func() string {
 		ln := listen()

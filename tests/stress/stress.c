@@ -88,9 +88,10 @@
 
 #define KICK_AFTER_NS (10 * NS_PER_MS) /* blocked this long: past deadline */
 #define BACKLOG_FULL 32768             /* a stream with less is worth writing to */
-#define SUSPECT_NS (8 * NS_PER_S)      /* ready but not woken this long: lost wake-up */
-#define HANG_NS (30 * NS_PER_S)        /* in one operation this long: hang */
-#define LOCK_WAIT_S 30                 /* reopen waiting for users to leave */
+#define SUSPECT_NS (5 * NS_PER_S)      /* ready but not woken this long: lost wake-up */
+#define KICKED_NS (5 * NS_PER_S)       /* quiet slot: kicked but not returned this long */
+#define HANG_NS (20 * NS_PER_S)        /* in one operation this long: hang */
+#define LOCK_WAIT_S 15                 /* reopen waiting for users to leave */
 
 /* ---- options ------------------------------------------------------------ */
 
@@ -191,6 +192,8 @@ typedef struct worker {
   /* the kicker's own */
   uint64_t k_seq;
   int64_t k_suspect;
+  int64_t k_kicked; /* quiet slot: when its one kick was given */
+  int64_t k_kick_deadline;
 } worker;
 
 static slot *g_slots;
@@ -204,6 +207,15 @@ static _Atomic uint64_t g_ops, g_sid, g_bytes, g_reopens, g_kicks;
 static atomic_int g_last_reopen = -1;
 static int64_t g_start_ns, g_end_ns;
 static pthread_mutex_t g_fail_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_sig_lock = PTHREAD_MUTEX_INITIALIZER; /* workers not yet joined */
+static bool g_sig_workers;                                     /* under g_sig_lock */
+static uint64_t g_signals;                                     /* kicker only */
+
+/* Quiet slots (one in four): no deadline changes except the kicker's, no
+ * np_wait_*. There a blocked np_read/np_write is woken only by readiness,
+ * close or the kicker's single deadline, so a lost wake-up of any of them
+ * shows instead of being hidden by the next deadline change. */
+static bool is_quiet(int idx) { return idx % 4 == 3; }
 
 /* ---- failure ---------------------------------------------------------------- */
 
@@ -245,6 +257,8 @@ __attribute__((format(printf, 1, 2))) static _Noreturn void fail(const char *fmt
   fflush(stderr);
   abort();
 }
+
+static void on_signal(int sig) { (void)sig; }
 
 static void on_alarm(int sig) {
   (void)sig;
@@ -341,8 +355,8 @@ static void maybe_pause(worker *w) {
 
 /* Before a blocking operation, sometimes its own near deadline (racing the
  * other threads' deadline changes). */
-static void maybe_own_deadline(worker *w, np_fd *f, bool read, int percent) {
-  if (rnd_below(&w->rng, 100) >= (uint64_t)percent) return;
+static void maybe_own_deadline(worker *w, int idx, np_fd *f, bool read, int percent) {
+  if (is_quiet(idx) || rnd_below(&w->rng, 100) >= (uint64_t)percent) return;
   int64_t d = np_deadline_after(50000 + (int64_t)rnd_below(&w->rng, 3 * NS_PER_MS));
   int r = read ? np_set_read_deadline(f, d) : np_set_write_deadline(f, d);
   if (r != 0 && r != NP_ECLOSING) fail("np_set_deadline: %s", np_strerror(r));
@@ -543,15 +557,23 @@ static ssize_t read_checked(worker *w, slot *s, int idx, stream *st, size_t len)
   return n;
 }
 
+/* Quiet slot: the kicker's deadline did its job; clear it (still holding the
+ * stream's lock, so it cannot hit the next operation's kick). */
+static void clear_kick(np_fd *f, bool read) {
+  int r = read ? np_set_read_deadline(f, 0) : np_set_write_deadline(f, 0);
+  if (r != 0 && r != NP_ECLOSING) fail("np_set_deadline(0): %s", np_strerror(r));
+}
+
 static void do_read(worker *w, slot *s, int idx) {
   stream *st = pick_stream(w, s, true);
   if (pthread_mutex_trylock(&st->rmu) != 0) {
     w->c.busy++;
     return;
   }
-  maybe_own_deadline(w, s->end[st->rend], true, 40);
+  maybe_own_deadline(w, idx, s->end[st->rend], true, 40);
   ssize_t n = read_checked(w, s, idx, st, pick_size(w));
   if (n < 0) count_result(w, s, idx, "np_read", (long)n);
+  if (n == NP_ETIMEOUT && is_quiet(idx)) clear_kick(s->end[st->rend], true);
   pthread_mutex_unlock(&st->rmu);
 }
 
@@ -562,7 +584,7 @@ static void do_write(worker *w, slot *s, int idx) {
     return;
   }
   np_fd *f = s->end[st->wend];
-  maybe_own_deadline(w, f, false, 40);
+  maybe_own_deadline(w, idx, f, false, 40);
   size_t len = pick_size(w);
   pat_fill(w->buf, st->sid, st->written, len);
   size_t written = SIZE_MAX;
@@ -592,6 +614,7 @@ static void do_write(worker *w, slot *s, int idx) {
   w->c.bytes_written += written;
   w->c.writes++;
   if (r != 0) count_result(w, s, idx, "np_write", r);
+  if (r == NP_ETIMEOUT && is_quiet(idx)) clear_kick(f, false);
   pthread_mutex_unlock(&st->wmu);
 }
 
@@ -622,7 +645,7 @@ static void do_wait(worker *w, slot *s, int idx) {
   bool read = rnd_below(&w->rng, 2) == 0;
   /* pipe: wait to read on the read end, to write on the write end */
   int e = s->kind == KIND_PIPE ? (read ? 0 : 1) : (int)rnd_below(&w->rng, 2);
-  maybe_own_deadline(w, s->end[e], read, 80);
+  maybe_own_deadline(w, idx, s->end[e], read, 80);
   op_begin(w, read ? OP_WAIT_READ : OP_WAIT_WRITE, idx, e);
   int r = read ? np_wait_read(s->end[e]) : np_wait_write(s->end[e]);
   op_end(w);
@@ -670,8 +693,12 @@ static void close_end(worker *w, slot *s, int idx, int e) {
 static void drain_exact(worker *w, slot *s, int idx, stream *st) {
   lock_or_fail(w, &st->rmu, "read lock", idx);
   np_fd *r = s->end[st->rend];
+  int64_t start = np_now();
   for (uint64_t tries = 0;; tries++) {
-    if (tries > 100000000) fail("slot %d: draining stream %" PRIu64 " does not end", idx, st->sid);
+    if (np_now() - start > LOCK_WAIT_S * NS_PER_S)
+      fail("slot %d (%s): stream %" PRIu64 " has no EOF %d s after its writing side was shut (%" PRIu64
+           " bytes received)",
+           idx, kind_name(s->kind), st->sid, LOCK_WAIT_S, st->received);
     ssize_t n = read_checked(w, s, idx, st, BUF_MAX);
     if (n > 0) continue;
     if (n == 0) break;
@@ -779,11 +806,16 @@ static bool should_stop(worker *w, uint64_t n) {
 
 static void *worker_main(void *arg) {
   worker *w = arg;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR2);
+  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
   for (uint64_t n = 0; !should_stop(w, n); n++) {
     w->c.ops++;
     int idx = pick_slot(w);
     uint64_t r = rnd_below(&w->rng, 1000);
     if (r >= 40 && r < 660) idx = pick_slot_for(w, r < 350);
+    if (r >= 660 && is_quiet(idx)) idx -= 1 + (int)rnd_below(&w->rng, 3); /* no deadlines, waits there */
     if (r < 15) {
       do_reopen(w, idx);
       continue;
@@ -811,13 +843,14 @@ static void *worker_main(void *arg) {
 
 /* ---- kicker ------------------------------------------------------------------ */
 
-static void kick_check(worker *w, int64_t now, bool stopping) {
+static void kick_check(worker *w, int64_t now, bool stopping, uint64_t *rng) {
   uint64_t seq = atomic_load(&w->opseq);
   int64_t since = atomic_load(&w->since);
   int op = atomic_load(&w->op), idx = atomic_load(&w->slot), e = atomic_load(&w->end);
   if (seq != w->k_seq) {
     w->k_seq = seq;
     w->k_suspect = 0;
+    w->k_kicked = 0;
   }
   if (since == 0 || seq != atomic_load(&w->opseq)) return;
   int64_t age = now - since;
@@ -826,6 +859,17 @@ static void kick_check(worker *w, int64_t now, bool stopping) {
          (double)age / 1e9);
   if (op == OP_CLOSE || op == OP_LOCK || op == OP_NONE) return; /* bounded by the above and timed locks */
   if (age < KICK_AFTER_NS && !stopping) return;
+  bool quiet = is_quiet(idx);
+  if (quiet && w->k_kicked != 0) {
+    /* Nobody else touches this deadline: the operation must return. */
+    if (now - w->k_kicked > KICKED_NS)
+      fail(
+          "lost deadline wake-up: thread %d in %s on quiet slot %d end %d got a %s deadline %.1f s ago and "
+          "is still blocked",
+          w->id, op_names[op], idx, e, w->k_kick_deadline > 0 ? "1 ms (timer)" : "past",
+          (double)(now - w->k_kicked) / 1e9);
+    return;
+  }
   slot *s = &g_slots[idx];
   if (pthread_rwlock_tryrdlock(&s->rw) != 0) return; /* being reopened: the close wakes it */
   np_fd *f = s->end[e];
@@ -839,9 +883,9 @@ static void kick_check(worker *w, int64_t now, bool stopping) {
         w->k_suspect = now;
       } else if (now - w->k_suspect > SUSPECT_NS) {
         fail(
-            "lost wake-up: thread %d in %s on slot %d end %d (fd %d, %s) for %.1f s while poll() has "
+            "lost wake-up: thread %d in %s on %sslot %d end %d (fd %d, %s) for %.1f s while poll() has "
             "reported it %s for %.1f s",
-            w->id, op_names[op], idx, e, fd, kind_name(s->kind), (double)age / 1e9,
+            w->id, op_names[op], quiet ? "quiet " : "", idx, e, fd, kind_name(s->kind), (double)age / 1e9,
             read ? "readable" : "writable", (double)(now - w->k_suspect) / 1e9);
       }
       pthread_rwlock_unlock(&s->rw);
@@ -849,15 +893,38 @@ static void kick_check(worker *w, int64_t now, bool stopping) {
     }
     w->k_suspect = 0;
   }
-  int64_t past = np_deadline_after(-1);
-  int r = read ? np_set_read_deadline(f, past) : np_set_write_deadline(f, past);
+  /* Quiet slots: half the time a deadline 1 ms ahead, so the timer wakes it. */
+  int64_t d = quiet && rnd_below(rng, 2) ? np_deadline_after(NS_PER_MS) : np_deadline_after(-1);
+  int r = read ? np_set_read_deadline(f, d) : np_set_write_deadline(f, d);
   if (r != 0 && r != NP_ECLOSING) fail("kicker: np_set_deadline: %s", np_strerror(r));
+  if (quiet) {
+    w->k_kicked = now;
+    w->k_kick_deadline = d > now ? d : 0;
+  }
   atomic_fetch_add_explicit(&g_kicks, 1, memory_order_relaxed);
   pthread_rwlock_unlock(&s->rw);
 }
 
+/* EINTR: SIGUSR1 goes to the process, where only the poller thread has it
+ * unblocked (its epoll_wait fails with EINTR); SIGUSR2 to a worker (futex). */
+static void send_signals(uint64_t *rng) {
+  if (rnd_below(rng, 2) == 0) {
+    kill(getpid(), SIGUSR1);
+    g_signals++;
+  }
+  if (rnd_below(rng, 4) == 0) {
+    pthread_mutex_lock(&g_sig_lock);
+    if (g_sig_workers) {
+      pthread_kill(g_workers[rnd_below(rng, (uint64_t)opt.threads)].thread, SIGUSR2);
+      g_signals++;
+    }
+    pthread_mutex_unlock(&g_sig_lock);
+  }
+}
+
 static void *kicker_main(void *arg) {
   (void)arg;
+  uint64_t rng = mix64(opt.seed ^ UINT64_C(0x6B69636B6572));
   int64_t next_progress = g_start_ns + 10 * NS_PER_S;
   while (!atomic_load(&g_kicker_stop)) {
     int64_t now = np_now();
@@ -868,7 +935,8 @@ static void *kicker_main(void *arg) {
     if (st.waiters_parked > (uint64_t)g_nworkers)
       fail("waiters_parked %" PRIu64 " exceeds the %d threads that could park", st.waiters_parked,
            g_nworkers);
-    for (int i = 0; i < g_nworkers; i++) kick_check(&g_workers[i], now, stopping);
+    for (int i = 0; i < g_nworkers; i++) kick_check(&g_workers[i], now, stopping, &rng);
+    send_signals(&rng);
     if ((opt.progress || opt.soak) && now >= next_progress) {
       next_progress += 10 * NS_PER_S;
       fprintf(stderr,
@@ -985,8 +1053,21 @@ int main(int argc, char **argv) {
   printf("stress: seed=%" PRIu64 " threads=%d fds=%d slots=%d seconds=%g ops=%" PRIu64 "%s\n", opt.seed,
          opt.threads, g_nslots * 2, g_nslots, opt.seconds, opt.ops, opt.soak ? " soak" : "");
 
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal; /* no SA_RESTART: interrupted calls fail with EINTR */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGUSR1, &sa, NULL);
+  sigaction(SIGUSR2, &sa, NULL);
+  /* The poller thread inherits a mask with both unblocked; every thread of
+   * ours blocks them (workers unblock SIGUSR2). */
   int err = np_poller_create(&g_poller, NULL);
   if (err != 0) fail("np_poller_create: %s", np_strerror(err));
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  sigaddset(&set, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
   uint64_t rng = opt.seed;
   g_slots = calloc((size_t)g_nslots, sizeof(*g_slots));
   g_nworkers = opt.threads + 1; /* the last one is the main thread, for the final drain */
@@ -1005,8 +1086,18 @@ int main(int argc, char **argv) {
   }
   pthread_t kicker;
   if (pthread_create(&kicker, NULL, kicker_main, NULL) != 0) fail("pthread_create");
+  pthread_mutex_lock(&g_sig_lock);
   for (int i = 0; i < opt.threads; i++)
     if (pthread_create(&g_workers[i].thread, NULL, worker_main, &g_workers[i]) != 0) fail("pthread_create");
+  g_sig_workers = true;
+  pthread_mutex_unlock(&g_sig_lock);
+  while (!atomic_load(&g_stop)) {
+    struct timespec ts = {0, 20 * NS_PER_MS};
+    nanosleep(&ts, NULL);
+  }
+  pthread_mutex_lock(&g_sig_lock); /* no pthread_kill on a joined thread */
+  g_sig_workers = false;
+  pthread_mutex_unlock(&g_sig_lock);
   for (int i = 0; i < opt.threads; i++) pthread_join(g_workers[i].thread, NULL);
   double seconds = (double)(np_now() - g_start_ns) / 1e9;
 
@@ -1073,12 +1164,12 @@ int main(int argc, char **argv) {
   if (opt.verbose || opt.soak)
     printf("stress: detail reads=%" PRIu64 " writes=%" PRIu64 " written=%" PRIu64 " eofs=%" PRIu64
            " epipe=%" PRIu64 " econnreset=%" PRIu64 " deadlines=%" PRIu64 " waits=%" PRIu64
-           " waits_ready=%" PRIu64 " kicks=%" PRIu64 " close_races=%" PRIu64 " busy=%" PRIu64
-           " exact_streams=%" PRIu64 " aborted_streams=%" PRIu64 " lost_on_close=%" PRIu64
+           " waits_ready=%" PRIu64 " kicks=%" PRIu64 " signals=%" PRIu64 " close_races=%" PRIu64
+           " busy=%" PRIu64 " exact_streams=%" PRIu64 " aborted_streams=%" PRIu64 " lost_on_close=%" PRIu64
            " pd_allocated=%" PRIu64 " polls=%" PRIu64 " timers_fired=%" PRIu64 "\n",
            t.reads, t.writes, t.bytes_written, t.eofs, t.epipe, t.econnreset, t.deadlines, t.waits,
-           t.waits_ready, atomic_load(&g_kicks), t.close_races, t.busy, t.exact_streams, t.aborted_streams,
-           t.lost_on_close, st.pd_allocated, st.polls, st.timers_fired);
+           t.waits_ready, atomic_load(&g_kicks), g_signals, t.close_races, t.busy, t.exact_streams,
+           t.aborted_streams, t.lost_on_close, st.pd_allocated, st.polls, st.timers_fired);
   if (opt.verbose) {
     printf("stress: time in");
     for (int i = 1; i < 7; i++) printf(" %s=%.2fs", op_names[i], (double)t.op_ns[i] / 1e9);
