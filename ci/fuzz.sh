@@ -271,11 +271,11 @@ handle_crash() {
   name=$cls-$(sha1sum "$min" | cut -c1-8)
   if [ $SMOKE = 1 ]; then
     dest=$WORK/crashes/$t/$name
+    mkdir -p "$(dirname "$dest")"
+    cp "$min" "$dest"
   else
-    dest=$ROOT/corpus/regressions/$t/$name
+    dest=$(store_regression "$t" "$min" "$name")
   fi
-  mkdir -p "$(dirname "$dest")"
-  cp "$min" "$dest"
   local rel=${dest#"$ROOT"/}
   echo
   echo "=== CRASH in $t: $cls ($(wc -c <"$dest") bytes after minimization)"
@@ -340,30 +340,62 @@ progress_line() { # target elapsed secs execs cov ft corp crashes
 }
 
 # ---- seeds that fail --------------------------------------------------------------
-# preflight TARGET: every seed of corpus/<target>/ must pass (a failing seed
-# stops the fuzzer at once). A failing seed becomes a regression input: moved
-# to corpus/regressions/<target>/<what-broke>-<sha> (with --smoke: reported).
-preflight() {
-  local t=$1 seeds=$ROOT/corpus/$1 f out cls name bad=0
-  [ -d "$seeds" ] || return 0
-  ("$REPLAY_BIN" "$t" "$seeds"; exit $?) >/dev/null 2>&1 && return 0
-  for f in "$seeds"/*; do
-    [ -f "$f" ] || continue
-    out=$( (timeout -k 5 $((TIMEOUT * 3)) "$REPLAY_BIN" "$t" "$f"; exit $?) 2>&1) && continue
-    bad=$((bad + 1))
-    CRASHED=1
-    cls=$(printf '%s\n' "$out" | classify)
-    [ "$t" = parser ] && case $cls in parser*) ;; *) cls="parser-$cls" ;; esac
-    name=$cls-$(sha1sum "$f" | cut -c1-8)
-    echo "=== SEED FAILS in $t: corpus/$t/$(basename "$f"): $cls"
-    printf '%s\n' "$out" | grep -a -m 2 -E '^np_fuzz_|ERROR: |runtime error: ' | sed 's/^/    /'
-    if [ $SMOKE = 0 ]; then
-      mkdir -p "$ROOT/corpus/regressions/$t"
-      mv "$f" "$ROOT/corpus/regressions/$t/$name"
-      echo "    moved to corpus/regressions/$t/$name (replay: make replay FILE=corpus/regressions/$t/$name)"
+# store_regression TARGET FILE NAME: copy FILE to corpus/regressions/<target>/NAME
+# unless the same bytes are stored there already; echoes the stored path.
+store_regression() {
+  local dir=$ROOT/corpus/regressions/$1 h f
+  mkdir -p "$dir"
+  h=$(sha1sum "$2" | cut -c1-40)
+  for f in "$dir"/*; do
+    if [ -f "$f" ] && [ "$(sha1sum "$f" | cut -c1-40)" = "$h" ]; then
+      echo "$f"
+      return 0
     fi
   done
-  [ $bad -gt 0 ] && log "$t: $bad seed(s) of corpus/$t fail on this build: crash after 0 s (seed corpus)"
+  cp "$2" "$dir/$3"
+  echo "$dir/$3"
+}
+
+# preflight TARGET: replays corpus/<target>/. A failing seed would stop the
+# fuzzer at once, so the fuzzer then starts from the passing seeds only
+# (SEEDS_FOR_FUZZER), and the smallest failing seed is stored, named, as a
+# regression input (not with --smoke). The failing seeds stay in
+# corpus/<target>/: ctest fails on them until the bug is fixed.
+preflight() {
+  local t=$1 seeds=$ROOT/corpus/$1 f out cls name bad=0 smallest="" smallest_out="" stored
+  SEEDS_FOR_FUZZER=$seeds
+  [ -d "$seeds" ] || return 0
+  ("$REPLAY_BIN" "$t" "$seeds"; exit $?) >/dev/null 2>&1 && return 0
+  SEEDS_FOR_FUZZER=$WORK/$t/seeds
+  rm -rf "$SEEDS_FOR_FUZZER"
+  mkdir -p "$SEEDS_FOR_FUZZER"
+  for f in "$seeds"/*; do
+    [ -f "$f" ] || continue
+    if out=$( (timeout -k 5 $((TIMEOUT * 3)) "$REPLAY_BIN" "$t" "$f"; exit $?) 2>&1); then
+      cp "$f" "$SEEDS_FOR_FUZZER/"
+      continue
+    fi
+    bad=$((bad + 1))
+    if [ -z "$smallest" ] || [ "$(wc -c <"$f")" -lt "$(wc -c <"$smallest")" ]; then
+      smallest=$f
+      smallest_out=$out
+    fi
+  done
+  [ $bad -gt 0 ] || return 0
+  CRASHED=1
+  cls=$(printf '%s\n' "$smallest_out" | classify)
+  [ "$t" = parser ] && case $cls in parser*) ;; *) cls="parser-$cls" ;; esac
+  name=$cls-$(sha1sum "$smallest" | cut -c1-8)
+  echo "=== SEED FAILS in $t: $bad seed(s) of corpus/$t fail on this build; the smallest: $(basename "$smallest"): $cls"
+  printf '%s\n' "$smallest_out" | grep -a -m 2 -E '^np_fuzz_|ERROR: |runtime error: ' | sed 's/^/    /'
+  if [ $SMOKE = 0 ]; then
+    stored=$(store_regression "$t" "$smallest" "$name")
+    echo "    input:   ${stored#"$ROOT"/}"
+    echo "    replay:  make replay FILE=${stored#"$ROOT"/}"
+  else
+    echo "    replay:  make replay FILE=corpus/$t/$(basename "$smallest")"
+  fi
+  log "$t: crash after 0 s: $bad seed(s) fail (fuzzing from the $(find "$SEEDS_FOR_FUZZER" -type f | wc -l) that pass)"
   return 0
 }
 
@@ -382,16 +414,16 @@ run_target() {
       -print_final_stats=1)
     [ -f "$dict" ] && args+=(-dict="$dict")
     [ "$JOBS" -gt 1 ] && args+=(-fork="$JOBS")
-    log "$t: $secs s, $JOBS job(s), seeds corpus/$t ($(find "$seeds" -type f | wc -l) files)"
+    log "$t: $secs s, $JOBS job(s), seeds ${SEEDS_FOR_FUZZER#"$ROOT"/} ($(find "$SEEDS_FOR_FUZZER" -type f | wc -l) files)"
     start=$(now)
-    timeout -k 10 $((secs + 120)) "$bin" "${args[@]}" "$w/corpus" "$seeds" >"$w/fuzz.log" 2>&1 &
+    timeout -k 10 $((secs + 120)) "$bin" "${args[@]}" "$w/corpus" "$SEEDS_FOR_FUZZER" >"$w/fuzz.log" 2>&1 &
     cur_pids=($!)
     local crashdir=$w/artifacts
   else
     bin=$BUILD/fuzz/fuzz_${t}_afl
     local in=$w/in
     mkdir -p "$in"
-    find "$seeds" -maxdepth 1 -type f -size -1024k -exec cp {} "$in/" \;
+    find "$SEEDS_FOR_FUZZER" -maxdepth 1 -type f -size -1024k -exec cp {} "$in/" \;
     [ -n "$(ls -A "$in")" ] || printf '\0\0\0\0\0\0\0\0' >"$in/empty"
     local common=(-i "$in" -o "$w/sync" -V "$secs" -t $((TIMEOUT * 1000)) -m none)
     [ -f "$dict" ] && common+=(-x "$dict")
@@ -475,7 +507,7 @@ run_target() {
       local all=$w/cmin-in
       rm -rf "$all" "$w/cmin-out"
       mkdir -p "$all"
-      find "$seeds" -maxdepth 1 -type f -exec cp {} "$all/" \;
+      find "$SEEDS_FOR_FUZZER" -maxdepth 1 -type f -exec cp {} "$all/" \;
       for f in "$w"/sync/*/queue/id:*; do [ -f "$f" ] && cp "$f" "$all/$(sha1sum "$f" | cut -c1-40)"; done
       if AFL_SKIP_CPUFREQ=1 AFL_ALLOW_TMP=1 timeout -k 5 600 afl-cmin -i "$all" -o "$w/cmin-out" -t $((TIMEOUT * 1000)) -m none \
         -- "$bin" >"$w/merge.log" 2>&1; then
