@@ -113,7 +113,7 @@ static void internal_forget(int fd) {
     atomic_compare_exchange_strong(&g_internal[i], &expect, -1);
   }
 }
-static atomic_int g_last_eventfd = -1, g_last_epfd = -1;
+static atomic_int g_last_eventfd = -1; /* the newest poller's break */
 static bool is_internal(int fd) {
   for (int i = 0; i < INTERNAL_MAX; i++)
     if (atomic_load(&g_internal[i]) == fd) return true;
@@ -194,7 +194,6 @@ static int w_epoll_create1(int flags) {
   int fd = g_real.epoll_create1(flags);
   if (fd >= 0) {
     internal_add(fd);
-    atomic_store(&g_last_epfd, fd);
   }
   return fd;
 }
@@ -277,8 +276,6 @@ static int w_close(int fd) {
   internal_forget(fd);
   int expect = fd;
   atomic_compare_exchange_strong(&g_last_eventfd, &expect, -1);
-  expect = fd;
-  atomic_compare_exchange_strong(&g_last_epfd, &expect, -1);
   int ret = g_real.close(fd);
   if (e) FAIL_WITH(e);
   return ret;
@@ -296,7 +293,6 @@ static int setup(void **state) {
   g_real = np__sys;
   for (int i = 0; i < INTERNAL_MAX; i++) atomic_store(&g_internal[i], -1);
   atomic_store(&g_last_eventfd, -1);
-  atomic_store(&g_last_epfd, -1);
   fault_clear_all();
   np__sys = (np__syscalls){
       .epoll_create1 = w_epoll_create1,

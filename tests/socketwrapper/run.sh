@@ -34,7 +34,9 @@ if [ -z "${NP_SW_PRELOAD:-}" ]; then
 fi
 
 # Unix socket paths are limited to 108 bytes: keep the directory short.
-dir=$(mktemp -d "${TMPDIR:-/tmp}/npsw.XXXXXX")
+base=${TMPDIR:-/tmp}
+if [ ${#base} -gt 64 ]; then base=/tmp; fi
+dir=$(mktemp -d "$base/npsw.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 trap 'exit 130' INT TERM
 
