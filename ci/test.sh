@@ -8,6 +8,10 @@
 #   tsan     clang, TSan (NP_SANITIZE=thread)        build-ci-tsan
 #   format   make check-format (clang-format, tracked *.c / *.h)
 #   install  ci/install-check.sh (install, find_package, pkg-config, symbols)
+#   fuzz     ci/fuzz.sh --smoke: every libFuzzer target for about a minute in
+#            all (clang, ASan+UBSan); a crash fails the step
+#   mutants  ci/mutants.sh: every deliberate bug of tests/mutants must be caught
+#            by the simulator (Go-bug scenarios, random and PCT campaigns)
 #
 #   ci/test.sh [STEP...]     default: all steps, in this order
 #
@@ -19,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 JOBS=${JOBS:-$(nproc)}
-ALL_STEPS=(gcc clang asan tsan format install)
+ALL_STEPS=(gcc clang asan tsan format install fuzz mutants)
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
 
@@ -86,6 +90,8 @@ step() {
     tsan) config tsan clang thread ;;
     format) make check-format ;;
     install) BUILD=build-ci-install CC=gcc JOBS=$JOBS ci/install-check.sh ;;
+    fuzz) JOBS=$JOBS ci/fuzz.sh --smoke ;;
+    mutants) JOBS=$JOBS ci/mutants.sh ;;
     *) echo "unknown step '$1' (steps: ${ALL_STEPS[*]})" >&2; return 2 ;;
   esac
 }
