@@ -645,24 +645,6 @@ static ssize_t sb_read(void *state, int fd, void *buf, size_t len) {
   return do_read(f, fd, buf, len, true);
 }
 
-static ssize_t sb_readv(void *state, int fd, const struct iovec *iov, int iovcnt) {
-  (void)state;
-  syscall_point("readv", fd);
-  kfile *f = file_of(fd);
-  if (f == NULL) return -EBADF;
-  ssize_t err = io_faults(fd);
-  if (err != 0) return err;
-  ssize_t total = 0;
-  for (int i = 0; i < iovcnt; i++) {
-    if (iov[i].iov_len == 0) continue;
-    ssize_t n = do_read(f, fd, iov[i].iov_base, iov[i].iov_len, true);
-    if (n < 0) return total > 0 ? total : n;
-    total += n;
-    if ((size_t)n < iov[i].iov_len) break;
-  }
-  return total;
-}
-
 static ssize_t sb_write(void *state, int fd, const void *buf, size_t len) {
   (void)state;
   syscall_point("write", fd);
@@ -673,9 +655,9 @@ static ssize_t sb_write(void *state, int fd, const void *buf, size_t len) {
   return do_write(f, fd, buf, len, true);
 }
 
-static ssize_t sb_writev(void *state, int fd, const struct iovec *iov, int iovcnt) {
-  (void)state;
-  syscall_point("writev", fd);
+/* readv/writev: one element at a time, stopping at the first short one, as
+ * the kernel's stream semantics allow. */
+static ssize_t do_vec(int fd, const struct iovec *iov, int iovcnt, bool write) {
   kfile *f = file_of(fd);
   if (f == NULL) return -EBADF;
   ssize_t err = io_faults(fd);
@@ -683,12 +665,25 @@ static ssize_t sb_writev(void *state, int fd, const struct iovec *iov, int iovcn
   ssize_t total = 0;
   for (int i = 0; i < iovcnt; i++) {
     if (iov[i].iov_len == 0) continue;
-    ssize_t n = do_write(f, fd, iov[i].iov_base, iov[i].iov_len, true);
+    ssize_t n = write ? do_write(f, fd, iov[i].iov_base, iov[i].iov_len, true)
+                      : do_read(f, fd, iov[i].iov_base, iov[i].iov_len, true);
     if (n < 0) return total > 0 ? total : n;
     total += n;
     if ((size_t)n < iov[i].iov_len) break;
   }
   return total;
+}
+
+static ssize_t sb_writev(void *state, int fd, const struct iovec *iov, int iovcnt) {
+  (void)state;
+  syscall_point("writev", fd);
+  return do_vec(fd, iov, iovcnt, true);
+}
+
+static ssize_t sb_readv(void *state, int fd, const struct iovec *iov, int iovcnt) {
+  (void)state;
+  syscall_point("readv", fd);
+  return do_vec(fd, iov, iovcnt, false);
 }
 
 static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {

@@ -20,6 +20,28 @@ _Static_assert(sizeof(op_names) / sizeof(op_names[0]) == SC_OP_COUNT, "an action
 
 const char *sc_op_name(sc_op op) { return op < SC_OP_COUNT ? op_names[op] : "?"; }
 
+unsigned sc_classify(int64_t v, bool read) {
+  if (v > 0) return read ? SC_R_DATA : SC_R_OK;
+  if (v == 0) return read ? SC_R_EOF : SC_R_OK;
+  switch (v) {
+    case NP_ETIMEOUT: return SC_R_TIMEOUT;
+    case NP_ECLOSING: return SC_R_CLOSING;
+    case NP_ENOTPOLLABLE: return SC_R_NOTPOLLABLE;
+    case -ECONNRESET: return SC_R_RESET;
+    case -EPIPE: return SC_R_EPIPE;
+    case -EAGAIN: return SC_R_AGAIN;
+    default: return SC_R_ERROR;
+  }
+}
+
+const char *sc_result_name(unsigned bit) {
+  static const char *const names[] = {"ok",          "data",  "eof",   "timeout", "closing",
+                                      "notpollable", "reset", "epipe", "again",   "error"};
+  for (int i = 0; i < 10; i++)
+    if (bit == 1u << i) return names[i];
+  return "?";
+}
+
 static const char *const kind_names[] = {"pipe-in", "pipe-out", "sock", "listen", "accepted"};
 #define KINDS 5
 

@@ -130,5 +130,10 @@ void sc_generate(uint64_t seed, bool faults, scenario *out);
 int sc_validate(const scenario *sc, char *err, size_t err_len);
 
 const char *sc_op_name(sc_op op);
+/* The result class (SC_R_*) of an action's return value: bytes or 0 for
+ * reads (data / eof), 0 for others (ok), NP_E* and -errno otherwise. Shared
+ * by the simulator and the native conformance runner. */
+unsigned sc_classify(int64_t v, bool read);
+const char *sc_result_name(unsigned bit);
 
 #endif

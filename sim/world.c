@@ -298,33 +298,11 @@ static rec *bound(const task_view *view, int stream) {
   return i < 0 ? NULL : &W.recs[i];
 }
 
-static unsigned classify(int64_t v, bool read) {
-  if (v > 0) return read ? SC_R_DATA : SC_R_OK;
-  if (v == 0) return read ? SC_R_EOF : SC_R_OK;
-  switch (v) {
-    case NP_ETIMEOUT: return SC_R_TIMEOUT;
-    case NP_ECLOSING: return SC_R_CLOSING;
-    case NP_ENOTPOLLABLE: return SC_R_NOTPOLLABLE;
-    case -ECONNRESET: return SC_R_RESET;
-    case -EPIPE: return SC_R_EPIPE;
-    case -EAGAIN: return SC_R_AGAIN;
-    default: return SC_R_ERROR;
-  }
-}
-
-static const char *result_name(unsigned bit) {
-  static const char *const names[] = {"ok",          "data",  "eof",   "timeout", "closing",
-                                      "notpollable", "reset", "epipe", "again",   "error"};
-  for (int i = 0; i < 10; i++)
-    if (bit == 1u << i) return names[i];
-  return "?";
-}
-
 /* Per-action expectation of a scenario (the hand-written oracle). Every
  * result also goes to the outcome log (npsim outcome), which the
  * conformance test compares with the same scenario on real epoll. */
 static void expect(const sc_action *a, int64_t v, bool read) {
-  unsigned got = classify(v, read);
+  unsigned got = sc_classify(v, read);
   if (W.opts->outcome != NULL) {
     const scenario *sc = W.sc;
     int task = -1;
@@ -333,11 +311,11 @@ static void expect(const sc_action *a, int64_t v, bool read) {
         task = t;
     if (task >= 0)
       fprintf(W.opts->outcome, "%s %d %s %s\n", sc->tasks[task].name,
-              (int)(a - &sc->actions[sc->tasks[task].first]), sc_op_name(a->op), result_name(got));
+              (int)(a - &sc->actions[sc->tasks[task].first]), sc_op_name(a->op), sc_result_name(got));
   }
   if (!(a->expect & got))
     sim_fail("expectation: line %d: %s returned %s (%" PRId64 ")", a->line, sc_op_name(a->op),
-             result_name(got), v);
+             sc_result_name(got), v);
 }
 
 static rec *new_rec(sc_kind kind) {

@@ -65,11 +65,21 @@ bool np__fdmu_decref(np__fdmutex *mu) {
   }
 }
 
+/* The fields of the read or the write lock. */
+typedef struct lock_fields {
+  uint64_t bit, wait, mask;
+  np__sema *sema;
+} lock_fields;
+
+static lock_fields fields_of(np__fdmutex *mu, bool read) {
+  return read ? (lock_fields){MU_RLOCK, MU_RWAIT, MU_RMASK, &mu->rsema}
+              : (lock_fields){MU_WLOCK, MU_WWAIT, MU_WMASK, &mu->wsema};
+}
+
 int np__fdmu_rwlock(np__fdmutex *mu, bool read) {
-  const uint64_t bit = read ? MU_RLOCK : MU_WLOCK;
-  const uint64_t wait = read ? MU_RWAIT : MU_WWAIT;
-  const uint64_t mask = read ? MU_RMASK : MU_WMASK;
-  np__sema *sema = read ? &mu->rsema : &mu->wsema;
+  const lock_fields l = fields_of(mu, read);
+  const uint64_t bit = l.bit, wait = l.wait, mask = l.mask;
+  np__sema *sema = l.sema;
   for (;;) {
     uint64_t old = np__load_u64(&mu->state);
     if (old & MU_CLOSED) return NP_ECLOSING;
@@ -89,10 +99,9 @@ int np__fdmu_rwlock(np__fdmutex *mu, bool read) {
 }
 
 bool np__fdmu_rwunlock(np__fdmutex *mu, bool read) {
-  const uint64_t bit = read ? MU_RLOCK : MU_WLOCK;
-  const uint64_t wait = read ? MU_RWAIT : MU_WWAIT;
-  const uint64_t mask = read ? MU_RMASK : MU_WMASK;
-  np__sema *sema = read ? &mu->rsema : &mu->wsema;
+  const lock_fields l = fields_of(mu, read);
+  const uint64_t bit = l.bit, wait = l.wait, mask = l.mask;
+  np__sema *sema = l.sema;
   for (;;) {
     uint64_t old = np__load_u64(&mu->state);
     if ((old & bit) == 0 || (old & MU_REF_MASK) == 0)

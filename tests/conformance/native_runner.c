@@ -131,37 +131,15 @@ static void verify(const rec *r, int stream, uint64_t offset, const uint8_t *buf
   }
 }
 
-static unsigned classify(int64_t v, bool read) {
-  if (v > 0) return read ? SC_R_DATA : SC_R_OK;
-  if (v == 0) return read ? SC_R_EOF : SC_R_OK;
-  switch (v) {
-    case NP_ETIMEOUT: return SC_R_TIMEOUT;
-    case NP_ECLOSING: return SC_R_CLOSING;
-    case NP_ENOTPOLLABLE: return SC_R_NOTPOLLABLE;
-    case -ECONNRESET: return SC_R_RESET;
-    case -EPIPE: return SC_R_EPIPE;
-    case -EAGAIN: return SC_R_AGAIN;
-    default: return SC_R_ERROR;
-  }
-}
-
-static const char *result_name(unsigned bit) {
-  static const char *const names[] = {"ok",          "data",  "eof",   "timeout", "closing",
-                                      "notpollable", "reset", "epipe", "again",   "error"};
-  for (int i = 0; i < 10; i++)
-    if (bit == 1u << i) return names[i];
-  return "?";
-}
-
 /* One outcome line (the format of npsim outcome) and the action's expectation. */
 static void expect(task_ctx *t, const sc_action *a, int64_t v, bool read) {
-  unsigned got = classify(v, read);
+  unsigned got = sc_classify(v, read);
   const sc_task *st = &g_sc->tasks[t->index];
   fprintf(t->outf, "%s %d %s %s\n", st->name, (int)(a - &g_sc->actions[st->first]), sc_op_name(a->op),
-          result_name(got));
+          sc_result_name(got));
   if (!(a->expect & got))
     failure("expectation: line %d: %s returned %s (%" PRId64 ": %s)", a->line, sc_op_name(a->op),
-            result_name(got), v, v < 0 ? np_strerror((int)v) : "-");
+            sc_result_name(got), v, v < 0 ? np_strerror((int)v) : "-");
 }
 
 static int64_t deadline_value(const sc_action *a) {
