@@ -32,13 +32,19 @@
  * known: a per-stream mutex, taken with trylock); np_wait_*, deadlines and
  * closes are not serialized, so the fd mutex and pollDesc see real races.
  *
- * A kicker thread keeps the run live and looks for lost wake-ups: a worker
- * blocked over 25 ms in an operation gets a past deadline (its op returns
- * NP_ETIMEOUT), unless it is in np_read/np_write on a descriptor that poll()
- * says is ready: then the library owes it a wake-up, and if that stays so
- * for 8 s the run fails ("lost wake-up"). Anything blocked 30 s fails as a
- * hang, with every thread's state. It also checks waiters_parked never
- * exceeds the number of threads.
+ * A kicker thread keeps the run live and looks for lost wake-ups. A worker
+ * blocked over 10 ms gets a deadline (its op returns NP_ETIMEOUT), unless it
+ * is in np_read/np_write on a descriptor that poll() says is ready: np_read /
+ * np_write park only after EAGAIN, so the library owes it a wake-up, and if
+ * that stays so for 5 s the run fails ("lost wake-up"). One slot in four is
+ * quiet: no deadline changes but the kicker's and no np_wait_* there, so a
+ * wake-up lost by readiness (e.g. HUP), by a deadline (the kicker gives one
+ * per operation, past or 1 ms ahead, and the op must return within 5 s) or by
+ * close is not hidden by someone's next deadline. Anything blocked 20 s fails
+ * as a hang, with every thread's state. The kicker also checks that
+ * waiters_parked never exceeds the number of threads, and sends signals:
+ * SIGUSR1 to the process, which only the poller thread has unblocked (its
+ * epoll_wait fails with EINTR), SIGUSR2 to workers (futex waits).
  *
  * At the end every thread is joined; waiters_parked must be 0; every
  * surviving stream is drained to EOF and checked exactly; all handles are
@@ -52,6 +58,10 @@
  * Output (stdout, last line):
  *   stress: seconds=.. ops=.. bytes=.. reopen=.. timeouts=.. closing=..
  *   errors=.. parked_at_end=0 fds_leaked=0 OK
+ * ops: operations done; bytes: bytes received and checked; reopen: slots
+ * reopened; timeouts / closing: operations that returned NP_ETIMEOUT /
+ * NP_ECLOSING; errors: EPIPE and ECONNRESET (a peer closed: expected, any
+ * other error fails the run). --verbose / --soak add a detail line.
  * Any failure prints "stress: FAIL ..." with the seed and aborts.
  */
 #include <dirent.h>
@@ -790,9 +800,10 @@ static void do_reopen(worker *w, int idx) {
   atomic_fetch_add_explicit(&g_reopens, 1, memory_order_relaxed);
 }
 
-static bool should_stop(worker *w, uint64_t n) {
+static bool should_stop(uint64_t n) {
   if (atomic_load_explicit(&g_stop, memory_order_relaxed)) return true;
-  if (opt.ops != 0 && atomic_fetch_add_explicit(&g_ops, 1, memory_order_relaxed) >= opt.ops) {
+  uint64_t done = atomic_fetch_add_explicit(&g_ops, 1, memory_order_relaxed);
+  if (opt.ops != 0 && done >= opt.ops) {
     atomic_store(&g_stop, 1);
     return true;
   }
@@ -800,7 +811,6 @@ static bool should_stop(worker *w, uint64_t n) {
     atomic_store(&g_stop, 1);
     return true;
   }
-  (void)w;
   return false;
 }
 
@@ -810,7 +820,7 @@ static void *worker_main(void *arg) {
   sigemptyset(&set);
   sigaddset(&set, SIGUSR2);
   pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-  for (uint64_t n = 0; !should_stop(w, n); n++) {
+  for (uint64_t n = 0; !should_stop(n); n++) {
     w->c.ops++;
     int idx = pick_slot(w);
     uint64_t r = rnd_below(&w->rng, 1000);
