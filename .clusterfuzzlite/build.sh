@@ -39,6 +39,7 @@ done
 : "${LIB_FUZZING_ENGINE:=-fsanitize=fuzzer}"
 BUILD=${WORK:-/tmp}/netpoll-fuzz-build
 TARGETS="lifecycle schedule events parser"
+command -v zip >/dev/null || { echo "build.sh: zip is missing (apt-get install zip)" >&2; exit 1; }
 mkdir -p "$OUT" "$BUILD"
 
 if [ "$LIB_FUZZING_ENGINE" = "-fsanitize=fuzzer" ]; then
@@ -64,6 +65,7 @@ for t in $TARGETS; do
   if [ $engine = libfuzzer ]; then
     cp "$BUILD/fuzz/fuzz_$t" "$OUT/fuzz_$t"
   else
+    # shellcheck disable=SC2086 # CFLAGS, CXXFLAGS and the engine are word lists
     "$CC" $CFLAGS -I"$TREE/fuzz" -DNP_FUZZ_TARGET=np_fuzz_$t -c "$TREE/fuzz/driver_libfuzzer.c" \
       -o "$BUILD/driver_$t.o"
     "$CXX" $CXXFLAGS "$BUILD/driver_$t.o" "$BUILD/fuzz/libnetpoll_fuzz.a" "$BUILD/sim/libnetpoll_sim.a" \

@@ -48,6 +48,14 @@ copy_tree() {
   rm -rf "$1/corpus/regressions"/*/
 }
 
+if ! command -v patch >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q patch >/dev/null || exit 2
+  else
+    echo "canary: needs patch: sudo apt-get install -y patch" >&2
+    exit 2
+  fi
+fi
 say "scratch dir $WORK"
 copy_tree "$WORK/mutant"
 copy_tree "$WORK/clean"
@@ -76,7 +84,8 @@ total=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }'
 [ "$rc" = 1 ] || fail "make fuzz exited $rc: no crash found within $LIMIT s"
 # "crash after X s": 0 s when a stored seed already fails (the preflight),
 # then the time the fuzzer took from the remaining seeds.
-seedfail=$(grep -c "^=== SEED FAILS in $TARGET" "$WORK/fuzz.out")
+seedfail=$(sed -n "s/^=== SEED FAILS in $TARGET: \([0-9]*\) seed.*/\1/p" "$WORK/fuzz.out" | head -1)
+seedfail=${seedfail:-0}
 ttc=$(sed -n "s/^fuzz: $TARGET: crash after \([0-9.]*\) s (.*crash file.*/\1/p" "$WORK/fuzz.out" | head -1)
 [ -n "$ttc" ] || [ "$seedfail" -gt 0 ] || fail "no crash time in the output"
 [ -z "$ttc" ] || awk -v t="$ttc" -v l="$LIMIT" 'BEGIN { exit !(t <= l) }' || fail "crash after $ttc s, over the $LIMIT s limit"

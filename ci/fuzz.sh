@@ -269,7 +269,21 @@ handle_crash() {
   cls=$(printf '%s\n' "$out" | classify)
   [ "$t" = parser ] && case $cls in parser*) ;; *) cls="parser-$cls" ;; esac
   name=$cls-$(sha1sum "$min" | cut -c1-8)
+  # A stored regression of the same class that still fails: the same, known bug.
+  local known="" k kout
+  for k in "$ROOT/corpus/regressions/$t/$cls"-*; do
+    [ -f "$k" ] || continue
+    kout=$( (timeout -k 5 $((TIMEOUT * 3)) "$REPLAY_BIN" "$t" "$k"; exit $?) 2>&1) && continue
+    if [ "$(printf '%s\n' "$kout" | classify)" = "$cls" ] || [ "parser-$(printf '%s\n' "$kout" | classify)" = "$cls" ]; then
+      known=$k
+      break
+    fi
+  done
   if [ $SMOKE = 1 ]; then
+    dest=$WORK/crashes/$t/$name
+    mkdir -p "$(dirname "$dest")"
+    cp "$min" "$dest"
+  elif [ -n "$known" ]; then
     dest=$WORK/crashes/$t/$name
     mkdir -p "$(dirname "$dest")"
     cp "$min" "$dest"
@@ -283,7 +297,9 @@ handle_crash() {
   echo "    input:   $rel"
   echo "    replay:  make replay FILE=$rel"
   echo "             (= ci/replay.sh $rel: np_fuzz_replay -v $t FILE, the decoded program and the simulator trace)"
-  if [ $SMOKE = 0 ]; then
+  if [ -n "$known" ]; then
+    echo "    a known bug: corpus/regressions/$t/$(basename "$known") fails the same way (not stored again)"
+  elif [ $SMOKE = 0 ]; then
     echo "    it is now a regression input: ctest (fuzz_corpus_replay) fails until the bug is fixed"
   fi
   echo

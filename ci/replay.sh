@@ -112,7 +112,7 @@ fi
 "${cmd[@]}"
 rc=$?
 if [ $rc = 0 ]; then
-  echo "replay: passes (exit 0): the failure does not reproduce on this tree" >&2
+  echo "replay: passes (exit 0): no failure on this tree" >&2
 else
   echo "replay: FAILS (exit $rc): reproduced" >&2
 fi

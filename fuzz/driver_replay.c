@@ -86,6 +86,8 @@ static void run_path(const np_fuzz_target *fixed, const char *path, int depth) {
   size_t count = 0, cap = 0;
   for (struct dirent *e; (e = readdir(d)) != NULL;) {
     if (e->d_name[0] == '.') continue;
+    size_t len = strlen(e->d_name);
+    if (len > 3 && strcmp(e->d_name + len - 3, ".md") == 0) continue; /* notes, not inputs */
     if (count == cap) {
       cap = cap ? cap * 2 : 64;
       char **bigger = realloc(names, cap * sizeof(*names));

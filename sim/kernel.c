@@ -564,10 +564,14 @@ static int sb_wait(void *state, np__event *events, int events_max, int64_t delay
   /* The kernel rounds the timeout up to whole milliseconds, as epoll_wait's
    * millisecond argument does; the backend contract says never down. */
   int64_t wake_at = -1;
-  if (delay_ns > 0) {
-    const int64_t cap_ms = 1000000000; /* as the epoll backend: ~11.6 days, caller recomputes */
+  if (delay_ns > 0 && delay_ns <= KERN_WAIT_HORIZON_NS) {
+    /* Rounded up to whole milliseconds, as epoll_wait's argument. A delay
+     * beyond the horizon (a deadline hours away, or "max") blocks with no
+     * timeout: walking virtual time there in capped steps would take
+     * thousands of wake-ups and finally overflow the clock. */
     int64_t ms = delay_ns / 1000000 + (delay_ns % 1000000 != 0);
-    wake_at = sim->now + (ms > cap_ms ? cap_ms : ms) * 1000000;
+    int64_t span = ms * 1000000;
+    wake_at = span > INT64_MAX - sim->now ? INT64_MAX : sim->now + span;
   }
   for (;;) {
     int max = events_max;

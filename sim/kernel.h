@@ -20,6 +20,9 @@
 #include "np_internal.h"
 
 #define KERN_FDS_MAX 64
+/* epoll_wait timeouts longer than this (virtual) block indefinitely: timers
+ * further out never fire in a simulation. */
+#define KERN_WAIT_HORIZON_NS (INT64_C(3600) * 1000000000)
 
 typedef struct kern_faults {
   bool active;              /* world turns faults off for the liveness phase */

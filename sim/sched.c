@@ -6,6 +6,7 @@
 #include "sched.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #endif
 #endif
 #ifdef SIM_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define SIM_STACK_SIZE (512 * 1024)
 #else
@@ -140,7 +142,7 @@ static void panic_hook(const char *file, int line, const char *msg) {
 }
 
 void sim_init(sim_sched *s, const sim_config *cfg) {
-  memset(s, 0, sizeof(*s));
+  memset(s, 0, offsetof(sim_sched, ring)); /* the ring is valid up to ring_len only */
   s->cfg = *cfg;
   if (s->cfg.step_limit == 0) s->cfg.step_limit = 2000000;
   uint64_t x = cfg->seed;
@@ -167,9 +169,33 @@ void sim_init(sim_sched *s, const sim_config *cfg) {
   }
 }
 
+/* Task stacks are reused across runs (a fuzzer makes thousands of runs a
+ * second; mapping and faulting in fresh stacks dominated under ASan). */
+#define STACK_POOL_MAX 64
+static void *stack_pool[STACK_POOL_MAX];
+static int stack_pool_len;
+
+static void *stack_get(size_t size) {
+  (void)size; /* always SIM_STACK_SIZE */
+  if (stack_pool_len == 0) return malloc(SIM_STACK_SIZE);
+  void *stack = stack_pool[--stack_pool_len];
+#ifdef SIM_ASAN
+  /* Frames of the stack's last task left redzones behind. */
+  ASAN_UNPOISON_MEMORY_REGION(stack, SIM_STACK_SIZE);
+#endif
+  return stack;
+}
+
+static void stack_put(void *stack) {
+  if (stack_pool_len < STACK_POOL_MAX)
+    stack_pool[stack_pool_len++] = stack;
+  else
+    free(stack);
+}
+
 void sim_fini(sim_sched *s) {
   for (int i = 0; i < s->task_count; i++) {
-    free(s->tasks[i]->stack);
+    stack_put(s->tasks[i]->stack);
     free(s->tasks[i]);
   }
   s->task_count = 0;
@@ -190,7 +216,7 @@ sim_task *sim_spawn(const char *name, void (*fn)(void *), void *arg) {
   t->fn = fn;
   t->arg = arg;
   t->stack_size = SIM_STACK_SIZE;
-  t->stack = malloc(t->stack_size);
+  t->stack = stack_get(t->stack_size);
   if (t->stack == NULL) sim_fail("out of memory");
   /* PCT: initial priorities above every change-point priority. */
   t->priority = (uint64_t)sim->cfg.pct_depth + 1 + (sim_rand() >> 8);
