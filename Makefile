@@ -60,10 +60,10 @@ replay:
 
 # ---- benchmarks (bench/run.sh; never part of `make test`; ~5-8 min) ----
 # make bench [BENCH_SECONDS=1.5] [BENCH_WARMUP=0.5] [BENCH_REPEAT=5] [BENCH_CONNS="1 100 1000"]
-#            [BENCH_SERVERS="epoll netpoll go libuv"] [BENCH_WAIT_IDLE=s] [BENCH_NICE=-10]
+#            [BENCH_SERVERS="epoll netpoll go libuv"] [BENCH_WAIT_IDLE=s]
 #            [BENCH_BUILD=build-bench]
 BENCH_ENV = $(foreach v,BENCH_SECONDS BENCH_WARMUP BENCH_REPEAT BENCH_CONNS BENCH_MODES BENCH_SERVERS \
-              BENCH_WAIT_IDLE BENCH_NICE BENCH_PERF BENCH_MICRO BENCH_BUILD BENCH_CMAKE_FLAGS,$(if $($(v)),$(v)='$($(v))'))
+              BENCH_WAIT_IDLE BENCH_PERF BENCH_MICRO BENCH_BUILD BENCH_CMAKE_FLAGS,$(if $($(v)),$(v)='$($(v))'))
 .PHONY: bench
 bench:
 	$(BENCH_ENV) bench/run.sh

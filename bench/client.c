@@ -18,8 +18,9 @@
  * context switches of all its threads (/proc/PID/task/N/status, voluntary and
  * involuntary) are sampled at both ends of the window and reported per
  * second and per round trip. With -P, `perf stat -x, -o PERF_OUT -e EVENTS
- * -p PID` is attached to the server from the start of the warm-up to the end
- * of the window; perf_ops tells how many round trips (or bytes) it saw.
+ * -p PID` is attached to the server during the warm-up with its counters
+ * disabled and counts exactly the measured window (perf --control);
+ * perf_ops repeats how many round trips (or bytes) that window saw.
  *
  * Output: one line of key=value pairs on stdout. Exit status 1 when the
  * server cannot be reached or closes a connection, 2 on bad usage. The
@@ -251,30 +252,61 @@ static void proc_sample_take(int pid, proc_sample *s) {
   closedir(d);
 }
 
-static pid_t perf_start(const options *o) {
-  char pid[32];
+/* perf stat attached to the server with its counters disabled; perf_control
+ * enables or disables them and waits for perf's acknowledgement, so the counts
+ * cover exactly the measured window. */
+typedef struct perf_proc {
+  pid_t pid;
+  int ctl; /* we write "enable\n" / "disable\n" */
+  int ack; /* perf answers "ack\n" */
+} perf_proc;
+
+static void perf_start(const options *o, perf_proc *pp) {
+  int ctl[2], ack[2];
+  pp->pid = -1;
+  if (pipe(ctl) != 0 || pipe(ack) != 0) die("pipe");
+  char pid[32], control[64];
   snprintf(pid, sizeof(pid), "%d", o->server_pid);
-  char *argv[] = {"perf", "stat", "-x", ",", "-o", (char *)o->perf_out, "-e", (char *)o->perf_events,
-                  "-p",   pid,    NULL};
-  pid_t child;
+  snprintf(control, sizeof(control), "fd:%d,%d", ctl[0], ack[1]);
+  char *argv[] = {
+      "perf",      "stat",  "-x", ",", "-o", (char *)o->perf_out, "-e", (char *)o->perf_events, "-D", "-1",
+      "--control", control, "-p", pid, NULL};
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  int err = posix_spawnp(&child, "perf", &fa, NULL, argv, environ);
+  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0); /* "Events enabled" */
+  posix_spawn_file_actions_addclose(&fa, ctl[1]);
+  posix_spawn_file_actions_addclose(&fa, ack[0]);
+  int err = posix_spawnp(&pp->pid, "perf", &fa, NULL, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
+  close(ctl[0]);
+  close(ack[1]);
+  pp->ctl = ctl[1];
+  pp->ack = ack[0];
   if (err != 0) {
     fprintf(stderr, "client: cannot start perf: %s\n", strerror(err));
-    return -1;
+    exit(1);
   }
-  return child;
 }
 
-static void perf_stop(pid_t child) {
-  if (child <= 0) return;
-  kill(child, SIGINT);
-  int status;
-  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+static void perf_control(perf_proc *pp, const char *cmd) {
+  if (write(pp->ctl, cmd, strlen(cmd)) != (ssize_t)strlen(cmd)) die("perf control");
+  char buf[16];
+  ssize_t n = read(pp->ack, buf, sizeof(buf)); /* blocks until perf has attached and obeyed */
+  if (n <= 0) {
+    fprintf(stderr, "client: perf did not acknowledge '%.*s' (try the perf command by hand)\n",
+            (int)strlen(cmd) - 1, cmd);
+    exit(1);
   }
+}
+
+static void perf_stop(perf_proc *pp) {
+  kill(pp->pid, SIGINT);
+  int status;
+  while (waitpid(pp->pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  close(pp->ctl);
+  close(pp->ack);
 }
 
 /* ---- the load ------------------------------------------------------------------ */
@@ -374,7 +406,7 @@ int main(int argc, char **argv) {
   }
 
   int64_t t0 = now_ns();
-  pid_t perf = o.perf_out != NULL ? perf_start(&o) : -1;
+  perf_proc perf = {.pid = -1};
   for (int i = 0; i < o.conns; i++) {
     if (o.stream)
       stream_event(&conns[i], &o, &(uint64_t){0});
@@ -384,7 +416,7 @@ int main(int argc, char **argv) {
 
   int64_t warm_end = t0 + (int64_t)(o.warmup * 1e9);
   int64_t end = 0, window_start = 0;
-  uint64_t ops = 0, perf_ops = 0;
+  uint64_t ops = 0;
   bool measuring = false;
   proc_sample s0 = {0}, s1 = {0};
   struct rusage ru0, ru1;
@@ -392,9 +424,10 @@ int main(int argc, char **argv) {
   for (;;) {
     int64_t now = now_ns();
     if (!measuring && now >= warm_end) {
+      if (o.perf_out != NULL && perf.pid < 0) perf_start(&o, &perf);
+      if (perf.pid > 0) perf_control(&perf, "enable\n");
       if (o.server_pid > 0) proc_sample_take(o.server_pid, &s0);
       getrusage(RUSAGE_SELF, &ru0);
-      perf_ops += ops;
       ops = 0;
       memset(h, 0, sizeof(*h));
       for (int i = 0; i < o.conns; i++) conns[i].ops = 0;
@@ -414,12 +447,22 @@ int main(int argc, char **argv) {
       else
         ping_event(c, o.size, h, &ops);
     }
+    /* perf -p counts the threads that exist when it attaches: wait until the
+     * server has answered on every connection (a thread-per-connection server
+     * has started all its threads by then). */
+    if (!measuring && o.perf_out != NULL && perf.pid < 0) {
+      int answered = 0;
+      for (int i = 0; i < o.conns; i++) answered += conns[i].ops > 0;
+      if (answered == o.conns) perf_start(&o, &perf);
+    }
   }
   int64_t window_ns = now_ns() - window_start;
-  perf_stop(perf);
-  perf_ops += ops;
   getrusage(RUSAGE_SELF, &ru1);
   if (o.server_pid > 0) proc_sample_take(o.server_pid, &s1);
+  if (perf.pid > 0) {
+    perf_control(&perf, "disable\n");
+    perf_stop(&perf);
+  }
   for (int i = 0; i < o.conns; i++) close(conns[i].fd);
 
   double secs = (double)window_ns / 1e9;
@@ -456,7 +499,7 @@ int main(int argc, char **argv) {
       printf(" srv_cpu_us_per_op=%.2f srv_csw_per_op=%.2f", srv_cpu * secs * 1e6 / (double)ops,
              (vol + invol) / (double)ops);
   }
-  if (perf > 0) printf(" perf_ops=%llu", (unsigned long long)perf_ops);
+  if (perf.pid > 0) printf(" perf_ops=%llu", (unsigned long long)ops);
   printf("\n");
   free(conns);
   free(h);

@@ -1,7 +1,9 @@
 // go_micro.go - the Go side of bench/micro.c: the same four measurements on
 // Go's runtime poller, printed in the same "micro name=... impl=go" format.
 //
-//	go_micro [SECONDS_PER_TIMED_TEST] [WAKE_ITERATIONS]
+//	go_micro [SECONDS_PER_TIMED_TEST] [WAKE_ITERATIONS] [TESTS]
+//
+// TESTS: comma-separated subset of wake,pingpong,openclose,deadline (default all).
 //
 //	wake      a goroutine blocked in (*os.File).Read on a pipe (the pipe is in
 //	          the netpoller) until another goroutine writes a byte: ns from
@@ -19,6 +21,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -170,9 +173,21 @@ func main() {
 		must(err)
 		wakeIterations = v
 	}
-	benchWake()
-	benchPingPong()
-	benchOpenClose()
-	benchDeadline(1)
-	benchDeadline(1000)
+	tests := "wake,pingpong,openclose,deadline"
+	if len(os.Args) > 3 {
+		tests = os.Args[3]
+	}
+	if strings.Contains(tests, "wake") {
+		benchWake()
+	}
+	if strings.Contains(tests, "pingpong") {
+		benchPingPong()
+	}
+	if strings.Contains(tests, "openclose") {
+		benchOpenClose()
+	}
+	if strings.Contains(tests, "deadline") {
+		benchDeadline(1)
+		benchDeadline(1000)
+	}
 }

@@ -12,7 +12,10 @@
  *   deadline  np_set_deadline calls/s on one descriptor, and round-robin over
  *             1000 descriptors that all have a deadline armed.
  *
- *   np_bench_micro [SECONDS_PER_TIMED_TEST] [WAKE_ITERATIONS]
+ *   np_bench_micro [SECONDS_PER_TIMED_TEST] [WAKE_ITERATIONS] [TESTS]
+ *
+ * TESTS is a comma-separated subset of wake,pingpong,openclose,deadline
+ * (default: all).
  *
  * Output: one "micro name=... impl=... key=value ..." line per figure.
  * The writer of the wake test waits until the reader thread is asleep
@@ -334,18 +337,29 @@ static void bench_deadline(int nfds) {
 int main(int argc, char **argv) {
   if (argc > 1) g_seconds = atof(argv[1]);
   if (argc > 2) g_wake_iterations = atoi(argv[2]);
-  if (g_seconds <= 0 || g_wake_iterations < 100) {
-    fprintf(stderr, "usage: np_bench_micro [SECONDS_PER_TIMED_TEST] [WAKE_ITERATIONS >= 100]\n");
+  const char *tests = argc > 3 ? argv[3] : "wake,pingpong,openclose,deadline";
+  if (g_seconds <= 0 || g_wake_iterations < 100 || argc > 4) {
+    fprintf(stderr,
+            "usage: np_bench_micro [SECONDS_PER_TIMED_TEST] [WAKE_ITERATIONS >= 100] [TESTS]\n"
+            "  TESTS: comma-separated subset of wake,pingpong,openclose,deadline\n");
     return 2;
   }
-  bench_wake(WAKE_RAW_READ, "raw_read");
-  bench_wake(WAKE_RAW_EPOLL, "raw_epoll");
-  bench_wake(WAKE_NETPOLL, "netpoll");
-  bench_pingpong(false, "raw");
-  bench_pingpong(true, "netpoll");
-  bench_openclose(false, "raw");
-  bench_openclose(true, "netpoll");
-  bench_deadline(1);
-  bench_deadline(1000);
+  if (strstr(tests, "wake") != NULL) {
+    bench_wake(WAKE_RAW_READ, "raw_read");
+    bench_wake(WAKE_RAW_EPOLL, "raw_epoll");
+    bench_wake(WAKE_NETPOLL, "netpoll");
+  }
+  if (strstr(tests, "pingpong") != NULL) {
+    bench_pingpong(false, "raw");
+    bench_pingpong(true, "netpoll");
+  }
+  if (strstr(tests, "openclose") != NULL) {
+    bench_openclose(false, "raw");
+    bench_openclose(true, "netpoll");
+  }
+  if (strstr(tests, "deadline") != NULL) {
+    bench_deadline(1);
+    bench_deadline(1000);
+  }
   return 0;
 }

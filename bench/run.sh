@@ -9,9 +9,13 @@
 # connections. Every measurement is repeated BENCH_REPEAT times, the servers
 # interleaved in a rotating order so that a noisy neighbour hits all of them
 # alike; the tables give the median. Then perf stat (context switches,
-# futex / epoll_wait / read / write calls per round trip) on ping-pong, and
-# the micro benchmarks (bench/micro.c against bench/go_micro.go).
+# futex / epoll_wait / read / write calls per round trip, counted by perf
+# over exactly the measured window) on ping-pong, and the micro benchmarks
+# (bench/micro.c against bench/go_micro.go), once more pinned to one CPU to
+# separate the runtime's own cost from cross-CPU wake-ups (which cost 20-40 us
+# on an idle VM whose vCPUs halt).
 # Prints markdown on stdout: the machine, the tables, the total run time.
+# Servers run on 127.0.0.1 ephemeral ports and are killed on exit.
 #
 # Environment:
 #   BENCH_BUILD    build dir (default build-bench)
@@ -21,7 +25,6 @@
 #   BENCH_MODES    "pingpong stream" (default both)
 #   BENCH_SERVERS  subset of "epoll netpoll go libuv" (default all available)
 #   BENCH_WAIT_IDLE  wait up to this many seconds for the CPUs to be < 10% busy (default 0)
-#   BENCH_NICE     nice value for the whole run, e.g. -10 (root): less noise from other work
 #   BENCH_PERF=0   skip the perf stat section; BENCH_MICRO=0 skip the micro benchmarks
 #   BENCH_CMAKE_FLAGS  extra cmake configure flags
 # Raw client output is kept in $BENCH_BUILD/results/.
@@ -39,21 +42,6 @@ RES=$BUILD/results
 T_START=$(date +%s.%N)
 
 log() { echo "bench: $*" >&2; }
-
-# Optional priority boost (BENCH_NICE=-10, root only) on a machine shared with
-# other work; everything started from here on inherits it. With autogroup
-# scheduling nice only ranks threads within one session, so the run gets a
-# session of its own and that session's autogroup gets the nice value too.
-if [ -n "${BENCH_NICE:-}" ]; then
-  if [ -z "${BENCH_SESSION:-}" ] && [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" = 1 ] &&
-    command -v setsid >/dev/null; then
-    BENCH_SESSION=1 exec setsid -w "$0" "$@"
-  fi
-  if [ -w /proc/self/autogroup ]; then
-    echo "$BENCH_NICE" >/proc/self/autogroup 2>/dev/null || log "cannot set the autogroup nice to $BENCH_NICE"
-  fi
-  renice -n "$BENCH_NICE" -p $$ >/dev/null || log "cannot renice to $BENCH_NICE, running at $(nice)"
-fi
 
 # ---- build -------------------------------------------------------------------------
 log "building (Release, no sanitizers) in $BUILD"
@@ -107,11 +95,12 @@ LOAD_BEFORE="${busy}% busy, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 rm -rf "$RES"
 mkdir -p "$RES"
 declare -A PID PORT
-cleanup() {
+servers_stop() {
   for s in "${!PID[@]}"; do kill "${PID[$s]}" 2>/dev/null || true; done
   for s in "${!PID[@]}"; do wait "${PID[$s]}" 2>/dev/null || true; done
+  PID=()
 }
-trap cleanup EXIT
+trap servers_stop EXIT
 
 start_server() { # name
   local s=$1 i
@@ -157,12 +146,15 @@ for rep in $(seq "$REPEAT"); do
 done
 
 # ---- perf stat: what the thread-per-waiter runtime pays ------------------------------
+PERF_CONNS=""
 PERF_EVENTS=context-switches,cpu-migrations,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_writev
 perf_ok=0
 if [ "${BENCH_PERF:-1}" != 0 ] && command -v perf >/dev/null &&
   perf stat -x, -e "$PERF_EVENTS" true >/dev/null 2>&1; then
   perf_ok=1
-  for c in 1 1000; do
+  PERF_CONNS="$(echo "$CONNS" | awk '{print $1}') $maxc"
+  [ "$maxc" = "$(echo "$CONNS" | awk '{print $1}')" ] && PERF_CONNS=$maxc
+  for c in $PERF_CONNS; do
     for s in $SERVERS; do
       log "perf stat: pingpong $c conns: $s"
       line=$(run_client "$s" pingpong "$c" -P "$RES/perf-$s-$c.csv" -E "$PERF_EVENTS") ||
@@ -174,16 +166,25 @@ elif [ "${BENCH_PERF:-1}" != 0 ]; then
   log "perf stat with syscall tracepoints unavailable (linux-perf, root or perf_event_paranoid); section skipped"
 fi
 
-cleanup
-PID=()
+servers_stop
 
 # ---- micro benchmarks -------------------------------------------------------------------
-if [ "${BENCH_MICRO:-1}" != 0 ]; then
-  for rep in $(seq "$REPEAT"); do
-    log "micro benchmarks, run $rep/$REPEAT"
-    "$B/np_bench_micro" 1 5000 | sed "s/^/rep=$rep /" >>"$RES/micro.txt"
-    [ -x "$B/go_micro" ] && "$B/go_micro" 1 5000 | sed "s/^/rep=$rep /" >>"$RES/micro.txt"
+run_micro() { # file runs seconds wake_iterations tests [command prefix...]
+  local rep file=$1 runs=$2 secs=$3 iters=$4 tests=$5
+  shift 5
+  for rep in $(seq "$runs"); do
+    log "micro benchmarks $* run $rep/$runs"
+    "$@" "$B/np_bench_micro" "$secs" "$iters" "$tests" | sed "s/^/rep=$rep /" >>"$file"
+    if [ -x "$B/go_micro" ]; then "$@" "$B/go_micro" "$secs" "$iters" "$tests" | sed "s/^/rep=$rep /" >>"$file"; fi
   done
+}
+if [ "${BENCH_MICRO:-1}" != 0 ]; then
+  run_micro "$RES/micro.txt" "$REPEAT" 1 5000 wake,pingpong,openclose,deadline
+  # Everything on one CPU: no wake-up has to cross to the other (possibly
+  # halted) vCPU, which separates the runtime's own cost from the machine's.
+  if command -v taskset >/dev/null; then
+    run_micro "$RES/micro-1cpu.txt" 3 0.5 2000 wake,pingpong taskset -c 0
+  fi
 fi
 
 # ---- report -------------------------------------------------------------------------------
@@ -195,13 +196,12 @@ echo "- CPU: ${model:-unknown}, $(nproc) cores online; $(awk '/MemTotal/ {printf
 echo "- Kernel: $(uname -sr); $(gcc --version 2>/dev/null | head -1 || echo cc)"
 command -v go >/dev/null && echo "- $(go version | sed 's/ linux.*//'); libuv $(pkg-config --modversion libuv 2>/dev/null || echo n/a)"
 echo "- Before the run the CPUs were $LOAD_BEFORE (other processes)."
-echo "- Scheduling priority of the benchmark processes: nice $(nice)$( [ -r /proc/self/autogroup ] && sed 's/^[^ ]* nice \(.*\)/, autogroup nice \1/' /proc/self/autogroup)."
 echo "- Client and server share the machine: the client is one thread (one core at most);"
 echo "  each figure is the median of $REPEAT runs of ${SECS} s after ${WARMUP} s of warm-up, servers interleaved."
 echo
 
 # median of the values of field F for each (mode, conns, server)
-awk -v servers="$SERVERS" -v conns="$CONNS" -v modes="$MODES" -v perf_ok="$perf_ok" -v resdir="$RES" '
+awk -v servers="$SERVERS" -v conns="$CONNS" -v modes="$MODES" -v perf_ok="$perf_ok" -v perf_conns="${PERF_CONNS:-}" '
 function med(key, f,    k, i, j, t, a) {
   k = cnt[key, f]
   if (k == 0) return ""
@@ -274,8 +274,8 @@ END {
     print ""
     print "| conns | server | ctx switches | cpu migrations | futex | epoll_wait | read | write |"
     print "|---:|---|---:|---:|---:|---:|---:|---:|"
-    split("1 1000", PC, " ")
-    for (ci = 1; ci <= 2; ci++) for (si = 1; si <= ns; si++) {
+    npc = split(perf_conns, PC, " ")
+    for (ci = 1; ci <= npc; ci++) for (si = 1; si <= ns; si++) {
       s = S[si]; c = PC[ci]; o = pops[s, c]
       if (o == "" || o == 0) continue
       printf "| %s | %s | %.2f | %.3f | %.2f | %.3f | %.2f | %.2f |\n", c, s, pv[s, c, "context-switches"] / o,
@@ -286,8 +286,8 @@ END {
   }
 }' "$RES/matrix.txt" $( [ "$perf_ok" = 1 ] && echo "$RES/perf.txt" "$RES"/perf-*.csv )
 
-if [ -s "$RES/micro.txt" ]; then
-  awk '
+micro_table() { # file title [wake_and_pingpong_only]
+  awk -v title="$2" -v short="${3:-0}" '
   function med(key,    k, i, j, t, a) {
     k = cnt[key]
     if (k == 0) return ""
@@ -311,7 +311,7 @@ if [ -s "$RES/micro.txt" ]; then
     printf "| %s | %s | %s | %s | %s | %s |\n", label, f(raw), f(x), f(g), r(x, raw), r(x, g)
   }
   END {
-    print "### Micro benchmarks (median of runs; ratio = netpoll / reference)"
+    print title
     print ""
     print "| figure | raw baseline | netpoll | Go | netpoll / raw | netpoll / Go |"
     print "|---|---:|---:|---:|---:|---:|"
@@ -320,11 +320,18 @@ if [ -s "$RES/micro.txt" ]; then
     row("wake latency p50, ns (raw: thread in blocking read)", "wake", "p50_ns", "raw_read")
     row("wake latency p99, ns (raw: thread in blocking read)", "wake", "p99_ns", "raw_read")
     row("park/unpark ping-pong, round trips/s (raw: blocking pipes)", "pingpong", "per_s", "raw")
+    if (short) { print ""; exit }
     row("open+close, descriptors/s (raw: epoll_ctl ADD + close)", "openclose", "per_s", "raw")
     row("set deadline, calls/s, 1 descriptor", "deadline1", "per_s", "")
     row("set deadline, calls/s, round-robin over 1000 armed", "deadline1000", "per_s", "")
     print ""
-  }' "$RES/micro.txt"
+  }' "$1"
+}
+if [ -s "$RES/micro.txt" ]; then
+  micro_table "$RES/micro.txt" "### Micro benchmarks (median of $REPEAT runs; ratio = netpoll / reference)"
+fi
+if [ -s "$RES/micro-1cpu.txt" ]; then
+  micro_table "$RES/micro-1cpu.txt" "### The same on one CPU (taskset -c 0: no cross-CPU wake-ups; median of 3 runs)" 1
 fi
 
 awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "Total run time: %.0f s (raw output in build dir results/)\n", b - a }'
