@@ -378,7 +378,7 @@ static void timer_in_hook(np__waiter *w, int call) {
   np__pd_set_deadline(g_hook.pd, np_deadline_after(60000 * MS), w->mode);
   atomic_store(&g_hook.value2[call], (long)np__load_u32(&g_hook.pd->info));
   /* Run the timer heap as if a minute had passed: the armed timer fires. */
-  atomic_store(&g_hook.value[call], np__run_timers(g_fx->p, np_now() + 120000 * MS, NULL));
+  atomic_store(&g_hook.value[call], np__run_timers(g_fx->p, np_now() + 120000 * MS));
 }
 
 static void timeout_before_commit(int mode, hook_action action) {
@@ -576,7 +576,7 @@ static void test_ready_survives_timeout(void **state) {
   np__pd_set_deadline(x.pd, 0, 'r');
   assert_int_equal(np__pd_checkerr(x.pd, 'r'), NP__POLL_OK);
   np__pd_set_deadline(x.pd, np_deadline_after(60000 * MS), 'r');
-  assert_int_equal(np__run_timers(p, np_now() + 120000 * MS, NULL), 1);
+  assert_int_equal(np__run_timers(p, np_now() + 120000 * MS), 1);
   assert_int_equal(sem(x.pd, 'r'), NP__PD_READY);
   assert_int_equal(np__pd_checkerr(x.pd, 'r'), NP__POLL_TIMEOUT);
   assert_int_equal(np__pd_wait(x.pd, 'r'), NP__POLL_TIMEOUT);
@@ -640,7 +640,7 @@ static void test_nil_timeout_stays_nil(void **state) {
 
   np__pd_set_deadline(x.pd, 0, 'r');
   np__pd_set_deadline(x.pd, np_deadline_after(60000 * MS), 'r');
-  assert_int_equal(np__run_timers(p, np_now() + 120000 * MS, NULL), 1);
+  assert_int_equal(np__run_timers(p, np_now() + 120000 * MS), 1);
   assert_int_equal(timers_fired(p), 1);
   assert_int_equal(sem(x.pd, 'r'), NP__PD_NIL);
   assert_int_equal(np__pd_checkerr(x.pd, 'r'), NP__POLL_TIMEOUT);
@@ -865,7 +865,7 @@ static void test_parked_count_exact(void **state) {
   /* deadline timer */
   assert_int_equal(np_set_read_deadline(x[1].f, np_deadline_after(60000 * MS)), 0);
   assert_int_equal(parked(p), 3);
-  assert_int_equal(np__run_timers(p, np_now() + 120000 * MS, NULL), 1);
+  assert_int_equal(np__run_timers(p, np_now() + 120000 * MS), 1);
   assert_int_equal(parked(p), 2);
   assert_int_equal(job_join(&j[1]), NP_ETIMEOUT);
 

@@ -215,7 +215,7 @@ void np__netpoll_break(np_poller *p);
  * next timer (block=false: poll only). Returns np__netpoll's result. */
 int np__poll_once(np_poller *p, bool block);
 /* Run timers whose time has come; returns how many ran. */
-int np__run_timers(np_poller *p, int64_t now_ns, int64_t *next_ns);
+int np__run_timers(np_poller *p, int64_t now_ns);
 void np__pd_cache_fini(np_poller *p);
 
 /* pollDesc operations (Go's runtime_poll*). */

@@ -47,12 +47,11 @@ np__pd *np__pd_untag(uint64_t tag, uint32_t *fdseq) {
 }
 
 /* ---- pd cache ------------------------------------------------------------ */
-#define PD_BLOCK_COUNT NP__PD_BLOCK_COUNT
 
 static int cache_grow(np_poller *p) {
   /* Called with cache_lock held. The timer heap holds at most two timers a
    * pd; growing it here keeps np__timer_set allocation-free. */
-  int32_t heap_need = (int32_t)(np__load_u64(&p->stat_pds) + PD_BLOCK_COUNT) * 2;
+  int32_t heap_need = (int32_t)(np__load_u64(&p->stat_pds) + NP__PD_BLOCK_COUNT) * 2;
   np__mutex_lock(&p->timer_lock);
   if (heap_need > p->heap_cap) {
     np__timer **heap = realloc(p->heap, (size_t)heap_need * sizeof(*heap));
@@ -69,7 +68,7 @@ static int cache_grow(np_poller *p) {
   np__pd_block *block = aligned_alloc(NP__PD_ALIGN, size);
   if (block == NULL) return -ENOMEM;
   memset(block, 0, sizeof(*block));
-  for (int i = PD_BLOCK_COUNT - 1; i >= 0; i--) {
+  for (int i = NP__PD_BLOCK_COUNT - 1; i >= 0; i--) {
     np__pd *pd = &block->pds[i];
     pd->poller = p;
     pd->fd = -1;
@@ -84,7 +83,7 @@ static int cache_grow(np_poller *p) {
   }
   block->next = p->blocks;
   p->blocks = block;
-  np__stat_add(&p->stat_pds, PD_BLOCK_COUNT);
+  np__stat_add(&p->stat_pds, NP__PD_BLOCK_COUNT);
   return 0;
 }
 
@@ -116,7 +115,7 @@ void np__pd_cache_fini(np_poller *p) {
   np__pd_block *block = p->blocks;
   while (block != NULL) {
     np__pd_block *next = block->next;
-    for (int i = 0; i < PD_BLOCK_COUNT; i++) {
+    for (int i = 0; i < NP__PD_BLOCK_COUNT; i++) {
       NP_ASSERT(!block->pds[i].in_use); /* I4: nothing freed while in use */
       np__mutex_destroy(&block->pds[i].lock);
     }

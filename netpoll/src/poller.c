@@ -87,12 +87,11 @@ void np__timer_del(np_poller *p, np__timer *t) {
   np__mutex_unlock(&p->timer_lock);
 }
 
-int np__run_timers(np_poller *p, int64_t now_ns, int64_t *next_ns) {
+int np__run_timers(np_poller *p, int64_t now_ns) {
   int ran = 0;
   for (;;) {
     np__mutex_lock(&p->timer_lock);
     if (p->heap_len == 0 || p->heap[0]->when_ns > now_ns) {
-      if (next_ns != NULL) *next_ns = p->heap_len == 0 ? -1 : p->heap[0]->when_ns;
       np__mutex_unlock(&p->timer_lock);
       return ran;
     }
@@ -158,7 +157,7 @@ int np__netpoll(np_poller *p, int64_t delay_ns) {
 }
 
 int np__poll_once(np_poller *p, bool block) {
-  np__run_timers(p, np__now(), NULL);
+  np__run_timers(p, np__now());
   if (!block) return np__netpoll(p, 0); /* leaves sleep_until to the sleeper */
 
   /* sleep_until belongs to the one blocking poller: a concurrent
