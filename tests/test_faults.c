@@ -113,7 +113,19 @@ static void internal_forget(int fd) {
     atomic_compare_exchange_strong(&g_internal[i], &expect, -1);
   }
 }
-static atomic_int g_last_eventfd = -1; /* the newest poller's break */
+/* The pollers' breaks (a poller has one per scheduler). */
+static atomic_int g_eventfds[INTERNAL_MAX] = {[0 ... INTERNAL_MAX - 1] = -1};
+static bool is_break(int fd) {
+  for (int i = 0; i < INTERNAL_MAX && fd >= 0; i++)
+    if (atomic_load(&g_eventfds[i]) == fd) return true;
+  return false;
+}
+static void break_add(int fd) {
+  for (int i = 0; i < INTERNAL_MAX; i++) {
+    int expect = -1;
+    if (atomic_compare_exchange_strong(&g_eventfds[i], &expect, fd)) return;
+  }
+}
 static bool is_internal(int fd) {
   for (int i = 0; i < INTERNAL_MAX; i++)
     if (atomic_load(&g_internal[i]) == fd) return true;
@@ -165,7 +177,7 @@ static int fault_check(int which, int fd, int op) {
       if (is_internal(fd)) return 0;
       break;
     case SEL_BREAK:
-      if (fd != atomic_load(&g_last_eventfd) || fd < 0) return 0;
+      if (!is_break(fd)) return 0;
       break;
     default: break;
   }
@@ -213,7 +225,7 @@ static int w_eventfd(unsigned int initval, int flags) {
   int fd = g_real.eventfd(initval, flags);
   if (fd >= 0) {
     internal_add(fd);
-    atomic_store(&g_last_eventfd, fd);
+    break_add(fd);
   }
   return fd;
 }
@@ -274,8 +286,10 @@ static int w_fcntl_setfl(int fd, int flags) {
 static int w_close(int fd) {
   int e = fault_check(SC_CLOSE, fd, 0);
   internal_forget(fd);
-  int expect = fd;
-  atomic_compare_exchange_strong(&g_last_eventfd, &expect, -1);
+  for (int i = 0; i < INTERNAL_MAX; i++) {
+    int expect = fd;
+    atomic_compare_exchange_strong(&g_eventfds[i], &expect, -1);
+  }
   int ret = g_real.close(fd);
   if (e) FAIL_WITH(e);
   return ret;
@@ -292,7 +306,7 @@ static int setup(void **state) {
   (void)state;
   g_real = np__sys;
   for (int i = 0; i < INTERNAL_MAX; i++) atomic_store(&g_internal[i], -1);
-  atomic_store(&g_last_eventfd, -1);
+  for (int i = 0; i < INTERNAL_MAX; i++) atomic_store(&g_eventfds[i], -1);
   fault_clear_all();
   np__sys = (np__syscalls){
       .epoll_create1 = w_epoll_create1,

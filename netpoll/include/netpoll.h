@@ -29,6 +29,7 @@
 #define NETPOLL_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -69,18 +70,32 @@ NP_EXTERN int64_t np_deadline_after(int64_t delay_ns);
 
 /* ---- poller ---------------------------------------------------------- */
 
+/* Task stacks: usable bytes per task, below a guard page. */
+#define NP_STACK_DEFAULT (64 * 1024) /* x4 under ASan/TSan builds of the library */
+#define NP_STACK_MIN (16 * 1024)
+#define NP_STACK_MAX ((size_t)1 << 30)
+
 typedef struct np_options {
-  int events_max; /* epoll_wait batch size; 0 = default (128), max 128 */
+  int events_max;    /* epoll_wait batch size; 0 = default (128), max 128 */
+  int procs;         /* scheduler threads; 0 = the number of online CPUs (max 256) */
+  size_t stack_size; /* task stack bytes; 0 = NP_STACK_DEFAULT; NP_STACK_MIN..NP_STACK_MAX */
 } np_options;
 
-/* Creates a poller (epoll instance, eventfd break, poller thread).
- * opts may be NULL. Returns 0 or -errno. */
+/* Creates a poller: `procs` scheduler threads, each with its own epoll
+ * instance, eventfd break and timer heap. A scheduler runs tasks (np_go)
+ * and, when none is runnable, waits in epoll_wait for readiness and
+ * deadlines; plain threads blocked in np_* calls are woken by it (futex).
+ * opts may be NULL. Returns 0 or -errno (-EINVAL for bad options). */
 NP_EXTERN int np_poller_create(np_poller **out, const np_options *opts);
 
-/* Closes every descriptor still registered (waking their waiters with
- * NP_ECLOSING and waiting for them to leave), frees every handle not yet
- * freed, joins the poller thread and frees the poller. No thread may be
- * inside, or later call, a function on this poller or its handles. */
+/* Shuts the poller down: closes every descriptor still registered (every
+ * thread or task blocked or queued on one wakes with NP_ECLOSING), ends
+ * every np_sleep early (NP_ECLOSING), refuses new np_open / np_go, waits
+ * until every task has returned, joins the schedulers and frees everything,
+ * every np_fd handle included. Tasks must return once their calls fail with
+ * NP_ECLOSING (a task that loops forever keeps destroy waiting). Must not be
+ * called from one of the poller's own tasks (it aborts), and no call on the
+ * poller or its handles may start after it. */
 NP_EXTERN void np_poller_destroy(np_poller *p);
 
 typedef struct np_stats {
@@ -90,6 +105,8 @@ typedef struct np_stats {
   uint64_t breaks;         /* break signals written (coalesced) */
   uint64_t timers_fired;   /* deadline timers that ran */
   uint64_t pd_allocated;   /* pollDescs ever allocated (cache size) */
+  uint64_t tasks;          /* tasks started and not yet returned */
+  uint64_t procs;          /* scheduler threads */
 } np_stats;
 
 NP_EXTERN void np_poller_stats(np_poller *p, np_stats *out);
@@ -151,6 +168,57 @@ NP_EXTERN int np_wait_write(np_fd *f);
 NP_EXTERN int np_set_deadline(np_fd *f, int64_t deadline_ns);
 NP_EXTERN int np_set_read_deadline(np_fd *f, int64_t deadline_ns);
 NP_EXTERN int np_set_write_deadline(np_fd *f, int64_t deadline_ns);
+
+/* ---- tasks ------------------------------------------------------------
+ * A task is a function running on its own small stack (a coroutine) on one
+ * of the poller's scheduler threads. Inside a task, every np_* call above
+ * blocks the task, not the thread: np_read that would block parks the task
+ * and the scheduler runs another one, with the same deadline, close and
+ * error semantics as for threads. Tasks are not preempted: a task that
+ * computes for long or makes a blocking system call of its own holds its
+ * scheduler thread (use np_blocking). A task may resume on another
+ * scheduler thread than the one it parked on (it runs on the thread that
+ * woke it): do not keep thread-local state or errno across np_* calls.
+ * Threads and tasks may use the same descriptors. */
+
+typedef void (*np_task_fn)(void *arg);
+
+/* Starts fn(arg) as a task of p. From a task, the new task runs on the
+ * caller's scheduler before older work once the caller parks or yields;
+ * from a thread, on the schedulers in turn. Returns 0, -ENOMEM (no stack),
+ * NP_ECLOSING (p is being destroyed), -ENOTSUP (a poller without
+ * schedulers), -EINVAL. */
+NP_EXTERN int np_go(np_poller *p, np_task_fn fn, void *arg);
+
+/* Lets the other runnable tasks of this scheduler run first. In a thread:
+ * sched_yield(). */
+NP_EXTERN void np_yield(void);
+
+/* Sleeps ns nanoseconds (<= 0: yields). In a task it parks on the
+ * scheduler's timer heap; in a thread it is nanosleep. Returns 0, or
+ * NP_ECLOSING when the poller is being destroyed (the sleep ends early). */
+NP_EXTERN int np_sleep(int64_t ns);
+
+/* Runs fn(arg) on a helper thread while the calling task is parked, for
+ * work that blocks or computes for long (regular files, getaddrinfo,
+ * compression). Outside a task it calls fn(arg) directly. Returns 0, or
+ * -errno if no helper thread could be started (fn did not run). */
+NP_EXTERN int np_blocking(np_task_fn fn, void *arg);
+
+/* True when called from a task. */
+NP_EXTERN bool np_in_task(void);
+
+/* The poller of the calling task, or NULL outside a task. */
+NP_EXTERN np_poller *np_current(void);
+
+/* Waits (in a thread) until p has no task left. deadline_ns as for I/O
+ * (0 = none). Returns 0, NP_ETIMEOUT, -EDEADLK (called from a task of p). */
+NP_EXTERN int np_wait_tasks(np_poller *p, int64_t deadline_ns);
+
+/* A program whose main work is tasks: creates a poller with opts (may be
+ * NULL), runs fn(arg) as its first task, waits until every task has
+ * returned and destroys the poller. Returns 0 or -errno from creation. */
+NP_EXTERN int np_run(const np_options *opts, np_task_fn fn, void *arg);
 
 #ifdef __cplusplus
 }

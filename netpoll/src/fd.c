@@ -69,6 +69,13 @@ int np__fd_open(np_poller *p, int fd, np_fd **out) {
     return err;
   }
   np__mutex_lock(&p->fds_lock);
+  if (np__load_u32(&p->shutdown)) { /* destroy is sweeping the list: refuse */
+    np__mutex_unlock(&p->fds_lock);
+    np__pd_unblock(f->pd);
+    np__pd_close(f->pd);
+    free(f);
+    return NP_ECLOSING;
+  }
   f->next = p->fds;
   if (p->fds != NULL) p->fds->prev = f;
   p->fds = f;
@@ -83,7 +90,7 @@ int np_open(np_poller *p, int fd, np_fd **out) {
   if (p == NULL || out == NULL) return -EINVAL;
   if (fd < 0) return -EBADF;
   if (np__load_u32(&p->shutdown)) return NP_ECLOSING;
-  return np__fd_open(p, fd, out);
+  return np__fd_open(np__home_poller(p, false), fd, out);
 }
 
 int np_close(np_fd *f) {
@@ -307,7 +314,7 @@ int np_accept(np_fd *f, np_fd **out, struct sockaddr *addr, socklen_t *addrlen) 
     }
     break;
   }
-  np_poller *p = f->poller;
+  np_poller *p = np__home_poller(f->poller, true);
   fd_unlock(f, true);
   if (s < 0) return s;
   err = np__fd_open(p, s, out);

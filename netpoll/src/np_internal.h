@@ -120,17 +120,21 @@ extern const np__backend np__backend_epoll;
 enum { NP__POLL_OK = 0, NP__POLL_CLOSING = 1, NP__POLL_TIMEOUT = 2, NP__POLL_NOT_POLLABLE = 3 };
 
 /* Deadline timer kinds. */
-enum { NP__TIMER_READ = 1, NP__TIMER_WRITE = 2, NP__TIMER_BOTH = 3 };
+enum { NP__TIMER_READ = 1, NP__TIMER_WRITE = 2, NP__TIMER_BOTH = 3, NP__TIMER_FN = 4 };
 
 typedef struct np__pd np__pd;
 
+struct np__group;
+struct np__sched;
+
 typedef struct np__timer {
-  int64_t when_ns;    /* fires at this np__now(); protected by poller timer lock */
-  uintptr_t seq;      /* pd->rseq/wseq when armed; protected by timer lock */
-  int kind;           /* NP__TIMER_*; protected by timer lock */
-  int32_t heap_index; /* -1 when not in the heap; protected by timer lock */
-  bool armed;         /* Go's rt.f != nil; protected by pd->lock */
-  np__pd *pd;         /* owner; constant */
+  int64_t when_ns;                 /* fires at this np__now(); protected by poller timer lock */
+  uintptr_t seq;                   /* pd->rseq/wseq when armed; protected by timer lock */
+  int kind;                        /* NP__TIMER_*; protected by timer lock */
+  int32_t heap_index;              /* -1 when not in the heap; protected by timer lock */
+  bool armed;                      /* Go's rt.f != nil; protected by pd->lock */
+  np__pd *pd;                      /* owner; constant (NULL for an NP__TIMER_FN timer) */
+  void (*fn)(struct np__timer *t); /* NP__TIMER_FN: called when it fires (task sleep) */
 } np__timer;
 
 /* Alignment leaves the low 6 bits of every pd pointer zero: with the 16 bits
@@ -182,8 +186,9 @@ struct np_poller {
   np__timer **heap;     /* min-heap on when_ns */
   int32_t heap_len;
   int32_t heap_cap;
-  int64_t sleep_until;  /* poller's wake time while it waits; 0 awake */
-  bool poller_blocking; /* a np__poll_once(block) is running (one at most); timer lock */
+  int32_t heap_reserved; /* heap slots reserved for NP__TIMER_FN timers */
+  int64_t sleep_until;   /* poller's wake time while it waits; 0 awake */
+  bool poller_blocking;  /* a np__poll_once(block) is running (one at most); timer lock */
 
   np__mutex fds_lock; /* protects fds list */
   np_fd *fds;         /* every handle not yet freed */
@@ -193,7 +198,8 @@ struct np_poller {
   np__au64 stat_breaks;
   np__au64 stat_timers;
   np__au64 stat_pds;
-  void *runtime; /* the runtime's own state (thread, ...) */
+  struct np__group *group; /* the schedulers sharing the public handle; constant */
+  struct np__sched *sched; /* the scheduler that polls this poller (NULL: manual); constant */
 };
 
 /* Events fetched by one np__netpoll call (a stack buffer, as Go's 128). */
@@ -233,7 +239,13 @@ np__pd *np__pd_untag(uint64_t tag, uint32_t *fdseq);
 
 /* timer heap, called with pd->lock held (lock order: pd lock, timer lock) */
 void np__timer_set(np_poller *p, np__timer *t, int64_t when_ns, int kind, uintptr_t seq);
-void np__timer_del(np_poller *p, np__timer *t);
+bool np__timer_del(np_poller *p, np__timer *t);       /* true if it was still pending */
+int np__heap_grow_locked(np_poller *p, int64_t need); /* timer lock held */
+/* Reserve (delta > 0) or release heap room for NP__TIMER_FN timers; the
+ * heap never allocates in np__timer_set. Returns 0 or -ENOMEM. */
+int np__timer_reserve(np_poller *p, int32_t delta);
+/* Fire every pending NP__TIMER_FN timer now (shutdown ends all sleeps). */
+void np__timer_fire_fn_all(np_poller *p);
 
 /* ---- fd mutex (Go's fdMutex) ---------------------------------------------*/
 typedef struct np__fdmutex {
@@ -261,5 +273,8 @@ struct np_fd {
 };
 
 int np__fd_open(np_poller *p, int fd, np_fd **out);
+/* Runtime: which poller of p's group a new descriptor joins (spread: an
+ * accepted connection, round robin). The simulator has one poller: p. */
+np_poller *np__home_poller(np_poller *p, bool spread);
 
 #endif

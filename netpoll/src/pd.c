@@ -51,16 +51,11 @@ np__pd *np__pd_untag(uint64_t tag, uint32_t *fdseq) {
 static int cache_grow(np_poller *p) {
   /* Called with cache_lock held. The timer heap holds at most two timers a
    * pd; growing it here keeps np__timer_set allocation-free. */
-  int32_t heap_need = (int32_t)(np__load_u64(&p->stat_pds) + NP__PD_BLOCK_COUNT) * 2;
   np__mutex_lock(&p->timer_lock);
-  if (heap_need > p->heap_cap) {
-    np__timer **heap = realloc(p->heap, (size_t)heap_need * sizeof(*heap));
-    if (heap == NULL) {
-      np__mutex_unlock(&p->timer_lock);
-      return -ENOMEM;
-    }
-    p->heap = heap;
-    p->heap_cap = heap_need;
+  int64_t heap_need = ((int64_t)np__load_u64(&p->stat_pds) + NP__PD_BLOCK_COUNT) * 2 + p->heap_reserved;
+  if (np__heap_grow_locked(p, heap_need) != 0) {
+    np__mutex_unlock(&p->timer_lock);
+    return -ENOMEM;
   }
   np__mutex_unlock(&p->timer_lock);
 

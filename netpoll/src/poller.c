@@ -60,7 +60,8 @@ static void heap_remove(np_poller *p, np__timer *t) {
 
 void np__timer_set(np_poller *p, np__timer *t, int64_t when_ns, int kind, uintptr_t seq) {
   NP_ASSERT(when_ns > 0);
-  NP_ASSERT(kind >= NP__TIMER_READ && kind <= NP__TIMER_BOTH);
+  NP_ASSERT(kind >= NP__TIMER_READ && kind <= NP__TIMER_FN);
+  NP_ASSERT((kind == NP__TIMER_FN) == (t->fn != NULL));
   bool need_break = false;
   np__mutex_lock(&p->timer_lock);
   t->when_ns = when_ns;
@@ -81,10 +82,51 @@ void np__timer_set(np_poller *p, np__timer *t, int64_t when_ns, int kind, uintpt
   if (need_break) np__netpoll_break(p);
 }
 
-void np__timer_del(np_poller *p, np__timer *t) {
+bool np__timer_del(np_poller *p, np__timer *t) {
   np__mutex_lock(&p->timer_lock);
-  if (t->heap_index >= 0) heap_remove(p, t); /* else already fired: its seq is stale */
+  bool pending = t->heap_index >= 0;
+  if (pending) heap_remove(p, t); /* else already fired: its seq is stale */
   np__mutex_unlock(&p->timer_lock);
+  return pending;
+}
+
+/* Heap room: two timers per pd ever allocated, plus the reservations. */
+int np__heap_grow_locked(np_poller *p, int64_t need) {
+  if (need <= p->heap_cap) return 0;
+  if (need > INT32_MAX / 2) return -ENOMEM;
+  np__timer **heap = realloc(p->heap, (size_t)need * sizeof(*heap));
+  if (heap == NULL) return -ENOMEM;
+  p->heap = heap;
+  p->heap_cap = (int32_t)need;
+  return 0;
+}
+
+int np__timer_reserve(np_poller *p, int32_t delta) {
+  np__mutex_lock(&p->timer_lock);
+  int err = 0;
+  if (delta > 0) {
+    /* A block being added may already count in the heap but not yet in
+     * stat_pds: leave room for it. */
+    int64_t pds = (int64_t)np__load_u64(&p->stat_pds) + NP__PD_BLOCK_COUNT;
+    err = np__heap_grow_locked(p, pds * 2 + p->heap_reserved + delta);
+  }
+  if (err == 0) p->heap_reserved += delta;
+  NP_ASSERT(p->heap_reserved >= 0);
+  np__mutex_unlock(&p->timer_lock);
+  return err;
+}
+
+void np__timer_fire_fn_all(np_poller *p) {
+  for (;;) {
+    np__timer *t = NULL;
+    np__mutex_lock(&p->timer_lock);
+    for (int32_t i = 0; i < p->heap_len && t == NULL; i++)
+      if (p->heap[i]->kind == NP__TIMER_FN) t = p->heap[i];
+    if (t != NULL) heap_remove(p, t);
+    np__mutex_unlock(&p->timer_lock);
+    if (t == NULL) return;
+    t->fn(t);
+  }
 }
 
 int np__run_timers(np_poller *p, int64_t now_ns) {
@@ -103,7 +145,10 @@ int np__run_timers(np_poller *p, int64_t now_ns) {
     np__mutex_unlock(&p->timer_lock);
     /* Outside the timer lock (lock order is pd, then timers). If the deadline
      * changes in between, seq no longer matches and the firing is dropped. */
-    np__pd_deadline_fired(pd, seq, kind);
+    if (kind == NP__TIMER_FN)
+      t->fn(t); /* owned by whoever armed it; it may be reused from here on */
+    else
+      np__pd_deadline_fired(pd, seq, kind);
     ran++;
   }
 }

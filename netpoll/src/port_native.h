@@ -63,14 +63,18 @@ void np__mutex_destroy(np__mutex *m);
 void np__mutex_lock(np__mutex *m);
 void np__mutex_unlock(np__mutex *m);
 
-/* A waiter is the thing that parks: here, the calling OS thread. It lives on
- * the parking thread's stack for the duration of one park. pd and mode are
+/* A waiter is the thing that parks: the calling task (it switches to its
+ * scheduler, which runs the commit step on its own stack) or, outside a
+ * task, the calling OS thread (futex). It lives on the parker's stack for
+ * the duration of one park. pd and mode are
  * recorded for invariant checks (I1: a parked waiter belongs to this pd and
  * this mode). */
+struct np__task;
 typedef struct np__waiter {
-  np__au32 signaled; /* 0 until unparked; the futex word */
-  const void *pd;    /* the pollDesc it parks on (checks only) */
-  int mode;          /* 'r' or 'w' (checks only) */
+  np__au32 signaled;     /* 0 until unparked; the futex word */
+  struct np__task *task; /* the parked task, or NULL: a thread (futex) */
+  const void *pd;        /* the pollDesc it parks on (checks only) */
+  int mode;              /* 'r' or 'w' (checks only) */
 } np__waiter;
 
 /* Park with a commit step, as gopark: commit(w, arg) runs once the waiter is
@@ -85,8 +89,15 @@ void np__unpark(np__waiter *w);
 extern void (*np__test_hook_before_commit)(np__waiter *w);
 #endif
 
-/* Counting semaphore (Go's runtime_Semacquire/Semrelease) for the fd mutex. */
-typedef np__au32 np__sema;
+/* Counting semaphore (Go's runtime_Semacquire/Semrelease) for the fd mutex:
+ * a FIFO of parked waiters (tasks or threads) under a spin lock, with
+ * direct hand-off. All-zero is a valid empty semaphore. */
+struct np__sema_node;
+typedef struct np__sema {
+  np__au32 count;
+  np__au32 lock;
+  struct np__sema_node *head, *tail;
+} np__sema;
 void np__sema_acquire(np__sema *s);
 void np__sema_release(np__sema *s);
 

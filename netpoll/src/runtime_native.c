@@ -1,15 +1,17 @@
 /*
- * runtime_native.c - the native waiter runtime: waiters are OS threads
- * parked on a futex, a poller thread runs np__poll_once (readiness and
- * deadline timers) until shutdown, and the port seam's native primitives.
+ * runtime_native.c - the native side of the port seam: mutexes, park and
+ * unpark for both waiter kinds (a task switches to its scheduler; a plain
+ * thread sleeps on a futex), the fd mutex's semaphore, the clock.
  *
- * It must never busy-poll (the poller sleeps in epoll_wait until the next
- * timer or a break), and shutdown must leave nothing behind: every fd
- * closed, the thread joined, all memory freed.
+ * It must never: make a task runnable before it has switched out (the
+ * commit step runs on the scheduler's stack); touch a waiter after the
+ * store that lets it return; block a scheduler thread on a futex on behalf
+ * of a task.
  */
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -17,8 +19,9 @@
 #include <unistd.h>
 
 #include "np_internal.h"
+#include "task.h"
 
-/* ---- port: mutex, park, semaphore, clock ----------------------------------- */
+/* ---- mutex ----------------------------------------------------------------- */
 
 void np__mutex_init(np__mutex *m) {
   if (pthread_mutex_init(m, NULL) != 0) NP_PANIC("pthread_mutex_init failed");
@@ -33,6 +36,8 @@ void np__mutex_unlock(np__mutex *m) {
   if (pthread_mutex_unlock(m) != 0) NP_PANIC("pthread_mutex_unlock failed");
 }
 
+/* ---- futex ----------------------------------------------------------------- */
+
 static void futex_wait(np__au32 *word, uint32_t expected) {
   /* EAGAIN (value changed), EINTR and spurious wake-ups: the caller loops. */
   (void)syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
@@ -45,8 +50,11 @@ static void futex_wake(np__au32 *word, int count) {
   (void)syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
 }
 
+/* ---- park / unpark (pollDesc waiters) -------------------------------------- */
+
 void np__waiter_init(np__waiter *w, const void *pd, int mode) {
   atomic_init(&w->signaled, 0);
+  w->task = NULL;
   w->pd = pd;
   w->mode = mode;
 }
@@ -55,43 +63,116 @@ void np__waiter_init(np__waiter *w, const void *pd, int mode) {
 void (*np__test_hook_before_commit)(np__waiter *w);
 #endif
 
+typedef struct park_arg {
+  bool (*commit)(np__waiter *w, void *arg);
+  np__waiter *w;
+  void *arg;
+} park_arg;
+
+static bool park_commit(void *arg) {
+  park_arg *a = arg;
+  return a->commit(a->w, a->arg);
+}
+
 void np__park(np__waiter *w, bool (*commit)(np__waiter *w, void *arg), void *arg) {
 #ifdef NP_TEST_HOOKS
   if (np__test_hook_before_commit != NULL) np__test_hook_before_commit(w);
 #endif
+  w->task = np__tls_task();
+  if (w->task != NULL) {
+    park_arg a = {commit, w, arg};
+    np__task_park(park_commit, &a); /* commit runs once we are off this stack */
+    return;
+  }
   if (!commit(w, arg)) return;
   while (atomic_load(&w->signaled) == 0) futex_wait(&w->signaled, 0);
 }
 
 void np__unpark(np__waiter *w) {
+  np__task *t = w->task; /* read first: a thread waiter may return at the exchange */
   uint32_t was = atomic_exchange(&w->signaled, 1);
   if (was != 0) NP_PANIC("double unpark (I2)");
-  futex_wake(&w->signaled, 1);
+  if (t != NULL)
+    np__task_ready(t);
+  else
+    futex_wake(&w->signaled, 1);
+}
+
+/* ---- semaphore --------------------------------------------------------------
+ * A FIFO of waiters under a spin lock (held for a few instructions, never
+ * across a park), with direct hand-off: release gives its unit to the
+ * oldest waiter instead of incrementing the count. */
+
+enum { NODE_WAITING = 0, NODE_PARKED = 1, NODE_SIGNALED = 2 };
+
+typedef struct np__sema_node {
+  struct np__sema_node *next;
+  np__au32 state;
+  np__task *task;
+} np__sema_node;
+
+static void spin_lock(np__au32 *l) {
+  for (int spins = 0; !np__cas_u32(l, 0, 1); spins++)
+    if (spins > 64) sched_yield();
+}
+static void spin_unlock(np__au32 *l) { np__store_u32(l, 0); }
+
+static bool node_commit(void *arg) {
+  np__sema_node *n = arg;
+  return np__cas_u32(&n->state, NODE_WAITING, NODE_PARKED);
 }
 
 void np__sema_acquire(np__sema *s) {
-  for (;;) {
-    uint32_t v = atomic_load(s);
-    if (v > 0) {
-      if (atomic_compare_exchange_weak(s, &v, v - 1)) return;
-      continue;
+  for (uint32_t v = np__load_u32(&s->count); v > 0; v = np__load_u32(&s->count))
+    if (np__cas_u32(&s->count, v, v - 1)) return;
+  np__sema_node n = {NULL, NODE_WAITING, np__tls_task()};
+  spin_lock(&s->lock);
+  for (uint32_t v = np__load_u32(&s->count); v > 0; v = np__load_u32(&s->count)) {
+    if (np__cas_u32(&s->count, v, v - 1)) {
+      spin_unlock(&s->lock);
+      return;
     }
-    futex_wait(s, 0);
   }
+  if (s->tail != NULL)
+    s->tail->next = &n;
+  else
+    s->head = &n;
+  s->tail = &n;
+  spin_unlock(&s->lock);
+  if (n.task != NULL) {
+    np__task_park(node_commit, &n);
+    NP_ASSERT(np__load_u32(&n.state) == NODE_SIGNALED);
+    return;
+  }
+  while (np__load_u32(&n.state) != NODE_SIGNALED) futex_wait(&n.state, NODE_WAITING);
 }
 
 void np__sema_release(np__sema *s) {
-  atomic_fetch_add(s, 1);
-  futex_wake(s, 1);
+  spin_lock(&s->lock);
+  np__sema_node *n = s->head;
+  if (n != NULL) {
+    s->head = n->next;
+    if (s->head == NULL) s->tail = NULL;
+  } else {
+    np__add_u32(&s->count, 1);
+  }
+  spin_unlock(&s->lock);
+  if (n == NULL) return;
+  np__task *t = n->task; /* read first: a thread waiter may return at the exchange */
+  uint32_t old = atomic_exchange(&n->state, NODE_SIGNALED);
+  if (t == NULL)
+    futex_wake(&n->state, 1);
+  else if (old == NODE_PARKED)
+    np__task_ready(t); /* else its commit fails and it runs on */
 }
+
+/* ---- clock ------------------------------------------------------------------- */
 
 int64_t np__now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
-
-/* ---- public clock helpers ------------------------------------------------------ */
 
 int64_t np_now(void) { return np__now(); }
 
@@ -100,87 +181,4 @@ int64_t np_deadline_after(int64_t delay_ns) {
   if (delay_ns <= 0) return now > 1 ? now - 1 : 1; /* already passed, never 0 */
   if (delay_ns > INT64_MAX - now) return INT64_MAX;
   return now + delay_ns;
-}
-
-/* ---- poller thread ----------------------------------------------------------- */
-
-typedef struct native_runtime {
-  pthread_t thread;
-  bool threaded; /* false for np__poller_new(..., false): the caller polls */
-} native_runtime;
-
-static void *poller_main(void *arg) {
-  np_poller *p = arg;
-  while (!np__load_u32(&p->shutdown)) {
-    int n = np__poll_once(p, true);
-    if (n < 0) NP_PANIC("epoll_wait failed (was the epoll descriptor closed behind the library?)");
-  }
-  return NULL;
-}
-
-int np_poller_create(np_poller **out, const np_options *opts) {
-  if (out == NULL) return -EINVAL;
-  *out = NULL;
-  int events_max = opts != NULL ? opts->events_max : 0;
-  return np__poller_new(out, &np__backend_epoll, events_max, true);
-}
-
-int np__poller_new(np_poller **out, const np__backend *backend, int events_max, bool threaded) {
-  *out = NULL;
-  if (events_max < 0 || events_max > NP__EVENTS_MAX) return -EINVAL;
-  np_poller *p = malloc(sizeof(*p));
-  native_runtime *rt = malloc(sizeof(*rt));
-  if (p == NULL || rt == NULL) {
-    free(p);
-    free(rt);
-    return -ENOMEM;
-  }
-  int err = np__poller_init(p, backend, events_max);
-  if (err != 0) {
-    free(p);
-    free(rt);
-    return err;
-  }
-  p->runtime = rt;
-  rt->threaded = threaded;
-  err = threaded ? pthread_create(&rt->thread, NULL, poller_main, p) : 0;
-  if (err != 0) {
-    np__poller_fini(p);
-    free(p);
-    free(rt);
-    return -err;
-  }
-  *out = p;
-  return 0;
-}
-
-void np_poller_destroy(np_poller *p) {
-  if (p == NULL) return;
-  np__store_u32(&p->shutdown, 1); /* np_open refuses from now on */
-  for (;;) {
-    np__mutex_lock(&p->fds_lock);
-    np_fd *f = p->fds;
-    np__mutex_unlock(&p->fds_lock);
-    if (f == NULL) break;
-    np_free(f); /* closes: blocked waiters wake with NP_ECLOSING */
-  }
-  native_runtime *rt = p->runtime;
-  if (rt->threaded) {
-    np__netpoll_break(p);
-    pthread_join(rt->thread, NULL);
-  }
-  np__poller_fini(p);
-  free(rt);
-  free(p);
-}
-
-void np_poller_stats(np_poller *p, np_stats *out) {
-  if (p == NULL || out == NULL) return;
-  memset(out, 0, sizeof(*out));
-  out->fds_open = np__load_u64(&p->stat_fds_open);
-  out->waiters_parked = np__load_u32(&p->waiters);
-  out->polls = np__load_u64(&p->stat_polls);
-  out->breaks = np__load_u64(&p->stat_breaks);
-  out->timers_fired = np__load_u64(&p->stat_timers);
-  out->pd_allocated = np__load_u64(&p->stat_pds);
 }

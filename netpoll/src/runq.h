@@ -1,0 +1,84 @@
+/*
+ * runq.h - a scheduler's local run queue: a FIFO of tasks linked through
+ * their `next` field, plus Go's runnext slot (the task made ready by the
+ * running one runs before older work; the task it displaces goes to the
+ * tail). Owned by one scheduler thread: no locks, no atomics.
+ *
+ * It must never hold a task twice (the caller's queued flag guards that)
+ * nor lose one: every push is popped exactly once, runnext first.
+ */
+#ifndef NP_RUNQ_H
+#define NP_RUNQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct np__runq_node np__runq_node;
+struct np__runq_node {
+  np__runq_node *next;
+};
+
+typedef struct np__runq {
+  np__runq_node *head, *tail; /* FIFO */
+  np__runq_node *runnext;     /* runs before head */
+  uint64_t len;               /* FIFO length + (runnext != NULL) */
+} np__runq;
+
+static inline void np__runq_init(np__runq *q) {
+  q->head = q->tail = q->runnext = NULL;
+  q->len = 0;
+}
+
+static inline void np__runq_push_tail(np__runq *q, np__runq_node *n) {
+  n->next = NULL;
+  if (q->tail != NULL)
+    q->tail->next = n;
+  else
+    q->head = n;
+  q->tail = n;
+  q->len++;
+}
+
+/* n runs next; a task already in the slot moves to the tail. */
+static inline void np__runq_push_next(np__runq *q, np__runq_node *n) {
+  np__runq_node *old = q->runnext;
+  q->runnext = n;
+  n->next = NULL;
+  q->len++;
+  if (old != NULL) {
+    q->len--; /* push_tail counts it again */
+    np__runq_push_tail(q, old);
+  }
+}
+
+/* Appends a NULL-terminated chain of count nodes (an inbox batch), in order. */
+static inline void np__runq_push_chain(np__runq *q, np__runq_node *first, np__runq_node *last,
+                                       uint64_t count) {
+  if (first == NULL) return;
+  last->next = NULL;
+  if (q->tail != NULL)
+    q->tail->next = first;
+  else
+    q->head = first;
+  q->tail = last;
+  q->len += count;
+}
+
+static inline np__runq_node *np__runq_pop(np__runq *q) {
+  np__runq_node *n = q->runnext;
+  if (n != NULL) {
+    q->runnext = NULL;
+  } else {
+    n = q->head;
+    if (n == NULL) return NULL;
+    q->head = n->next;
+    if (q->head == NULL) q->tail = NULL;
+  }
+  n->next = NULL;
+  q->len--;
+  return n;
+}
+
+static inline int np__runq_empty(const np__runq *q) { return q->runnext == NULL && q->head == NULL; }
+
+#endif

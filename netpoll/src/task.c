@@ -1,0 +1,398 @@
+/*
+ * task.c - tasks and their schedulers: np_go, np_yield, np_sleep, the park
+ * and ready protocol, and the scheduler loop that is also its poller.
+ *
+ * Protocol (checked by assertions that stay on):
+ *  - a task is made ready once per park: `queued` goes 0 -> 1 in
+ *    np__task_ready (a second ready panics) and back to 0 when a scheduler
+ *    pops it to run it; a parked task is on no queue;
+ *  - parking switches to the scheduler first and only then runs the commit
+ *    step there, so whoever sees the committed waiter may make the task
+ *    ready at once, on any thread, without racing its switch-out;
+ *  - a scheduler decides to sleep by storing sleeping = 1 and then loading
+ *    its inbox count; a remote waker adds to the inbox count and then loads
+ *    sleeping (both sequentially consistent: one of the two sees the other),
+ *    and breaks the epoll_wait only when it saw 1 (coalesced by the break).
+ *
+ * Thread-local state is read only through the non-inlined getters below: a
+ * task may resume on another thread, and a compiler may otherwise keep a
+ * thread-local address across the switch.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "task.h"
+
+#if defined(__clang__)
+#define NP_NOINLINE __attribute__((noinline))
+#else
+#define NP_NOINLINE __attribute__((noinline, noipa))
+#endif
+
+static __thread np__sched *tls_sched __attribute__((tls_model("initial-exec")));
+static __thread np__task *tls_task __attribute__((tls_model("initial-exec")));
+
+NP_NOINLINE np__task *np__tls_task(void) { return tls_task; }
+NP_NOINLINE np__sched *np__tls_sched(void) { return tls_sched; }
+NP_NOINLINE static void set_tls_task(np__task *t) { tls_task = t; }
+
+#define POLL_EVERY 61 /* tasks run between two non-blocking polls when busy */
+
+/* ---- ready ---------------------------------------------------------------------- */
+
+static void inbox_push(np__sched *s, np__task *t) {
+  np__mutex_lock(&s->inbox_lock);
+  t->link.next = NULL;
+  if (s->inbox_tail != NULL)
+    s->inbox_tail->next = &t->link;
+  else
+    s->inbox_head = &t->link;
+  s->inbox_tail = &t->link;
+  np__mutex_unlock(&s->inbox_lock);
+  np__add_u32(&s->inbox_n, 1);
+  if (np__load_u32(&s->sleeping)) np__netpoll_break(s->p);
+}
+
+void np__task_ready(np__task *t) {
+  if (np__cas_u32(&t->queued, 0, 1) == false) NP_PANIC("task made ready twice (it must resume exactly once)");
+  np__sched *s = np__tls_sched();
+  if (s != NULL && s->group == t->group) {
+    if (s->in_poll)
+      np__runq_push_tail(&s->rq, &t->link); /* readiness: in event order */
+    else
+      np__runq_push_next(&s->rq, &t->link); /* woken by the running task: next */
+    return;
+  }
+  inbox_push(t->sched, t);
+}
+
+static void inbox_drain(np__sched *s) {
+  if (np__load_u32(&s->inbox_n) == 0) return;
+  np__mutex_lock(&s->inbox_lock);
+  np__runq_node *first = s->inbox_head, *last = s->inbox_tail;
+  s->inbox_head = s->inbox_tail = NULL;
+  np__mutex_unlock(&s->inbox_lock);
+  uint64_t count = 0;
+  for (np__runq_node *n = first; n != NULL; n = n->next) count++;
+  np__add_u32(&s->inbox_n, -(int32_t)count);
+  np__runq_push_chain(&s->rq, first, last, count);
+}
+
+/* ---- the task side ------------------------------------------------------------------ */
+
+static void switch_out(np__task *t, int reason) {
+  t->reason = reason;
+  np__ctx_switch(&t->ctx, &t->sched->ctx, reason == NP__SW_EXIT);
+}
+
+void np__task_park(bool (*commit)(void *arg), void *arg) {
+  np__task *t = np__tls_task();
+  NP_ASSERT(t != NULL);
+  t->commit = commit;
+  t->commit_arg = arg;
+  switch_out(t, NP__SW_PARK);
+}
+
+static void task_entry(void) {
+  np__ctx_started();
+  np__task *t = np__tls_task();
+  t->fn(t->arg);
+  t = np__tls_task(); /* it may have migrated */
+  switch_out(t, NP__SW_EXIT);
+  NP_PANIC("a finished task was resumed");
+}
+
+void np_yield(void) {
+  np__task *t = np__tls_task();
+  if (t == NULL) {
+    sched_yield();
+    return;
+  }
+  switch_out(t, NP__SW_YIELD);
+}
+
+bool np_in_task(void) { return np__tls_task() != NULL; }
+
+np_poller *np_current(void) {
+  np__task *t = np__tls_task();
+  return t != NULL ? t->group->pollers[0] : NULL;
+}
+
+/* ---- sleep -------------------------------------------------------------------------- */
+
+static void sleep_fired(np__timer *tm) {
+  np__task *t = (np__task *)((char *)tm - offsetof(np__task, sleep));
+  np_poller *p = t->sched->p;
+  t->sleep_cut = np__load_u32(&t->group->shutdown) != 0;
+  (void)np__timer_reserve(p, -1);
+  np__task_ready(t);
+}
+
+static bool sleep_commit(void *arg) {
+  np__task *t = arg;
+  np__timer_set(t->sched->p, &t->sleep, t->sleep.when_ns, NP__TIMER_FN, 0);
+  return true;
+}
+
+static int thread_sleep(int64_t ns) {
+  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+  return 0;
+}
+
+int np_sleep(int64_t ns) {
+  np__task *t = np__tls_task();
+  if (t == NULL) return ns > 0 ? thread_sleep(ns) : 0;
+  if (np__load_u32(&t->group->shutdown)) return NP_ECLOSING;
+  if (ns <= 0) {
+    np_yield();
+    return 0;
+  }
+  int err = np__timer_reserve(t->sched->p, 1);
+  if (err != 0) return err;
+  int64_t now = np__now();
+  t->sleep.when_ns = ns > INT64_MAX - now ? INT64_MAX : now + ns;
+  t->sleep.fn = sleep_fired;
+  t->sleep_cut = false;
+  np__task_park(sleep_commit, t);
+  return t->sleep_cut ? NP_ECLOSING : 0;
+}
+
+/* ---- starting tasks --------------------------------------------------------------- */
+
+static int task_new(np__group *g, void (*fn)(void *), void *arg, np__task **out) {
+  np__stack st;
+  int err = np__stack_get(g, &st);
+  if (err != 0) return err;
+  /* The task struct lives at the top of its own stack. */
+  uintptr_t top = ((uintptr_t)st.lo + st.len - sizeof(np__task)) & ~(uintptr_t)63;
+  np__task *t = (np__task *)top;
+  memset(t, 0, sizeof(*t));
+  t->stack = st;
+  t->group = g;
+  t->fn = fn;
+  t->arg = arg;
+  t->id = np__add_u64(&g->next_id, 1);
+  t->sleep.heap_index = -1;
+  np__ctx_make(&t->ctx, st.lo, top - (uintptr_t)st.lo, task_entry);
+  *out = t;
+  return 0;
+}
+
+static void task_free(np__task *t) {
+  np__group *g = t->group;
+  np__ctx_destroy(&t->ctx);
+  np__stack st = t->stack;
+  np__stack_put(g, &st);
+  np__mutex_lock(&g->done_lock);
+  NP_ASSERT(g->live > 0);
+  if (--g->live == 0) pthread_cond_broadcast(&g->done_cond);
+  np__mutex_unlock(&g->done_lock);
+}
+
+int np_go(np_poller *p, void (*fn)(void *arg), void *arg) {
+  if (p == NULL || fn == NULL) return -EINVAL;
+  np__group *g = p->group;
+  if (g == NULL || g->n == 0) return -ENOTSUP; /* a manual (test) poller has no schedulers */
+  np__task *t;
+  int err = task_new(g, fn, arg, &t);
+  if (err != 0) return err;
+  np__mutex_lock(&g->done_lock);
+  bool closed = np__load_u32(&g->shutdown) != 0;
+  if (!closed) g->live++;
+  np__mutex_unlock(&g->done_lock);
+  if (closed) {
+    np__ctx_destroy(&t->ctx);
+    np__stack st = t->stack;
+    np__stack_put(g, &st);
+    return NP_ECLOSING;
+  }
+  np__sched *s = np__tls_sched();
+  if (s == NULL || s->group != g) s = &g->scheds[np__add_u32(&g->rr, 1) % (uint32_t)g->n];
+  t->sched = s;
+  np__task_ready(t);
+  return 0;
+}
+
+/* ---- the scheduler ------------------------------------------------------------------ */
+
+static void after_switch(np__sched *s, np__task *t) {
+  switch (t->reason) {
+    case NP__SW_YIELD:
+      np__store_u32(&t->queued, 1);
+      np__runq_push_tail(&s->rq, &t->link);
+      return;
+    case NP__SW_PARK: {
+      bool (*commit)(void *) = t->commit;
+      if (!commit(t->commit_arg)) { /* readiness came first: run on */
+        np__store_u32(&t->queued, 1);
+        np__runq_push_next(&s->rq, &t->link);
+      }
+      /* Committed: t now belongs to whoever wakes it; do not touch it. */
+      return;
+    }
+    case NP__SW_EXIT: task_free(t); return;
+    default: NP_PANIC("task switched out without a reason");
+  }
+}
+
+static void run_task(np__sched *s, np__task *t) {
+  if (np__load_u32(&t->queued) != 1) NP_PANIC("task run while not queued (on two queues?)");
+  np__store_u32(&t->queued, 0);
+  t->sched = s;
+  s->current = t;
+  set_tls_task(t);
+  s->switches++;
+  np__ctx_switch(&s->ctx, &t->ctx, false);
+  set_tls_task(NULL);
+  s->current = NULL;
+  after_switch(s, t);
+}
+
+static void poll_now(np__sched *s, bool block) {
+  s->in_poll = true;
+  int n = np__poll_once(s->p, block);
+  s->in_poll = false;
+  s->since_poll = 0;
+  if (n < 0) NP_PANIC("epoll_wait failed (was the epoll descriptor closed behind the library?)");
+}
+
+/* Nothing to run: poll without blocking, then sleep in epoll_wait until a
+ * descriptor, a timer or the break wakes us. */
+static void idle(np__sched *s) {
+  poll_now(s, false);
+  if (!np__runq_empty(&s->rq)) return;
+  np__store_u32(&s->sleeping, 1);
+  if (np__load_u32(&s->inbox_n) == 0 && !np__load_u32(&s->group->stop)) poll_now(s, true);
+  np__store_u32(&s->sleeping, 0);
+}
+
+static void sched_loop(np__sched *s) {
+  np__group *g = s->group;
+  for (;;) {
+    if (np__load_u32(&g->shutdown)) np__timer_fire_fn_all(s->p); /* sleeps end */
+    if (s->since_poll >= POLL_EVERY) {
+      inbox_drain(s);
+      poll_now(s, false);
+    }
+    np__runq_node *n = np__runq_pop(&s->rq);
+    if (n == NULL) {
+      inbox_drain(s);
+      n = np__runq_pop(&s->rq);
+    }
+    if (n != NULL) {
+      s->since_poll++;
+      run_task(s, (np__task *)n);
+      continue;
+    }
+    if (np__load_u32(&g->stop)) return;
+    idle(s);
+  }
+}
+
+static void thread_context(np__ctx *c) {
+  void *lo = NULL;
+  size_t len = 0;
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    if (pthread_attr_getstack(&attr, &lo, &len) != 0) lo = NULL, len = 0;
+    pthread_attr_destroy(&attr);
+  }
+  np__ctx_thread(c, lo, len);
+}
+
+static void *sched_main(void *arg) {
+  np__sched *s = arg;
+  tls_sched = s;
+  thread_context(&s->ctx);
+  int err = np__altstack_init(s);
+  if (err != 0) NP_PANIC("sigaltstack for the scheduler failed");
+  sched_loop(s);
+  np__altstack_fini(s);
+  tls_sched = NULL;
+  return NULL;
+}
+
+int np__group_start(np__group *g, int procs, size_t stack_size) {
+  g->stack_size = stack_size;
+  np__mutex_init(&g->done_lock);
+  pthread_cond_init(&g->done_cond, NULL);
+  np__mutex_init(&g->pool_lock);
+  np__mutex_init(&g->job_lock);
+  pthread_cond_init(&g->job_cond, NULL);
+  g->helpers_max = 64;
+  if (procs > 0) np__overflow_install();
+  for (int i = 0; i < procs; i++) {
+    np__sched *s = &g->scheds[i];
+    s->group = g;
+    s->id = i;
+    s->p = g->pollers[i];
+    s->p->sched = s;
+    np__runq_init(&s->rq);
+    np__mutex_init(&s->inbox_lock);
+  }
+  for (int i = 0; i < procs; i++) {
+    int err = pthread_create(&g->scheds[i].thread, NULL, sched_main, &g->scheds[i]);
+    if (err != 0) {
+      g->n = i;
+      np__group_shutdown(g);
+      return -err;
+    }
+  }
+  g->n = procs;
+  return 0;
+}
+
+/* Waits for every task, then stops and joins the schedulers. */
+void np__group_shutdown(np__group *g) {
+  np__mutex_lock(&g->done_lock);
+  np__store_u32(&g->shutdown, 1);
+  np__mutex_unlock(&g->done_lock);
+  for (int i = 0; i < g->n; i++) np__netpoll_break(g->scheds[i].p); /* sleeps end */
+  np__mutex_lock(&g->done_lock);
+  while (g->live > 0) pthread_cond_wait(&g->done_cond, &g->done_lock);
+  np__mutex_unlock(&g->done_lock);
+  np__store_u32(&g->stop, 1);
+  for (int i = 0; i < g->n; i++) np__netpoll_break(g->scheds[i].p);
+  for (int i = 0; i < g->n; i++) pthread_join(g->scheds[i].thread, NULL);
+  for (int i = 0; i < g->n; i++) np__mutex_destroy(&g->scheds[i].inbox_lock);
+  np__blocking_fini(g);
+  np__stack_pool_fini(g);
+  pthread_cond_destroy(&g->done_cond);
+  np__mutex_destroy(&g->done_lock);
+  np__mutex_destroy(&g->pool_lock);
+  pthread_cond_destroy(&g->job_cond);
+  np__mutex_destroy(&g->job_lock);
+}
+
+int np_wait_tasks(np_poller *p, int64_t deadline_ns) {
+  if (p == NULL || p->group == NULL) return -EINVAL;
+  np__group *g = p->group;
+  if (np__tls_task() != NULL && np__tls_task()->group == g) return -EDEADLK;
+  np__mutex_lock(&g->done_lock);
+  int ret = 0;
+  while (g->live > 0 && ret == 0) {
+    if (deadline_ns == 0) {
+      pthread_cond_wait(&g->done_cond, &g->done_lock);
+      continue;
+    }
+    /* The cond uses CLOCK_REALTIME: wait in short slices against np_now. */
+    int64_t left = deadline_ns - np__now();
+    if (left <= 0) {
+      ret = NP_ETIMEOUT;
+      break;
+    }
+    if (left > 10000000) left = 10000000;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + left;
+    ts.tv_sec += (time_t)(ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    pthread_cond_timedwait(&g->done_cond, &g->done_lock, &ts);
+  }
+  np__mutex_unlock(&g->done_lock);
+  return ret;
+}
