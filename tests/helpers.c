@@ -10,11 +10,31 @@
 #include <time.h>
 #include <unistd.h>
 
+/* ---- waiter kinds --------------------------------------------------------------
+ * NP_TEST_WAITER=task runs every actor of th_start as a task of the newest
+ * th_poller() instead of a thread, so one test body checks both kinds. */
+static np_poller *g_task_poller;
+
+bool th_task_mode(void) {
+  static int mode = -1;
+  if (mode < 0) {
+    const char *w = getenv("NP_TEST_WAITER");
+    mode = w != NULL && strcmp(w, "task") == 0;
+  }
+  return mode == 1;
+}
+
 np_poller *th_poller(void) {
   np_poller *p = NULL;
   assert_int_equal(np_poller_create(&p, NULL), 0);
   assert_non_null(p);
+  g_task_poller = p;
   return p;
+}
+
+void th_poller_destroy(np_poller *p) {
+  if (g_task_poller == p) g_task_poller = NULL;
+  np_poller_destroy(p);
 }
 
 np_poller *th_poller_manual(void) {
@@ -35,19 +55,67 @@ void th_open_pair(np_poller *p, const int fds[2], np_fd *out[2]) {
   assert_int_equal(np_open(p, fds[1], &out[1]), 0);
 }
 
+/* A task actor: th_join waits for it on a condition variable. Its handle
+ * is the record's address with the low bit set (a pthread_t never has it:
+ * glibc's is a pointer to the aligned thread descriptor). */
+typedef struct task_actor {
+  void *(*fn)(void *);
+  void *arg;
+  void *ret;
+  bool done;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} task_actor;
+
+static void task_actor_main(void *arg) {
+  task_actor *a = arg;
+  void *ret = a->fn(a->arg);
+  pthread_mutex_lock(&a->mu);
+  a->ret = ret;
+  a->done = true;
+  pthread_cond_signal(&a->cv);
+  pthread_mutex_unlock(&a->mu);
+}
+
 pthread_t th_start(void *(*fn)(void *), void *arg) {
+  if (th_task_mode() && g_task_poller != NULL) {
+    task_actor *a = calloc(1, sizeof(*a));
+    assert_non_null(a);
+    a->fn = fn;
+    a->arg = arg;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
+    assert_int_equal(np_go(g_task_poller, task_actor_main, a), 0);
+    return (pthread_t)((uintptr_t)a | 1);
+  }
   pthread_t t;
   assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
+  assert_true(((uintptr_t)t & 1) == 0);
   return t;
 }
 
 void *th_join(pthread_t t) {
   void *ret = NULL;
+  if (((uintptr_t)t & 1) != 0) {
+    task_actor *a = (task_actor *)((uintptr_t)t & ~(uintptr_t)1);
+    pthread_mutex_lock(&a->mu);
+    while (!a->done) pthread_cond_wait(&a->cv, &a->mu);
+    pthread_mutex_unlock(&a->mu);
+    ret = a->ret;
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cv);
+    free(a);
+    return ret;
+  }
   assert_int_equal(pthread_join(t, &ret), 0);
   return ret;
 }
 
 void th_sleep_ms(int64_t ms) {
+  if (np_in_task()) { /* a task must not hold its scheduler thread */
+    np_sleep(ms * 1000000);
+    return;
+  }
   struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
   while (nanosleep(&ts, &ts) != 0) {
   }

@@ -20,8 +20,11 @@
 
 #define MS (INT64_C(1000000))
 
-/* A poller with its poller thread (np_poller_create). */
+/* A poller with its scheduler threads (np_poller_create). With
+ * NP_TEST_WAITER=task, th_start's actors become its tasks. */
 np_poller *th_poller(void);
+void th_poller_destroy(np_poller *p);
+bool th_task_mode(void);
 /* A poller without a thread on the real epoll backend: the test calls
  * np__poll_once / np__netpoll itself. */
 np_poller *th_poller_manual(void);
@@ -32,7 +35,9 @@ void th_socketpair(int fds[2]);
 /* Register both ends: out[0] reads end (pipe) / first socket. */
 void th_open_pair(np_poller *p, const int fds[2], np_fd *out[2]);
 
-/* Threads. */
+/* Actors: threads, or tasks of the newest th_poller() when
+ * NP_TEST_WAITER=task (the handle is then not a real pthread_t: only
+ * th_join it). th_sleep_ms in a task sleeps the task. */
 pthread_t th_start(void *(*fn)(void *), void *arg);
 void *th_join(pthread_t t);
 void th_sleep_ms(int64_t ms);

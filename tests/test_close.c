@@ -176,7 +176,7 @@ static void test_close_wakes_blocked(void **state) {
     close(fds[1]);
   }
   free(big);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* Pipes too: both ends blocked, each closed by the main thread. */
@@ -214,7 +214,7 @@ static void test_close_wakes_blocked_pipe(void **state) {
   np_free(w);
   close(fds[1]);
   close(fds2[0]);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 2. close racing a reader, in a loop --------------------------------------- */
@@ -286,7 +286,7 @@ static void test_close_races_reader(void **state) {
   np_stats s;
   np_poller_stats(p, &s);
   assert_int_equal(s.fds_open, 0);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 3. use after close ----------------------------------------------------------- */
@@ -335,7 +335,7 @@ static void test_use_after_close(void **state) {
   assert_int_equal(np_sysfd(a), -1);
   np_free(a); /* after close: frees without closing again */
   close(fds[1]);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 4. destroy with blocked threads -------------------------------------------- */
@@ -378,7 +378,7 @@ static void test_destroy_wakes_blocked(void **state) {
   assert_int_equal(np_close(idle_f[1]), 0);
 
   th_wait_parked(p, DESTROY_PIPES + 3);
-  np_poller_destroy(p); /* returns only once all are awake and gone */
+  th_poller_destroy(p); /* returns only once all are awake and gone */
   for (int i = 0; i < DESTROY_PIPES + 3; i++) {
     th_join(t[i]);
     assert_int_equal(ops[i].ret, NP_ECLOSING);
@@ -476,7 +476,7 @@ static void test_close_keeps_parked_count(void **state) {
     np_free(f);
     close(fds[1]);
   }
-  np_poller_destroy(p);
+  th_poller_destroy(p);
   close(p0[1]);
   close(p1[1]);
   close(p2[1]);
@@ -544,7 +544,7 @@ static void test_raw_close_behind_back(void **state) {
   np_stats s;
   np_poller_stats(p, &s);
   assert_int_equal(s.fds_open, 0);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 int main(void) {

@@ -225,7 +225,7 @@ static void test_past_deadline_fails_at_once(void **state) {
     assert_int_equal(parked(p), 0); /* nobody ever parked */
     chan_close(&c);
   }
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 2. a future deadline fires, not before and not absurdly late -------------- */
@@ -288,7 +288,7 @@ static void test_future_deadline_fires(void **state) {
   np_poller_stats(p, &s1);
   assert_true(s1.timers_fired > s0.timers_fired);
   assert_int_equal(s1.waiters_parked, 0);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 3. clearing an expired deadline: operations block again ----------------- */
@@ -351,7 +351,7 @@ static void test_deadline_cleared_after_expiry(void **state) {
     assert_int_equal(drained + drain(c.wpeer), filled + 2);
     chan_close(&c);
   }
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 4. moving a deadline while a thread is blocked --------------------------- */
@@ -430,7 +430,7 @@ static void test_deadline_moved_while_blocked(void **state) {
     assert_int_equal(drain(c.wpeer), filled);
     chan_close(&c);
   }
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* Go's TestReadTimeoutMustNotReturn / TestWriteTimeoutMustNotReturn: past
@@ -466,7 +466,7 @@ static void test_deadline_must_not_return(void **state) {
       chan_close(&c);
     }
   }
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 5. many deadlines from 1 ns upward (TestVariousDeadlines) --------------- */
@@ -538,7 +538,7 @@ static void test_various_deadlines(void **state) {
     }
   }
   assert_int_equal(parked(p), 0);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 6. concurrent deadline setting ------------------------------------------ */
@@ -682,7 +682,7 @@ static void test_concurrent_set_deadline(void **state) {
   np__mutex_unlock(&p->timer_lock);
   assert_int_equal(heap_len, 0);
   assert_int_equal(parked(p), 0);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* Go's TestReadWriteDeadlineRace on a pipe: 2 us deadlines re-set in a loop
@@ -740,7 +740,7 @@ static void test_read_write_deadline_race(void **state) {
   for (int i = 0; i < 3; i++) th_join(t[i]);
   assert_int_equal(atomic_load(&rc.bad), 0);
   assert_int_equal(parked(p), 0);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 7. read and write deadlines are independent; the combined timer --------- */
@@ -860,7 +860,7 @@ static void test_read_write_deadlines_independent(void **state) {
 
   assert_int_equal(drain(peer), filled);
   close(peer);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 8. a write deadline reports the partial count exactly -------------------- */
@@ -943,7 +943,7 @@ static void test_write_deadline_partial_count(void **state) {
     close(fds[1]);
   }
   free(big);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 9. extreme deadline values ------------------------------------------------ */
@@ -1013,7 +1013,7 @@ static void test_extreme_deadlines(void **state) {
   assert_int_equal(ro.ret, NP_ETIMEOUT);
   expect_fires_at(&ro, d);
   close(peer);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 int main(void) {

@@ -513,21 +513,21 @@ static void test_create_epoll_create1_fails(void **state) {
   for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++)
     expect_create_fails(SC_EPOLL_CREATE1, 1, errs[i]);
   np_poller *p = th_poller(); /* nothing left broken */
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 static void test_create_eventfd_fails(void **state) {
   (void)state;
   static const int errs[] = {EMFILE, ENFILE, ENODEV, ENOMEM, EAGAIN};
   for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) expect_create_fails(SC_EVENTFD, 1, errs[i]);
-  np_poller_destroy(th_poller());
+  th_poller_destroy(th_poller());
 }
 
 static void test_create_epoll_ctl_fails(void **state) {
   (void)state;
   static const int errs[] = {ENOMEM, ENOSPC, EBADF, EPERM};
   for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) expect_create_fails(SC_EPOLL_CTL, 1, errs[i]);
-  np_poller_destroy(th_poller());
+  th_poller_destroy(th_poller());
 }
 
 /* ============================================================================
@@ -569,7 +569,7 @@ static void expect_open_fails(int which, int op, int err, int want) {
               (s0.pd_allocated > NP__PD_BLOCK_COUNT ? s0.pd_allocated : NP__PD_BLOCK_COUNT));
   fault_clear_all();
   open_after_failures_works(p, fds);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 static void test_open_epoll_ctl_add_fails(void **state) {
@@ -611,7 +611,7 @@ static pair pair_open(void) {
 static void pair_close(pair *pr) {
   np_free(pr->f[0]);
   np_free(pr->f[1]);
-  np_poller_destroy(pr->p);
+  th_poller_destroy(pr->p);
 }
 
 /* EINTR is retried at once: no park, the data arrives whole. */
@@ -890,7 +890,7 @@ static void test_accept_eintr_econnaborted_retried(void **state) {
   close(c);
   fault_clear_all();
   np_free(l.f);
-  np_poller_destroy(l.p);
+  th_poller_destroy(l.p);
 }
 
 /* A spurious EAGAIN with a connection pending parks; the next connection
@@ -918,7 +918,7 @@ static void test_accept_eagain_parks(void **state) {
   close(c2);
   fault_clear_all();
   np_free(l.f);
-  np_poller_destroy(l.p);
+  th_poller_destroy(l.p);
 }
 
 /* Resource errors come back from np_accept; the pending connection stays
@@ -943,7 +943,7 @@ static void test_accept_errors_listener_keeps_working(void **state) {
     close(c);
   }
   np_free(l.f);
-  np_poller_destroy(l.p);
+  th_poller_destroy(l.p);
 }
 
 /* The connection was accepted but cannot be registered: np_accept returns the
@@ -984,7 +984,7 @@ static void test_accept_register_fails_closes_conn(void **state) {
     close(c);
   }
   np_free(l.f);
-  np_poller_destroy(l.p);
+  th_poller_destroy(l.p);
 }
 
 /* ============================================================================
@@ -1017,7 +1017,7 @@ static void test_connect_error_returned(void **state) {
   }
   fault_clear_all();
   np_free(l.f);
-  np_poller_destroy(l.p);
+  th_poller_destroy(l.p);
 }
 
 /* connect interrupted after the kernel started it (EINTR): np_connect waits
@@ -1039,7 +1039,7 @@ static void test_connect_eintr_completes(void **state) {
   np_free(s);
   np_free(c);
   np_free(l.f);
-  np_poller_destroy(l.p);
+  th_poller_destroy(l.p);
 }
 
 /* getsockopt(SO_ERROR) failing while the handshake completes: its errno. */
@@ -1056,7 +1056,7 @@ static void test_connect_getsockopt_fails(void **state) {
   fault_clear_all();
   np_free(c);
   np_free(l.f);
-  np_poller_destroy(l.p);
+  th_poller_destroy(l.p);
 }
 
 /* SO_ERROR 0 but getpeername fails: a spurious wake-up (Go 14548). The
@@ -1086,7 +1086,7 @@ static void test_connect_spurious_wakeup_waits_again(void **state) {
   np_free(s);
   np_free(c);
   np_free(l.f);
-  np_poller_destroy(l.p);
+  th_poller_destroy(l.p);
 }
 
 /* ============================================================================
@@ -1138,7 +1138,7 @@ static void test_close_epoll_ctl_del_fails_ignored(void **state) {
     th_socketpair(fds);
     assert_true((fds[0] == n0 || fds[0] == n1) && (fds[1] == n0 || fds[1] == n1));
     open_after_failures_works(pr.p, fds);
-    np_poller_destroy(pr.p);
+    th_poller_destroy(pr.p);
   }
 }
 
@@ -1149,7 +1149,7 @@ static void test_destroy_close_errors_ignored(void **state) {
   int before = count_fds();
   np_poller *p = th_poller();
   fault_arm(SC_CLOSE, (fault_spec){.nth = 1, .count = 2, .err = EIO});
-  np_poller_destroy(p);
+  th_poller_destroy(p);
   assert_int_equal(fault_fired(SC_CLOSE), 2);
   assert_int_equal(count_fds(), before);
   fault_clear_all();
@@ -1188,7 +1188,7 @@ static void test_netpoll_eintr_blocking_retried(void **state) {
   fault_clear_all();
   np_free(f[0]);
   np_free(f[1]);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* Timed netpoll: EINTR returns "no events" at once (the caller recomputes
@@ -1219,7 +1219,7 @@ static void test_netpoll_eintr_timed_returns_no_events(void **state) {
   assert_true(np__netpoll(p, 0) >= 0);
   np_free(f[0]);
   np_free(f[1]);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 typedef struct deadline_reader {
@@ -1567,7 +1567,7 @@ out:
     np_stats s = stats(p);
     if (s.fds_open != 0 || s.waiters_parked != 0)
       wl_bad(r, "left open/parked", (long)(s.fds_open * 1000 + s.waiters_parked));
-    np_poller_destroy(p);
+    th_poller_destroy(p);
   }
 }
 

@@ -136,7 +136,7 @@ static void test_write_loops_until_all_written(void **state) {
   assert_int_equal(np_read(f[1], &c, 1), NP_ETIMEOUT);
   free(data);
   expect_parked_zero(p);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 2. np_writev with many iovecs, np_readv ------------------------------ */
@@ -251,7 +251,7 @@ static void test_writev_many_iovecs(void **state) {
 
   free(data);
   expect_parked_zero(p);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 3. zero-length i/o ---------------------------------------------------- */
@@ -306,7 +306,7 @@ static void test_zero_length_io(void **state) {
   assert_int_equal(np_write(f[0], buf, 0, &written), NP_ECLOSING);
   assert_int_equal(written, 0);
   expect_parked_zero(p);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 4. EOF and EPIPE ----------------------------------------------------- */
@@ -355,7 +355,7 @@ static void test_eof(void **state) {
   th_join(t);
   assert_int_equal(atomic_load(&a.ret), 0);
   expect_parked_zero(p);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 typedef struct write_arg {
@@ -419,7 +419,7 @@ static void test_epipe(void **state) {
   assert_int_equal(written, 0);
   free(data);
   expect_parked_zero(p);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 5. accept ------------------------------------------------------------- */
@@ -505,7 +505,7 @@ static void test_accept(void **state) {
   close(c);
   close(c2);
   expect_parked_zero(p);
-  np_poller_destroy(p); /* frees l, a.out, a2 */
+  th_poller_destroy(p); /* frees l, a.out, a2 */
 }
 
 /* Fault injection through np__sys. The table is written only while no
@@ -623,7 +623,7 @@ static void test_accept_retries_econnaborted(void **state) {
   close(c);
 
   expect_parked_zero(p);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 static void test_read_write_retry_eintr(void **state) {
@@ -686,7 +686,7 @@ static void test_read_write_retry_eintr(void **state) {
   free(sink);
 
   expect_parked_zero(p);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 6. connect ------------------------------------------------------------ */
@@ -738,7 +738,7 @@ static void test_connect(void **state) {
   close(bound);
   close(ls);
   expect_parked_zero(p);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* A connect that really waits (the listener's accept queue is full, so the
@@ -772,7 +772,7 @@ static void test_connect_deadline_while_waiting(void **state) {
     /* the kernel admitted more than expected: nothing to test here */
     for (int i = 0; i < nfill; i++) close(fillers[i]);
     close(ls);
-    np_poller_destroy(p);
+    th_poller_destroy(p);
     skip();
   }
   np_fd *c = tcp_socket_open(p);
@@ -783,7 +783,7 @@ static void test_connect_deadline_while_waiting(void **state) {
   for (int i = 0; i < nfill; i++) close(fillers[i]);
   close(ls);
   expect_parked_zero(p);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 7. close of a blocked accept ----------------------------------------- */
@@ -819,7 +819,7 @@ static void test_accept_close_unblocks(void **state) {
   assert_int_equal(st.fds_open, 0);
   np_free(l);
   expect_parked_zero(p);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 8. np_wait_read / np_wait_write --------------------------------------- */
@@ -872,7 +872,7 @@ static void test_wait_read_write(void **state) {
   assert_int_equal(atomic_load(&b.ret), NP_ECLOSING);
   assert_int_equal(np_wait_write(f[0]), NP_ECLOSING);
   expect_parked_zero(p);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- 9. many descriptors on one poller ----------------------------------- */
@@ -987,7 +987,7 @@ static void test_many_fds(void **state) {
     assert_int_equal(n, 0);
   }
   expect_parked_zero(p);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
   free(s);
 }
 

@@ -49,7 +49,7 @@ static int64_t past(void) { return np_deadline_after(0); }
 /* Every test ends here: nobody may be left parked. */
 static void finish(np_poller *p) {
   assert_int_equal(parked(p), 0);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 /* ---- fixture: one registered end, one raw peer --------------------------------

@@ -121,7 +121,7 @@ static np_stats stats_of(np_poller *p) {
 /* Every test ends here: nobody parked, then destroy. */
 static void finish(np_poller *p) {
   assert_int_equal(stats_of(p).waiters_parked, 0);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 static void wait_flag(atomic_int *flag, int64_t ms, const char *what) {
@@ -887,7 +887,7 @@ static void test_open_bad_input(void **state) {
   np_free(NULL);
   np_poller_stats(NULL, NULL);
   np_poller_stats(p, NULL);
-  np_poller_destroy(NULL);
+  th_poller_destroy(NULL);
   np_poller *q = NULL;
   assert_int_equal(np_poller_create(NULL, NULL), -EINVAL);
   np_options bad = {.events_max = 5000};

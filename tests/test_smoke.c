@@ -27,7 +27,7 @@ static void test_read_blocks_until_data(void **state) {
   assert_int_equal(np_read(f[0], buf, sizeof(buf)), 5);
   assert_memory_equal(buf, "hello", 5);
   th_join(t);
-  np_poller_destroy(p);
+  th_poller_destroy(p);
 }
 
 int main(void) {

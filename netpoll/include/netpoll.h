@@ -205,6 +205,10 @@ NP_EXTERN int np_sleep(int64_t ns);
  * -errno if no helper thread could be started (fn did not run). */
 NP_EXTERN int np_blocking(np_task_fn fn, void *arg);
 
+/* Names the calling task in reports (stack overflow); the first 31 bytes
+ * are copied. No effect outside a task. */
+NP_EXTERN void np_task_name(const char *name);
+
 /* True when called from a task. */
 NP_EXTERN bool np_in_task(void);
 

@@ -120,9 +120,10 @@ void np_poller_destroy(np_poller *p) {
   if (g->pollers[0] != p) NP_PANIC("np_poller_destroy: not a handle from np_poller_create");
   np__task *self = np__tls_task();
   if (self != NULL && self->group == g) NP_PANIC("np_poller_destroy called from one of its own tasks");
-  close_all(g);
-  np__group_shutdown(g); /* waits for every task; joins the schedulers */
-  close_all(g);          /* descriptors opened by tasks as they finished */
+  np__group_begin_shutdown(g); /* refuses np_go, ends sleeps */
+  close_all(g);                /* wakes every blocked or queued caller */
+  np__group_shutdown(g);       /* waits for every task; joins the schedulers */
+  close_all(g);                /* descriptors opened by tasks as they finished */
   group_free(g);
 }
 

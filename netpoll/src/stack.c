@@ -130,9 +130,9 @@ static void on_segv(int sig, siginfo_t *info, void *uctx) {
     Dl_info dl;
     const char *name = dladdr((void *)t->fn, &dl) && dl.dli_sname ? dl.dli_sname : "?";
     snprintf(msg, sizeof(msg),
-             "netpoll: stack overflow in task %llu (%s, fn %p): its %zu-byte stack is too small "
+             "netpoll: stack overflow in task %llu '%s' (fn %s %p): its %zu-byte stack is too small "
              "(np_options.stack_size)\n",
-             (unsigned long long)t->id, name, (void *)t->fn, t->stack.len);
+             (unsigned long long)t->id, t->name, name, (void *)t->fn, t->stack.len);
     say(msg);
     signal(SIGABRT, SIG_DFL);
     abort();
@@ -150,18 +150,23 @@ static void on_segv(int sig, siginfo_t *info, void *uctx) {
   signal(SIGSEGV, SIG_DFL); /* the faulting instruction re-runs: default action */
 }
 
-static pthread_once_t install_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void install(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_sigaction = on_segv;
-  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGSEGV, &sa, &previous);
+/* At every poller creation: a program (or a test framework) may have
+ * installed its own handler since; ours goes first and passes it on. */
+void np__overflow_install(void) {
+  pthread_mutex_lock(&install_lock);
+  struct sigaction now;
+  if (sigaction(SIGSEGV, NULL, &now) == 0 && !((now.sa_flags & SA_SIGINFO) && now.sa_sigaction == on_segv)) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &previous);
+  }
+  pthread_mutex_unlock(&install_lock);
 }
-
-void np__overflow_install(void) { pthread_once(&install_once, install); }
 
 int np__altstack_init(np__sched *s) {
   size_t len = 64 * 1024;

@@ -115,6 +115,13 @@ void np_yield(void) {
 
 bool np_in_task(void) { return np__tls_task() != NULL; }
 
+void np_task_name(const char *name) {
+  np__task *t = np__tls_task();
+  if (t == NULL || name == NULL) return;
+  strncpy(t->name, name, sizeof(t->name) - 1);
+  t->name[sizeof(t->name) - 1] = 0;
+}
+
 np_poller *np_current(void) {
   np__task *t = np__tls_task();
   return t != NULL ? t->group->pollers[0] : NULL;
@@ -346,12 +353,17 @@ int np__group_start(np__group *g, int procs, size_t stack_size) {
   return 0;
 }
 
-/* Waits for every task, then stops and joins the schedulers. */
-void np__group_shutdown(np__group *g) {
+/* No new tasks from here on; sleeping tasks wake with NP_ECLOSING. */
+void np__group_begin_shutdown(np__group *g) {
   np__mutex_lock(&g->done_lock);
   np__store_u32(&g->shutdown, 1);
   np__mutex_unlock(&g->done_lock);
   for (int i = 0; i < g->n; i++) np__netpoll_break(g->scheds[i].p); /* sleeps end */
+}
+
+/* Waits for every task, then stops and joins the schedulers. */
+void np__group_shutdown(np__group *g) {
+  np__group_begin_shutdown(g);
   np__mutex_lock(&g->done_lock);
   while (g->live > 0) pthread_cond_wait(&g->done_cond, &g->done_lock);
   np__mutex_unlock(&g->done_lock);

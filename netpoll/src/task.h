@@ -43,6 +43,7 @@ struct np__task {
   void (*fn)(void *);
   void *arg;
   uint64_t id;
+  char name[32]; /* np_task_name; "" if none */
   np__stack stack;
   int reason;                /* NP__SW_* of the last switch out */
   bool (*commit)(void *arg); /* NP__SW_PARK: run on the scheduler stack */
@@ -102,6 +103,7 @@ np__sched *np__tls_sched(void);
 void np__task_park(bool (*commit)(void *arg), void *arg);
 void np__task_ready(np__task *t);
 int np__group_start(np__group *g, int procs, size_t stack_size);
+void np__group_begin_shutdown(np__group *g);
 void np__group_shutdown(np__group *g);
 /* stack.c */
 int np__stack_get(np__group *g, np__stack *out);

@@ -1,0 +1,447 @@
+/*
+ * test_tasks.c - the task API: many tasks, ping-pong between tasks, tasks
+ * blocked and closed, deadlines, sleep ordering, yield, np_blocking, tasks
+ * exiting while others wait, shutdown with parked tasks (all woken with
+ * NP_ECLOSING, nothing leaked), bad arguments, and the stack overflow
+ * report. The fd/deadline/close/fault tests also run with task actors
+ * (NP_TEST_WAITER=task, tests/CMakeLists.txt); this file covers what only
+ * tasks have.
+ */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static np_poller *poller_procs(int procs) {
+  np_poller *p = NULL;
+  np_options o = {.procs = procs};
+  assert_int_equal(np_poller_create(&p, &o), 0);
+  return p;
+}
+
+/* ---- many tasks ----------------------------------------------------------------- */
+
+static atomic_int g_count;
+
+static void count_task(void *arg) {
+  (void)arg;
+  np_yield();
+  atomic_fetch_add(&g_count, 1);
+}
+
+static void test_many_tasks(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(2);
+  atomic_store(&g_count, 0);
+  for (int i = 0; i < 20000; i++) assert_int_equal(np_go(p, count_task, NULL), 0);
+  assert_int_equal(np_wait_tasks(p, 0), 0);
+  assert_int_equal(atomic_load(&g_count), 20000);
+  np_stats st;
+  np_poller_stats(p, &st);
+  assert_int_equal(st.tasks, 0);
+  assert_int_equal(st.procs, 2);
+  np_poller_destroy(p);
+}
+
+/* Tasks starting tasks: a tree of 2^12 leaves. */
+static void tree_task(void *arg) {
+  intptr_t depth = (intptr_t)arg;
+  if (depth == 0) {
+    atomic_fetch_add(&g_count, 1);
+    return;
+  }
+  assert_int_equal(np_go(np_current(), tree_task, (void *)(depth - 1)), 0);
+  assert_int_equal(np_go(np_current(), tree_task, (void *)(depth - 1)), 0);
+}
+
+static void test_tasks_start_tasks(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(2);
+  atomic_store(&g_count, 0);
+  assert_int_equal(np_go(p, tree_task, (void *)12), 0);
+  assert_int_equal(np_wait_tasks(p, 0), 0);
+  assert_int_equal(atomic_load(&g_count), 4096);
+  np_poller_destroy(p);
+}
+
+/* ---- ping-pong between tasks over socket pairs ------------------------------------ */
+
+typedef struct pong {
+  np_fd *f;
+  int rounds;
+  bool starter;
+  uint64_t sum;
+  int err;
+} pong;
+
+/* The starter writes then reads, its partner reads then writes back v + 1. */
+static void pong_task(void *arg) {
+  pong *g = arg;
+  uint64_t v = 0;
+  for (int i = 0; i < g->rounds; i++) {
+    for (int step = 0; step < 2; step++) {
+      if ((step == 0) == g->starter) {
+        size_t w;
+        v++;
+        int err = np_write(g->f, &v, sizeof(v), &w);
+        if (err != 0) g->err = err;
+        continue;
+      }
+      ssize_t n = np_read(g->f, &v, sizeof(v));
+      if (n != (ssize_t)sizeof(v)) {
+        g->err = n < 0 ? (int)n : -EIO;
+        return;
+      }
+      g->sum += v;
+    }
+  }
+}
+
+static void test_ping_pong(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(2);
+  enum { PAIRS = 64, ROUNDS = 300 };
+  pong *g = calloc(2 * PAIRS, sizeof(*g));
+  for (int i = 0; i < PAIRS; i++) {
+    int fds[2];
+    np_fd *f[2];
+    th_socketpair(fds);
+    th_open_pair(p, fds, f);
+    g[2 * i] = (pong){.f = f[0], .rounds = ROUNDS, .starter = true};
+    g[2 * i + 1] = (pong){.f = f[1], .rounds = ROUNDS, .starter = false};
+    assert_int_equal(np_go(p, pong_task, &g[2 * i]), 0);
+    assert_int_equal(np_go(p, pong_task, &g[2 * i + 1]), 0);
+  }
+  assert_int_equal(np_wait_tasks(p, 0), 0);
+  /* The starter reads 2, 4, .., 2R; its partner 1, 3, .., 2R - 1. */
+  for (int i = 0; i < 2 * PAIRS; i++) {
+    assert_int_equal(g[i].err, 0);
+    uint64_t expect = g[i].starter ? (uint64_t)ROUNDS * (ROUNDS + 1) : (uint64_t)ROUNDS * ROUNDS;
+    assert_int_equal(g[i].sum, expect);
+  }
+  free(g);
+  np_poller_destroy(p);
+}
+
+/* ---- blocked tasks closed, deadlines ------------------------------------------------- */
+
+typedef struct blocked {
+  np_fd *f;
+  int64_t deadline; /* from the task's start; 0 none */
+  ssize_t ret;
+  int64_t elapsed;
+} blocked;
+
+static void read_task(void *arg) {
+  blocked *b = arg;
+  char c;
+  int64_t t0 = np_now();
+  if (b->deadline != 0) np_set_read_deadline(b->f, np_deadline_after(b->deadline));
+  b->ret = np_read(b->f, &c, 1);
+  b->elapsed = np_now() - t0;
+}
+
+static void test_blocked_tasks_closed(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(2);
+  int fds[2];
+  np_fd *f[2];
+  th_socketpair(fds);
+  th_open_pair(p, fds, f);
+  blocked b[4] = {{.f = f[0]}, {.f = f[0]}, {.f = f[0]}, {.f = f[0]}};
+  for (int i = 0; i < 4; i++) assert_int_equal(np_go(p, read_task, &b[i]), 0);
+  th_wait_parked(p, 1); /* one parked on rg, three queued on the read lock */
+  th_sleep_ms(20);
+  assert_int_equal(np_close(f[0]), 0);
+  assert_int_equal(np_wait_tasks(p, 0), 0);
+  for (int i = 0; i < 4; i++) assert_int_equal(b[i].ret, NP_ECLOSING);
+  np_free(f[0]);
+  np_free(f[1]);
+  np_poller_destroy(p);
+}
+
+static void test_task_deadline(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(1);
+  int fds[2];
+  np_fd *f[2];
+  th_socketpair(fds);
+  th_open_pair(p, fds, f);
+  blocked b = {.f = f[0], .deadline = 30 * MS}; /* relative: armed by the task */
+  assert_int_equal(np_go(p, read_task, &b), 0);
+  assert_int_equal(np_wait_tasks(p, 0), 0);
+  assert_int_equal(b.ret, NP_ETIMEOUT);
+  assert_true(b.elapsed >= 30 * MS);
+  assert_true(b.elapsed < 5000 * MS);
+  np_poller_destroy(p);
+}
+
+/* A thread writes, a task reads: the two waiter kinds on one descriptor. */
+static void test_thread_wakes_task(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(2);
+  int fds[2];
+  np_fd *f[2];
+  th_socketpair(fds);
+  th_open_pair(p, fds, f);
+  blocked b = {.f = f[0]};
+  assert_int_equal(np_go(p, read_task, &b), 0);
+  th_wait_parked(p, 1);
+  size_t w;
+  assert_int_equal(np_write(f[1], "x", 1, &w), 0);
+  assert_int_equal(np_wait_tasks(p, 0), 0);
+  assert_int_equal(b.ret, 1);
+  np_poller_destroy(p);
+}
+
+/* ---- sleep ------------------------------------------------------------------------- */
+
+static atomic_int g_order[8];
+static atomic_int g_order_len;
+
+static void sleeper(void *arg) {
+  intptr_t ms = (intptr_t)arg;
+  assert_int_equal(np_sleep(ms * MS), 0);
+  g_order[atomic_fetch_add(&g_order_len, 1)] = (int)ms;
+}
+
+static void test_sleep_order(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(1);
+  atomic_store(&g_order_len, 0);
+  static const int ms[] = {60, 20, 100, 40, 80};
+  int64_t t0 = np_now();
+  for (int i = 0; i < 5; i++) assert_int_equal(np_go(p, sleeper, (void *)(intptr_t)ms[i]), 0);
+  assert_int_equal(np_wait_tasks(p, 0), 0);
+  assert_true(np_now() - t0 >= 100 * MS);
+  assert_int_equal(atomic_load(&g_order_len), 5);
+  for (int i = 0; i < 5; i++) assert_int_equal(g_order[i], 20 * (i + 1));
+  np_poller_destroy(p);
+}
+
+/* ---- yield: tasks of one scheduler interleave -------------------------------------- */
+
+static int g_trace[16];
+static int g_trace_len;
+
+static void yielder(void *arg) {
+  for (int i = 0; i < 3; i++) {
+    g_trace[g_trace_len++] = (int)(intptr_t)arg;
+    np_yield();
+  }
+}
+
+static void start_yielders(void *arg) {
+  (void)arg;
+  assert_int_equal(np_go(np_current(), yielder, (void *)1), 0);
+  assert_int_equal(np_go(np_current(), yielder, (void *)2), 0);
+}
+
+static void test_yield_interleaves(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(1);
+  g_trace_len = 0;
+  assert_int_equal(np_go(p, start_yielders, NULL), 0);
+  assert_int_equal(np_wait_tasks(p, 0), 0);
+  assert_int_equal(g_trace_len, 6);
+  int ones = 0;
+  for (int i = 0; i < 6; i++) {
+    ones += g_trace[i] == 1;
+    if (i > 0) assert_int_not_equal(g_trace[i], g_trace[i - 1]); /* each yield lets the other run */
+  }
+  assert_int_equal(ones, 3);
+  np_poller_destroy(p);
+}
+
+/* ---- np_blocking ------------------------------------------------------------------- */
+
+typedef struct blk {
+  pthread_t ran_on;
+  atomic_int *ticks_seen;
+} blk;
+
+static atomic_int g_ticks;
+
+static void slow_job(void *arg) {
+  blk *b = arg;
+  b->ran_on = pthread_self();
+  int before = atomic_load(&g_ticks);
+  usleep(100 * 1000); /* blocks a thread: must not be a scheduler */
+  atomic_store(b->ticks_seen, atomic_load(&g_ticks) - before);
+}
+
+static void ticker(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 20; i++) {
+    atomic_fetch_add(&g_ticks, 1);
+    np_sleep(2 * MS);
+  }
+}
+
+static atomic_int g_seen;
+static pthread_t g_task_thread;
+
+static void blocking_task(void *arg) {
+  blk *b = arg;
+  g_task_thread = pthread_self();
+  assert_int_equal(np_blocking(slow_job, b), 0);
+}
+
+static void test_blocking_offload(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(1);
+  atomic_store(&g_ticks, 0);
+  blk b = {.ticks_seen = &g_seen};
+  assert_int_equal(np_go(p, blocking_task, &b), 0);
+  assert_int_equal(np_go(p, ticker, NULL), 0);
+  assert_int_equal(np_wait_tasks(p, 0), 0);
+  assert_false(pthread_equal(b.ran_on, g_task_thread));
+  assert_true(atomic_load(&g_seen) >= 5); /* the one scheduler kept running the ticker */
+  np_poller_destroy(p);
+  atomic_int direct = 0;
+  blk b2 = {.ticks_seen = &direct};
+  assert_int_equal(np_blocking(slow_job, &b2), 0); /* outside a task: runs here */
+  assert_true(pthread_equal(b2.ran_on, pthread_self()));
+}
+
+/* ---- shutdown with parked tasks ------------------------------------------------------ */
+
+typedef struct parked {
+  np_fd *f;
+  int kind; /* 0 read, 1 write (full buffer), 2 sleep, 3 accept-like wait */
+  int ret;
+} parked;
+
+static void parked_task(void *arg) {
+  parked *k = arg;
+  char buf[64];
+  size_t w;
+  switch (k->kind) {
+    case 0: k->ret = (int)np_read(k->f, buf, sizeof(buf)); break;
+    case 1:
+      for (;;) {
+        k->ret = np_write(k->f, buf, sizeof(buf), &w);
+        if (k->ret != 0) break;
+      }
+      break;
+    case 2: k->ret = np_sleep(3600 * 1000 * MS); break;
+    default: k->ret = np_wait_read(k->f); break;
+  }
+  /* After shutdown began: new tasks and sleeps are refused. */
+  if (np_go(np_current(), count_task, NULL) != NP_ECLOSING) k->ret = -1000;
+  if (np_sleep(MS) != NP_ECLOSING) k->ret = -1001;
+}
+
+static void test_shutdown_wakes_parked(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(2);
+  enum { N = 40 };
+  parked k[N];
+  int fds[N][2];
+  for (int i = 0; i < N; i++) {
+    np_fd *f; /* the peer stays a raw descriptor, open until the end */
+    th_socketpair(fds[i]);
+    assert_int_equal(np_open(p, fds[i][0], &f), 0);
+    k[i] = (parked){.f = f, .kind = i % 4, .ret = 1};
+    assert_int_equal(np_go(p, parked_task, &k[i]), 0);
+  }
+  th_wait_parked(p, N / 4 * 3); /* read, write, wait: on a pollDesc; sleep: on a timer */
+  np_poller_destroy(p);         /* closes, ends sleeps, waits for every task, frees handles */
+  for (int i = 0; i < N; i++) assert_int_equal(k[i].ret, NP_ECLOSING);
+  for (int i = 0; i < N; i++) close(fds[i][1]);
+}
+
+/* ---- bad arguments ------------------------------------------------------------------ */
+
+static void deadlock_task(void *arg) { *(int *)arg = np_wait_tasks(np_current(), 0); }
+
+static void test_bad_arguments(void **state) {
+  (void)state;
+  assert_int_equal(np_go(NULL, count_task, NULL), -EINVAL);
+  np_poller *p = poller_procs(1);
+  assert_int_equal(np_go(p, NULL, NULL), -EINVAL);
+  int ret = 0;
+  assert_int_equal(np_go(p, deadlock_task, &ret), 0);
+  assert_int_equal(np_wait_tasks(p, 0), 0);
+  assert_int_equal(ret, -EDEADLK);
+  assert_false(np_in_task());
+  assert_null(np_current());
+  np_poller_destroy(p);
+  np_poller *m = th_poller_manual();
+  assert_int_equal(np_go(m, count_task, NULL), -ENOTSUP);
+  np_poller_destroy(m);
+  np_options bad = {.stack_size = 1024};
+  assert_int_equal(np_poller_create(&p, &bad), -EINVAL);
+  bad = (np_options){.procs = -1};
+  assert_int_equal(np_poller_create(&p, &bad), -EINVAL);
+  assert_int_equal(np_run(NULL, NULL, NULL), -EINVAL);
+}
+
+static void run_main(void *arg) {
+  assert_true(np_in_task());
+  assert_int_equal(np_go(np_current(), count_task, NULL), 0);
+  *(int *)arg = 1;
+}
+
+static void test_np_run(void **state) {
+  (void)state;
+  int flag = 0;
+  atomic_store(&g_count, 0);
+  assert_int_equal(np_run(NULL, run_main, &flag), 0);
+  assert_int_equal(flag, 1);
+  assert_int_equal(atomic_load(&g_count), 1);
+}
+
+/* ---- stack overflow ----------------------------------------------------------------- */
+
+static volatile int g_depth_limit = 1 << 30; /* never reached: the guard page is */
+
+static int recurse(volatile char *prev, int depth) {
+  volatile char frame[512];
+  frame[0] = (char)depth;
+  if (prev != NULL) frame[1] = prev[0];
+  if (depth >= g_depth_limit) return 0;
+  return recurse(frame, depth + 1) + frame[0];
+}
+
+static void overflow_task(void *arg) {
+  (void)arg;
+  np_task_name("deep-recursion");
+  recurse(NULL, 0);
+}
+
+static void die_overflow(void *arg) {
+  (void)arg;
+  np_poller *p = poller_procs(1);
+  np_go(p, overflow_task, NULL);
+  np_wait_tasks(p, 0);
+}
+
+static void test_stack_overflow_reported(void **state) {
+  (void)state;
+  th_expect_panic(die_overflow, NULL, "stack overflow in task 1 'deep-recursion'");
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN); /* writers woken by the peer's close get EPIPE */
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_many_tasks),
+      cmocka_unit_test(test_tasks_start_tasks),
+      cmocka_unit_test(test_ping_pong),
+      cmocka_unit_test(test_blocked_tasks_closed),
+      cmocka_unit_test(test_task_deadline),
+      cmocka_unit_test(test_thread_wakes_task),
+      cmocka_unit_test(test_sleep_order),
+      cmocka_unit_test(test_yield_interleaves),
+      cmocka_unit_test(test_blocking_offload),
+      cmocka_unit_test(test_shutdown_wakes_parked),
+      cmocka_unit_test(test_bad_arguments),
+      cmocka_unit_test(test_np_run),
+      cmocka_unit_test(test_stack_overflow_reported),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
