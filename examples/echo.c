@@ -1,20 +1,24 @@
 /*
  * echo.c - a TCP echo server on netpoll.
  *
- *   np_echo [[ADDR:]PORT] [IDLE_MS]
+ *   np_echo [--threads] [--procs N] [[ADDR:]PORT] [IDLE_MS]
  *
  * Listens on ADDR (default 127.0.0.1) and PORT (default 0: the kernel picks
  * one), prints "listening on ADDR:PORT" on stdout, and echoes every byte it
- * receives. One thread per connection blocks in np_read / np_write exactly as
- * a goroutine would block in Go's net package; a single poller (one epoll
- * instance and its thread) serves all of them. IDLE_MS > 0 closes a
- * connection whose read waits for data (or whose write waits for room) longer
- * than that: the deadline is re-armed before every read.
+ * receives. Each connection is served by a task (as Go's `go handleConn(c)`)
+ * that blocks in np_read / np_write exactly as a goroutine blocks in Go's
+ * net package; the poller's N scheduler threads (default: the CPU count) run
+ * the tasks and poll. --threads serves each connection on its own OS thread
+ * instead (the same code: np_* calls block a thread outside a task).
+ * IDLE_MS > 0 closes a connection whose read waits for data, or whose write
+ * waits for room, longer than that: the read deadline is armed before every
+ * read and the write deadline before every write.
  *
  * SIGINT / SIGTERM shut it down cleanly: they are blocked in every thread and
  * read from a signalfd that is itself registered with the poller, by a
  * watcher thread that then closes the listener. The accept loop ends, every
- * connection is closed (waking its thread), and np_poller_destroy runs.
+ * connection's deadlines are expired at once (each handler wakes and closes
+ * its own connection, all of them concurrently), and np_poller_destroy runs.
  *
  * The server is a small reusable unit (echo_server_*) so that the tests can
  * run it in-process: tests/test_echo.c includes this file with
@@ -46,6 +50,8 @@ typedef struct echo_server {
   np_fd *listener;
   struct sockaddr_in addr; /* the bound address (port filled in); constant */
   int64_t idle_ns;         /* per-read / per-write deadline, 0 = none; constant */
+  bool threads;            /* a thread per connection instead of a task; constant */
+  _Atomic int stopping;    /* handlers exit: shutdown, not an idle timeout */
   pthread_mutex_t lock;    /* protects conns, active */
   pthread_cond_t done;     /* signalled when active reaches 0 */
   echo_conn *conns;        /* open connections */
@@ -63,19 +69,21 @@ struct echo_conn {
 
 /* Creates the poller and the listening socket. host is a dotted IPv4 address
  * (NULL: 127.0.0.1), port 0 asks the kernel for one. Returns 0 or -errno. */
-static int echo_server_start(echo_server **out, const char *host, int port, int64_t idle_ns) {
+static int echo_server_start(echo_server **out, const char *host, int port, int64_t idle_ns,
+                             const np_options *opts, bool threads) {
   *out = NULL;
   if (port < 0 || port > 65535) return -EINVAL;
   echo_server *s = calloc(1, sizeof(*s));
   if (s == NULL) return -ENOMEM;
   s->idle_ns = idle_ns > 0 ? idle_ns : 0;
+  s->threads = threads;
   s->addr.sin_family = AF_INET;
   s->addr.sin_port = htons((uint16_t)port);
   if (inet_pton(AF_INET, host != NULL ? host : "127.0.0.1", &s->addr.sin_addr) != 1) {
     free(s);
     return -EINVAL;
   }
-  int err = np_poller_create(&s->poller, NULL);
+  int err = np_poller_create(&s->poller, opts);
   if (err != 0) {
     free(s);
     return err;
@@ -134,23 +142,28 @@ static void *conn_main(void *arg) {
   echo_server *s = c->srv;
   char buf[ECHO_BUF_SIZE];
   for (;;) {
-    if (s->idle_ns > 0) (void)np_set_deadline(c->fd, np_deadline_after(s->idle_ns));
+    if (s->idle_ns > 0) (void)np_set_read_deadline(c->fd, np_deadline_after(s->idle_ns));
     ssize_t n = np_read(c->fd, buf, sizeof(buf));
     if (n <= 0) {
-      if (n == NP_ETIMEOUT) atomic_fetch_add(&s->timeouts, 1);
-      break; /* 0: EOF; NP_ECLOSING: shutdown; else a socket error */
+      if (n == NP_ETIMEOUT && !atomic_load(&s->stopping)) atomic_fetch_add(&s->timeouts, 1);
+      break; /* 0: EOF; NP_ECLOSING / NP_ETIMEOUT while stopping: shutdown; else a socket error */
     }
+    /* The write gets IDLE_MS of its own for room, not what the read left. */
+    if (s->idle_ns > 0) (void)np_set_write_deadline(c->fd, np_deadline_after(s->idle_ns));
     size_t written = 0;
     int err = np_write(c->fd, buf, (size_t)n, &written);
     atomic_fetch_add(&s->bytes_echoed, written);
     if (err != 0) {
-      if (err == NP_ETIMEOUT) atomic_fetch_add(&s->timeouts, 1);
+      if (err == NP_ETIMEOUT && !atomic_load(&s->stopping)) atomic_fetch_add(&s->timeouts, 1);
       break;
     }
+    if (atomic_load(&s->stopping)) break;
   }
   conn_finish(c);
   return NULL;
 }
+
+static void conn_task(void *arg) { (void)conn_main(arg); }
 
 static int start_conn(echo_server *s, np_fd *fd) {
   echo_conn *c = calloc(1, sizeof(*c));
@@ -164,6 +177,11 @@ static int start_conn(echo_server *s, np_fd *fd) {
   s->active++;
   pthread_mutex_unlock(&s->lock);
 
+  if (!s->threads) {
+    int err = np_go(s->poller, conn_task, c);
+    if (err != 0) conn_finish(c); /* frees fd and c */
+    return err;
+  }
   pthread_attr_t attr;
   pthread_t thread;
   pthread_attr_init(&attr);
@@ -189,15 +207,14 @@ static int echo_server_serve(echo_server *s) {
       /* Out of descriptors or memory: like Go's http.Server, back off and retry. */
       backoff_ms = backoff_ms == 0 ? 5 : backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2;
       fprintf(stderr, "echo: accept: %s; retrying in %lld ms\n", np_strerror(err), (long long)backoff_ms);
-      struct timespec ts = {backoff_ms / 1000, (long)(backoff_ms % 1000) * 1000000};
-      nanosleep(&ts, NULL);
+      np_sleep(backoff_ms * 1000000); /* a task sleeps the task, a thread the thread */
       continue;
     }
     if (err != 0) return err;
     backoff_ms = 0;
     atomic_fetch_add(&s->accepted, 1);
     err = start_conn(s, conn);
-    if (err != 0) fprintf(stderr, "echo: cannot start a connection thread: %s\n", np_strerror(err));
+    if (err != 0) fprintf(stderr, "echo: cannot start a connection handler: %s\n", np_strerror(err));
   }
 }
 
@@ -206,15 +223,17 @@ static int echo_server_serve(echo_server *s) {
  * signal handler. */
 static void echo_server_stop(echo_server *s) { (void)np_close(s->listener); }
 
-/* After echo_server_serve has returned (or was never called): closes every
- * connection, waits for their threads, destroys the poller, frees s. */
+/* After echo_server_serve has returned (or was never called): wakes every
+ * connection at once and waits for their handlers, destroys the poller,
+ * frees s. An expired deadline wakes a blocked np_read / np_write without
+ * waiting for it to leave (np_close would wait for each in turn); every
+ * handler then closes its own connection, all of them concurrently. */
 static void echo_server_destroy(echo_server *s) {
   echo_server_stop(s);
+  atomic_store(&s->stopping, 1);
   pthread_mutex_lock(&s->lock);
-  /* np_close wakes a thread blocked in np_read / np_write on c with
-   * NP_ECLOSING; the thread then waits for this lock to unlink c, so c stays
-   * valid while we walk the list. */
-  for (echo_conn *c = s->conns; c != NULL; c = c->next) (void)np_close(c->fd);
+  /* A handler waits for this lock to unlink its c: c stays valid here. */
+  for (echo_conn *c = s->conns; c != NULL; c = c->next) (void)np_set_deadline(c->fd, 1);
   while (s->active > 0) pthread_cond_wait(&s->done, &s->lock);
   pthread_mutex_unlock(&s->lock);
   np_free(s->listener);
@@ -230,6 +249,8 @@ typedef struct echo_args {
   char host[INET_ADDRSTRLEN];
   int port;
   int64_t idle_ms;
+  bool threads;
+  int procs;
 } echo_args;
 
 static int parse_int(const char *s, long max, long *out) {
@@ -241,12 +262,23 @@ static int parse_int(const char *s, long max, long *out) {
   return 0;
 }
 
-/* [[ADDR:]PORT] [IDLE_MS]; returns 0 or -EINVAL. */
+/* [--threads] [--procs N] [[ADDR:]PORT] [IDLE_MS]; returns 0 or -EINVAL. */
 static int echo_parse_args(int argc, char **argv, echo_args *a) {
   memset(a, 0, sizeof(*a));
   strcpy(a->host, "127.0.0.1");
-  if (argc > 3) return -EINVAL;
   long v;
+  while (argc > 1 && strncmp(argv[1], "--", 2) == 0) {
+    if (strcmp(argv[1], "--threads") == 0) {
+      a->threads = true;
+    } else if (strcmp(argv[1], "--procs") == 0 && argc > 2 && parse_int(argv[2], 256, &v) == 0) {
+      a->procs = (int)v;
+      argc--, argv++;
+    } else {
+      return -EINVAL;
+    }
+    argc--, argv++;
+  }
+  if (argc > 3) return -EINVAL;
   if (argc >= 2) {
     const char *arg = argv[1], *colon = strrchr(arg, ':');
     if (colon != NULL) {
@@ -289,7 +321,7 @@ static void *watch_signals(void *arg) {
 static int echo_main(int argc, char **argv) {
   echo_args a;
   if (echo_parse_args(argc, argv, &a) != 0) {
-    fprintf(stderr, "usage: %s [[ADDR:]PORT] [IDLE_MS]\n", argv[0]);
+    fprintf(stderr, "usage: %s [--threads] [--procs N] [[ADDR:]PORT] [IDLE_MS]\n", argv[0]);
     return 2;
   }
   /* Writing to a socket the peer has reset must be an error, not death. */
@@ -303,7 +335,8 @@ static int echo_main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &set, NULL);
 
   echo_server *s;
-  int err = echo_server_start(&s, a.host, a.port, a.idle_ms * 1000000);
+  np_options opts = {.procs = a.procs};
+  int err = echo_server_start(&s, a.host, a.port, a.idle_ms * 1000000, &opts, a.threads);
   if (err != 0) {
     fprintf(stderr, "echo: cannot listen on %s:%d: %s\n", a.host, a.port, np_strerror(err));
     return 1;
