@@ -9,6 +9,8 @@
  *             np_read/np_write vs blocking read(2)/write(2).
  *   openclose pipe2 + np_open x2 + np_close/np_free x2 (pairs/s) vs pipe2 +
  *             epoll_ctl ADD x2 + close x2.
+ *   tasks     task park/unpark round trips/s on one scheduler (park, ready,
+ *             two switches), and pingpong between two tasks (impl netpoll_tasks).
  *   deadline  np_set_deadline calls/s on one descriptor, and round-robin over
  *             1000 descriptors that all have a deadline armed.
  *
@@ -38,6 +40,7 @@
 #include <unistd.h>
 
 #include "netpoll.h"
+#include "task.h" /* np__task_park / np__task_ready for the park/unpark micro benchmark */
 
 static double g_seconds = 1.0;
 static int g_wake_iterations = 5000;
@@ -254,6 +257,104 @@ static void bench_pingpong(bool lib, const char *impl) {
   fflush(stdout);
 }
 
+/* ---- tasks: park/unpark and ping-pong on one scheduler ------------------------------ */
+
+typedef struct sw_ctx {
+  np__task *parked; /* A, once it has parked */
+  uint64_t rounds, limit;
+} sw_ctx;
+
+static bool park_commit(void *arg) {
+  (void)arg;
+  return true;
+}
+
+/* A parks; B (the same scheduler) makes it ready and yields to it: one
+ * park/unpark round trip is a park, a ready and two switches. */
+static void sw_a(void *arg) {
+  sw_ctx *c = arg;
+  while (c->rounds < c->limit) {
+    c->parked = np__tls_task();
+    np__task_park(park_commit, NULL);
+  }
+  c->parked = NULL;
+}
+
+static void sw_b(void *arg) {
+  sw_ctx *c = arg;
+  while (c->rounds < c->limit) {
+    if (c->parked != NULL) {
+      np__task *a = c->parked;
+      c->parked = NULL;
+      c->rounds++;
+      np__task_ready(a);
+    }
+    np_yield();
+  }
+  if (c->parked != NULL) np__task_ready(c->parked);
+}
+
+static void bench_task_switch(void) {
+  np_poller *p = NULL;
+  np_options o = {.procs = 1};
+  check_np(np_poller_create(&p, &o), "np_poller_create");
+  sw_ctx c = {.limit = (uint64_t)(g_seconds * 2e7)};
+  int64_t start = now_ns();
+  check_np(np_go(p, sw_a, &c), "np_go");
+  check_np(np_go(p, sw_b, &c), "np_go");
+  check_np(np_wait_tasks(p, 0), "np_wait_tasks");
+  double secs = (double)(now_ns() - start) / 1e9;
+  np_poller_destroy(p);
+  printf("micro name=task_park_unpark impl=netpoll per_s=%.0f\n", (double)c.rounds / secs);
+  fflush(stdout);
+}
+
+typedef struct tpp {
+  np_fd *r, *w;
+  uint64_t rounds;
+  int64_t end;
+  bool ping;
+} tpp;
+
+static void tpp_main(void *arg) {
+  tpp *t = arg;
+  char b = 'x';
+  for (;;) {
+    if (t->ping) {
+      if (now_ns() >= t->end) break;
+      if (np_write(t->w, &b, 1, NULL) != 0 || np_read(t->r, &b, 1) != 1) break;
+      t->rounds++;
+    } else {
+      if (np_read(t->r, &b, 1) != 1 || np_write(t->w, &b, 1, NULL) != 0) break;
+    }
+  }
+  if (t->ping) np_close(t->w); /* EOF for the pong task */
+}
+
+/* As pingpong, with both sides tasks of one scheduler: every wake goes
+ * through epoll, no futex, no thread switch. */
+static void bench_task_pingpong(void) {
+  np_poller *p = NULL;
+  np_options o = {.procs = 1};
+  check_np(np_poller_create(&p, &o), "np_poller_create");
+  int a2b[2], b2a[2];
+  make_pipe(a2b, 0);
+  make_pipe(b2a, 0);
+  tpp a = {.ping = true, .end = now_ns() + (int64_t)(g_seconds * 1e9)}, b = {0};
+  check_np(np_open(p, a2b[1], &a.w), "np_open");
+  check_np(np_open(p, b2a[0], &a.r), "np_open");
+  check_np(np_open(p, a2b[0], &b.r), "np_open");
+  check_np(np_open(p, b2a[1], &b.w), "np_open");
+  int64_t start = now_ns();
+  check_np(np_go(p, tpp_main, &a), "np_go");
+  check_np(np_go(p, tpp_main, &b), "np_go");
+  check_np(np_wait_tasks(p, 0), "np_wait_tasks");
+  double secs = (double)(now_ns() - start) / 1e9;
+  np_poller_destroy(p);
+  printf("micro name=pingpong impl=netpoll_tasks per_s=%.0f\n", (double)a.rounds / secs);
+  fflush(stdout);
+}
+
 /* ---- np_open / np_close ------------------------------------------------------------ */
 
 static void bench_openclose(bool lib, const char *impl) {
@@ -337,11 +438,11 @@ static void bench_deadline(int nfds) {
 int main(int argc, char **argv) {
   if (argc > 1) g_seconds = atof(argv[1]);
   if (argc > 2) g_wake_iterations = atoi(argv[2]);
-  const char *tests = argc > 3 ? argv[3] : "wake,pingpong,openclose,deadline";
+  const char *tests = argc > 3 ? argv[3] : "wake,pingpong,tasks,openclose,deadline";
   if (g_seconds <= 0 || g_wake_iterations < 100 || argc > 4) {
     fprintf(stderr,
             "usage: np_bench_micro [SECONDS_PER_TIMED_TEST] [WAKE_ITERATIONS >= 100] [TESTS]\n"
-            "  TESTS: comma-separated subset of wake,pingpong,openclose,deadline\n");
+            "  TESTS: comma-separated subset of wake,pingpong,tasks,openclose,deadline\n");
     return 2;
   }
   if (strstr(tests, "wake") != NULL) {
@@ -352,7 +453,9 @@ int main(int argc, char **argv) {
   if (strstr(tests, "pingpong") != NULL) {
     bench_pingpong(false, "raw");
     bench_pingpong(true, "netpoll");
+    bench_task_pingpong();
   }
+  if (strstr(tests, "tasks") != NULL) bench_task_switch();
   if (strstr(tests, "openclose") != NULL) {
     bench_openclose(false, "raw");
     bench_openclose(true, "netpoll");

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # bench/run.sh - the benchmarks (`make bench`); never part of the test run.
 #
-# Builds Release without sanitizers into $BENCH_BUILD, starts four echo
-# servers on ephemeral loopback ports (np_echo on netpoll, a single-thread raw
-# epoll loop, Go's net package, libuv), and runs the same load client
+# Builds Release without sanitizers into $BENCH_BUILD, starts the echo
+# servers on ephemeral loopback ports (np_echo on netpoll tasks with one
+# scheduler per CPU, np_echo with one scheduler (netpoll1), np_echo with a
+# thread per connection (netpoll_threads), a single-thread raw epoll loop,
+# Go's net package, libuv), and runs the same load client
 # (bench/client.c) against each: ping-pong round trips (64 B) and streaming
 # (16 KiB writes, 64 KiB in flight per connection) at 1, 100 and 1000
 # connections. Every measurement is repeated BENCH_REPEAT times, the servers
@@ -23,7 +25,8 @@
 #   BENCH_REPEAT   runs per figure, median taken (default 5)
 #   BENCH_CONNS    connection counts (default "1 100 1000")
 #   BENCH_MODES    "pingpong stream" (default both)
-#   BENCH_SERVERS  subset of "epoll netpoll go libuv" (default all available)
+#   BENCH_SERVERS  subset of "epoll netpoll netpoll1 netpoll_threads go libuv"
+#                  (default all but netpoll_threads, where available)
 #   BENCH_WAIT_IDLE  wait up to this many seconds for the CPUs to be < 10% busy (default 0)
 #   BENCH_PERF=0   skip the perf stat section; BENCH_MICRO=0 skip the micro benchmarks
 #   BENCH_CMAKE_FLAGS  extra cmake configure flags
@@ -37,7 +40,7 @@ WARMUP=${BENCH_WARMUP:-0.5}
 REPEAT=${BENCH_REPEAT:-5}
 CONNS=${BENCH_CONNS:-"1 100 1000"}
 MODES=${BENCH_MODES:-"pingpong stream"}
-SERVERS=${BENCH_SERVERS:-"epoll netpoll go libuv"}
+SERVERS=${BENCH_SERVERS:-"epoll netpoll netpoll1 go libuv"}
 RES=$BUILD/results
 T_START=$(date +%s.%N)
 
@@ -57,8 +60,10 @@ cmake --build "$BUILD" -j "$(nproc)" --target $targets >"$BUILD/bench-build.log"
   { tail -50 "$BUILD/bench-build.log" >&2; exit 1; }
 B=$BUILD/bench
 CLIENT=$B/np_bench_client
-declare -A SRV_CMD=([netpoll]=$BUILD/examples/np_echo [epoll]=$B/np_bench_epoll_echo
+declare -A SRV_CMD=([netpoll]=$BUILD/examples/np_echo [netpoll1]=$BUILD/examples/np_echo
+  [netpoll_threads]=$BUILD/examples/np_echo [epoll]=$B/np_bench_epoll_echo
   [go]=$B/go_echo [libuv]=$B/np_bench_uv_echo)
+declare -A SRV_ARGS=([netpoll1]="--procs 1" [netpoll_threads]="--threads")
 avail=""
 for s in $SERVERS; do
   if [ -x "${SRV_CMD[$s]:-/nonexistent}" ]; then avail="$avail $s"; else log "no $s server (${SRV_CMD[$s]:-?}), skipped"; fi
@@ -104,7 +109,8 @@ trap servers_stop EXIT
 
 start_server() { # name
   local s=$1 i
-  "${SRV_CMD[$s]}" 127.0.0.1:0 >"$RES/server-$s.log" 2>&1 &
+  # shellcheck disable=SC2086
+  "${SRV_CMD[$s]}" ${SRV_ARGS[$s]:-} 127.0.0.1:0 >"$RES/server-$s.log" 2>&1 &
   PID[$s]=$!
   for i in $(seq 100); do
     if grep -q '^listening on ' "$RES/server-$s.log"; then

@@ -132,6 +132,7 @@ np_poller *np_current(void) {
 static void sleep_fired(np__timer *tm) {
   np__task *t = (np__task *)((char *)tm - offsetof(np__task, sleep));
   np_poller *p = t->sched->p;
+  t->sched->sleepers--; /* timers of p run on its scheduler's thread only */
   t->sleep_cut = np__load_u32(&t->group->shutdown) != 0;
   (void)np__timer_reserve(p, -1);
   np__task_ready(t);
@@ -139,6 +140,7 @@ static void sleep_fired(np__timer *tm) {
 
 static bool sleep_commit(void *arg) {
   np__task *t = arg;
+  t->sched->sleepers++;
   np__timer_set(t->sched->p, &t->sleep, t->sleep.when_ns, NP__TIMER_FN, 0);
   return true;
 }
@@ -281,7 +283,8 @@ static void sched_loop(np__sched *s) {
   np__group *g = s->group;
   for (;;) {
     if (np__load_u32(&g->shutdown)) np__timer_fire_fn_all(s->p); /* sleeps end */
-    if (s->since_poll >= POLL_EVERY) {
+    /* Busy: poll now and then for the parked and the sleeping (fairness). */
+    if (s->since_poll >= POLL_EVERY && (np__load_u32(&s->p->waiters) > 0 || s->sleepers > 0)) {
       inbox_drain(s);
       poll_now(s, false);
     }

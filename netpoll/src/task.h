@@ -62,6 +62,7 @@ struct np__sched {
   np__runq rq;  /* owned by the thread */
   bool in_poll; /* waking from netpoll/timers: FIFO, not runnext */
   uint32_t since_poll;
+  int sleepers; /* np_sleep timers armed on p (its thread only) */
   np__au32 sleeping; /* 1 from deciding to block in epoll_wait until awake */
   np__au32 inbox_n;  /* tasks in the inbox (read without the lock) */
   np__mutex inbox_lock;
