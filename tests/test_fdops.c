@@ -93,11 +93,13 @@ typedef struct drain_arg {
 
 static void *drain_thread(void *arg) {
   drain_arg *a = arg;
-  static __thread uint8_t buf[32768];
+  /* Not thread-local: as a task this may resume on another thread. */
+  uint8_t *buf = malloc(32768);
+  assert_non_null(buf);
   a->bad_at = SIZE_MAX;
   int reads = 0;
   while (a->got < a->want) {
-    ssize_t n = np_read(a->f, buf, sizeof(buf));
+    ssize_t n = np_read(a->f, buf, 32768);
     if (n <= 0) {
       a->err = n == 0 ? -1 : (int)n;
       break;
@@ -107,6 +109,7 @@ static void *drain_thread(void *arg) {
     a->got += (size_t)n;
     if (a->slow && ++reads % a->slow == 0) th_sleep_ms(1);
   }
+  free(buf);
   return NULL;
 }
 
