@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "np_internal.h"
+#include "sched_core.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SIM_ASAN 1
@@ -547,6 +548,11 @@ void sim_trace_print(FILE *out, uint64_t last_lines) {
     sim->format(sim->ctx, &sim->ring[i % SIM_TRACE_RING], line, sizeof(line));
     fprintf(out, "%s\n", line);
   }
+}
+
+/* The runtime scheduler the current simulated thread plays (sim/rt_world.c). */
+struct np__sched *np__tls_sched(void) {
+  return sim != NULL && sim->current != NULL ? sim->current->port_sched : NULL;
 }
 
 /* The simulated library has one poller per world: descriptors stay on it. */

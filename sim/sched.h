@@ -46,6 +46,7 @@ typedef struct sim_task {
   bool pure_wait;               /* inside np_wait_*: parked without a syscall having said EAGAIN */
   void *actor;                  /* world data */
   struct sim_task *join_target; /* task this one waits for in sim_join */
+  void *port_sched;             /* the runtime scheduler this simulated thread is (rt_world), or NULL */
 } sim_task;
 
 typedef enum sim_strategy { SIM_RANDOM = 0, SIM_PCT = 1 } sim_strategy;

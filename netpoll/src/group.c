@@ -34,6 +34,7 @@ static void group_free(np__group *g) {
   }
   free(g->pollers);
   free(g->scheds);
+  free(g->os);
   free(g);
 }
 
@@ -42,7 +43,8 @@ static int group_alloc(const np__backend *backend, int events_max, int npollers,
   if (g == NULL) return -ENOMEM;
   g->pollers = calloc((size_t)npollers, sizeof(*g->pollers));
   g->scheds = calloc((size_t)npollers, sizeof(*g->scheds));
-  if (g->pollers == NULL || g->scheds == NULL) {
+  g->os = calloc((size_t)npollers, sizeof(*g->os));
+  if (g->pollers == NULL || g->scheds == NULL || g->os == NULL) {
     group_free(g);
     return -ENOMEM;
   }

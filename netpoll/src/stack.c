@@ -168,7 +168,7 @@ void np__overflow_install(void) {
   pthread_mutex_unlock(&install_lock);
 }
 
-int np__altstack_init(np__sched *s) {
+int np__altstack_init(np__sched_os *s) {
   size_t len = 64 * 1024;
   void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) return -ENOMEM;
@@ -183,7 +183,7 @@ int np__altstack_init(np__sched *s) {
   return 0;
 }
 
-void np__altstack_fini(np__sched *s) {
+void np__altstack_fini(np__sched_os *s) {
   if (s->altstack.ss_sp == NULL) return;
   stack_t off = {.ss_flags = SS_DISABLE};
   sigaltstack(&off, NULL);

@@ -38,48 +38,6 @@ NP_NOINLINE np__task *np__tls_task(void) { return tls_task; }
 NP_NOINLINE np__sched *np__tls_sched(void) { return tls_sched; }
 NP_NOINLINE static void set_tls_task(np__task *t) { tls_task = t; }
 
-#define POLL_EVERY 61 /* tasks run between two non-blocking polls when busy */
-
-/* ---- ready ---------------------------------------------------------------------- */
-
-static void inbox_push(np__sched *s, np__task *t) {
-  np__mutex_lock(&s->inbox_lock);
-  t->link.next = NULL;
-  if (s->inbox_tail != NULL)
-    s->inbox_tail->next = &t->link;
-  else
-    s->inbox_head = &t->link;
-  s->inbox_tail = &t->link;
-  np__mutex_unlock(&s->inbox_lock);
-  np__add_u32(&s->inbox_n, 1);
-  if (np__load_u32(&s->sleeping)) np__netpoll_break(s->p);
-}
-
-void np__task_ready(np__task *t) {
-  if (np__cas_u32(&t->queued, 0, 1) == false) NP_PANIC("task made ready twice (it must resume exactly once)");
-  np__sched *s = np__tls_sched();
-  if (s != NULL && s->group == t->group) {
-    if (s->in_poll)
-      np__runq_push_tail(&s->rq, &t->link); /* readiness: in event order */
-    else
-      np__runq_push_next(&s->rq, &t->link); /* woken by the running task: next */
-    return;
-  }
-  inbox_push(t->sched, t);
-}
-
-static void inbox_drain(np__sched *s) {
-  if (np__load_u32(&s->inbox_n) == 0) return;
-  np__mutex_lock(&s->inbox_lock);
-  np__runq_node *first = s->inbox_head, *last = s->inbox_tail;
-  s->inbox_head = s->inbox_tail = NULL;
-  np__mutex_unlock(&s->inbox_lock);
-  uint64_t count = 0;
-  for (np__runq_node *n = first; n != NULL; n = n->next) count++;
-  np__add_u32(&s->inbox_n, -(int32_t)count);
-  np__runq_push_chain(&s->rq, first, last, count);
-}
-
 /* ---- the task side ------------------------------------------------------------------ */
 
 static void switch_out(np__task *t, int reason) {
@@ -228,78 +186,26 @@ int np_go(np_poller *p, void (*fn)(void *arg), void *arg) {
 
 /* ---- the scheduler ------------------------------------------------------------------ */
 
-static void after_switch(np__sched *s, np__task *t) {
-  switch (t->reason) {
-    case NP__SW_YIELD:
-      np__store_u32(&t->queued, 1);
-      np__runq_push_tail(&s->rq, &t->link);
-      return;
-    case NP__SW_PARK: {
-      bool (*commit)(void *) = t->commit;
-      if (!commit(t->commit_arg)) { /* readiness came first: run on */
-        np__store_u32(&t->queued, 1);
-        np__runq_push_next(&s->rq, &t->link);
-      }
-      /* Committed: t now belongs to whoever wakes it; do not touch it. */
-      return;
-    }
-    case NP__SW_EXIT: task_free(t); return;
-    default: NP_PANIC("task switched out without a reason");
-  }
-}
-
 static void run_task(np__sched *s, np__task *t) {
-  if (np__load_u32(&t->queued) != 1) NP_PANIC("task run while not queued (on two queues?)");
-  np__store_u32(&t->queued, 0);
-  t->sched = s;
-  s->current = t;
+  np__sched_begin(s, t);
   set_tls_task(t);
-  s->switches++;
   np__ctx_switch(&s->ctx, &t->ctx, false);
   set_tls_task(NULL);
-  s->current = NULL;
-  after_switch(s, t);
-}
-
-static void poll_now(np__sched *s, bool block) {
-  s->in_poll = true;
-  int n = np__poll_once(s->p, block);
-  s->in_poll = false;
-  s->since_poll = 0;
-  if (n < 0) NP_PANIC("epoll_wait failed (was the epoll descriptor closed behind the library?)");
-}
-
-/* Nothing to run: poll without blocking, then sleep in epoll_wait until a
- * descriptor, a timer or the break wakes us. */
-static void idle(np__sched *s) {
-  poll_now(s, false);
-  if (!np__runq_empty(&s->rq)) return;
-  np__store_u32(&s->sleeping, 1);
-  if (np__load_u32(&s->inbox_n) == 0 && !np__load_u32(&s->group->stop)) poll_now(s, true);
-  np__store_u32(&s->sleeping, 0);
+  if (np__sched_after(s, t)) task_free(t);
 }
 
 static void sched_loop(np__sched *s) {
   np__group *g = s->group;
   for (;;) {
     if (np__load_u32(&g->shutdown)) np__timer_fire_fn_all(s->p); /* sleeps end */
-    /* Busy: poll now and then for the parked and the sleeping (fairness). */
-    if (s->since_poll >= POLL_EVERY && (np__load_u32(&s->p->waiters) > 0 || s->sleepers > 0)) {
-      inbox_drain(s);
-      poll_now(s, false);
-    }
-    np__runq_node *n = np__runq_pop(&s->rq);
-    if (n == NULL) {
-      inbox_drain(s);
-      n = np__runq_pop(&s->rq);
-    }
-    if (n != NULL) {
-      s->since_poll++;
-      run_task(s, (np__task *)n);
+    np__sched_maybe_poll(s);
+    np__task *t = np__sched_next(s);
+    if (t != NULL) {
+      run_task(s, t);
       continue;
     }
     if (np__load_u32(&g->stop)) return;
-    idle(s);
+    np__sched_idle(s);
   }
 }
 
@@ -318,10 +224,10 @@ static void *sched_main(void *arg) {
   np__sched *s = arg;
   tls_sched = s;
   thread_context(&s->ctx);
-  int err = np__altstack_init(s);
+  int err = np__altstack_init(s->os);
   if (err != 0) NP_PANIC("sigaltstack for the scheduler failed");
   sched_loop(s);
-  np__altstack_fini(s);
+  np__altstack_fini(s->os);
   tls_sched = NULL;
   return NULL;
 }
@@ -336,16 +242,11 @@ int np__group_start(np__group *g, int procs, size_t stack_size) {
   g->helpers_max = 64;
   if (procs > 0) np__overflow_install();
   for (int i = 0; i < procs; i++) {
-    np__sched *s = &g->scheds[i];
-    s->group = g;
-    s->id = i;
-    s->p = g->pollers[i];
-    s->p->sched = s;
-    np__runq_init(&s->rq);
-    np__mutex_init(&s->inbox_lock);
+    np__sched_init(&g->scheds[i], g, i, g->pollers[i], &g->stop);
+    g->scheds[i].os = &g->os[i];
   }
   for (int i = 0; i < procs; i++) {
-    int err = pthread_create(&g->scheds[i].thread, NULL, sched_main, &g->scheds[i]);
+    int err = pthread_create(&g->os[i].thread, NULL, sched_main, &g->scheds[i]);
     if (err != 0) {
       g->n = i;
       np__group_shutdown(g);
@@ -372,8 +273,8 @@ void np__group_shutdown(np__group *g) {
   np__mutex_unlock(&g->done_lock);
   np__store_u32(&g->stop, 1);
   for (int i = 0; i < g->n; i++) np__netpoll_break(g->scheds[i].p);
-  for (int i = 0; i < g->n; i++) pthread_join(g->scheds[i].thread, NULL);
-  for (int i = 0; i < g->n; i++) np__mutex_destroy(&g->scheds[i].inbox_lock);
+  for (int i = 0; i < g->n; i++) pthread_join(g->os[i].thread, NULL);
+  for (int i = 0; i < g->n; i++) np__sched_fini(&g->scheds[i]);
   np__blocking_fini(g);
   np__stack_pool_fini(g);
   pthread_cond_destroy(&g->done_cond);

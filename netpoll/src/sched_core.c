@@ -1,0 +1,132 @@
+/*
+ * sched_core.c - the runtime's cross-thread protocol (see sched_core.h).
+ *
+ *  - A task is made ready once per park: `queued` goes 0 -> 1 in
+ *    np__task_ready (a second ready panics) and back to 0 when a scheduler
+ *    takes it to run it; a parked task is on no queue.
+ *  - Parking switches to the scheduler first and only then runs the commit
+ *    step there (np__sched_after), so whoever sees the committed waiter may
+ *    make the task ready at once, on any thread, without racing its
+ *    switch-out.
+ *  - A scheduler decides to sleep by storing sleeping = 1 and then loading
+ *    its inbox count; a remote waker adds to the inbox count and then loads
+ *    sleeping (both sequentially consistent: one of the two sees the other),
+ *    and breaks the epoll_wait only when it saw 1 (the break coalesces).
+ *  - A run queue is touched by its own scheduler only; every other thread
+ *    goes through the inbox.
+ */
+#include "sched_core.h"
+
+#define POLL_EVERY 61 /* tasks run between two non-blocking polls when busy */
+
+void np__sched_init(np__sched *s, struct np__group *g, int id, np_poller *p, np__au32 *stop) {
+  s->group = g;
+  s->id = id;
+  s->p = p;
+  s->stop = stop;
+  p->sched = s;
+  np__runq_init(&s->rq);
+  np__mutex_init(&s->inbox_lock);
+}
+
+void np__sched_fini(np__sched *s) { np__mutex_destroy(&s->inbox_lock); }
+
+static void inbox_push(np__sched *s, np__task *t) {
+  np__mutex_lock(&s->inbox_lock);
+  t->link.next = NULL;
+  if (s->inbox_tail != NULL)
+    s->inbox_tail->next = &t->link;
+  else
+    s->inbox_head = &t->link;
+  s->inbox_tail = &t->link;
+  np__mutex_unlock(&s->inbox_lock);
+  np__add_u32(&s->inbox_n, 1);
+  if (np__load_u32(&s->sleeping)) np__netpoll_break(s->p);
+}
+
+void np__task_ready(np__task *t) {
+  if (!np__cas_u32(&t->queued, 0, 1)) NP_PANIC("task made ready twice (R2: it must resume exactly once)");
+  np__sched *s = np__tls_sched();
+  if (s != NULL && s->group == t->group) {
+    if (s->in_poll)
+      np__runq_push_tail(&s->rq, &t->link); /* readiness: in event order */
+    else
+      np__runq_push_next(&s->rq, &t->link); /* woken by the running task: next */
+    return;
+  }
+  inbox_push(t->sched, t);
+}
+
+static void inbox_drain(np__sched *s) {
+  if (np__load_u32(&s->inbox_n) == 0) return;
+  np__mutex_lock(&s->inbox_lock);
+  np__runq_node *first = s->inbox_head, *last = s->inbox_tail;
+  s->inbox_head = s->inbox_tail = NULL;
+  np__mutex_unlock(&s->inbox_lock);
+  uint64_t count = 0;
+  for (np__runq_node *n = first; n != NULL; n = n->next) count++;
+  np__add_u32(&s->inbox_n, -(int32_t)count);
+  np__runq_push_chain(&s->rq, first, last, count);
+}
+
+np__task *np__sched_next(np__sched *s) {
+  np__runq_node *n = np__runq_pop(&s->rq);
+  if (n == NULL) {
+    inbox_drain(s);
+    n = np__runq_pop(&s->rq);
+  }
+  return (np__task *)n;
+}
+
+void np__sched_begin(np__sched *s, np__task *t) {
+  if (np__load_u32(&t->queued) != 1) NP_PANIC("task run while not queued (R1: on two queues?)");
+  np__store_u32(&t->queued, 0);
+  t->sched = s;
+  s->current = t;
+  s->since_poll++;
+  s->switches++;
+}
+
+bool np__sched_after(np__sched *s, np__task *t) {
+  s->current = NULL;
+  switch (t->reason) {
+    case NP__SW_YIELD:
+      np__store_u32(&t->queued, 1);
+      np__runq_push_tail(&s->rq, &t->link);
+      return false;
+    case NP__SW_PARK: {
+      bool (*commit)(void *) = t->commit;
+      if (!commit(t->commit_arg)) { /* readiness came first: run on */
+        np__store_u32(&t->queued, 1);
+        np__runq_push_next(&s->rq, &t->link);
+      }
+      /* Committed: t now belongs to whoever wakes it; do not touch it. */
+      return false;
+    }
+    case NP__SW_EXIT: return true;
+    default: NP_PANIC("task switched out without a reason");
+  }
+}
+
+static void poll_now(np__sched *s, bool block) {
+  s->in_poll = true;
+  int n = np__poll_once(s->p, block);
+  s->in_poll = false;
+  s->since_poll = 0;
+  if (n < 0) NP_PANIC("epoll_wait failed (was the epoll descriptor closed behind the library?)");
+}
+
+void np__sched_maybe_poll(np__sched *s) {
+  if (s->since_poll < POLL_EVERY) return;
+  if (np__load_u32(&s->p->waiters) == 0 && s->sleepers == 0) return;
+  inbox_drain(s);
+  poll_now(s, false);
+}
+
+void np__sched_idle(np__sched *s) {
+  poll_now(s, false);
+  if (!np__runq_empty(&s->rq)) return;
+  np__store_u32(&s->sleeping, 1);
+  if (np__load_u32(&s->inbox_n) == 0 && !np__load_u32(s->stop)) poll_now(s, true);
+  np__store_u32(&s->sleeping, 0);
+}

@@ -1,0 +1,98 @@
+/*
+ * sched_core.h - the part of the task runtime that is a cross-thread
+ * protocol: tasks, schedulers, run queues and inboxes, making a task ready,
+ * and a scheduler's decision to sleep in epoll_wait. It is compiled against
+ * the port seam, natively (task.c drives it with real threads and stacks)
+ * and in the simulator (sim/rt_world.c drives it with simulated schedulers,
+ * wakers and tasks, checking the runtime invariants R1-R4 of
+ * docs/DESIGN.md at every step).
+ *
+ * It must never: put a task on two queues or a parked task on any (R1);
+ * make a task ready twice per park (R2: a woken task resumes exactly once);
+ * let a scheduler sleep with a task in its inbox and no break coming (R3);
+ * drop a runnable task (R4: a runnable task runs eventually); touch a task
+ * after its park was committed (it belongs to its waker from then on).
+ */
+#ifndef NP_SCHED_CORE_H
+#define NP_SCHED_CORE_H
+
+#include "ctx.h"
+#include "np_internal.h"
+#include "runq.h"
+
+typedef struct np__task np__task;
+typedef struct np__sched np__sched;
+typedef struct np__group np__group;
+
+/* Why a task switched back to its scheduler. */
+enum { NP__SW_YIELD = 1, NP__SW_PARK = 2, NP__SW_EXIT = 3 };
+
+typedef struct np__stack {
+  void *map;      /* mmap base (the guard page is the lowest page) */
+  size_t map_len; /* whole mapping */
+  void *lo;       /* lowest usable byte, just above the guard */
+  size_t len;     /* usable bytes below the task struct */
+} np__stack;
+
+struct np__task {
+  np__runq_node link; /* run queue / inbox; first member */
+  np__ctx ctx;
+  np__sched *sched; /* scheduler that runs it or ran it last */
+  np__group *group;
+  void (*fn)(void *);
+  void *arg;
+  uint64_t id;
+  char name[32]; /* np_task_name; "" if none */
+  np__stack stack;
+  int reason;                /* NP__SW_* of the last switch out */
+  bool (*commit)(void *arg); /* NP__SW_PARK: run on the scheduler stack */
+  void *commit_arg;
+  np__au32 queued; /* 1 from being made ready until it runs (on one queue at most) */
+  np__timer sleep; /* np_sleep */
+  bool sleep_cut;  /* the sleep was ended by shutdown */
+};
+
+struct np__sched {
+  np__group *group;
+  int id;
+  np_poller *p; /* its poller: epoll instance, break, timers */
+  np__ctx ctx;  /* the scheduler thread's own context */
+  np__runq rq;  /* owned by the thread */
+  bool in_poll; /* waking from netpoll/timers: FIFO, not runnext */
+  uint32_t since_poll;
+  int sleepers;      /* np_sleep timers armed on p (its thread only) */
+  np__au32 sleeping; /* 1 from deciding to block in epoll_wait until awake */
+  np__au32 inbox_n;  /* tasks in the inbox (read without the lock) */
+  np__mutex inbox_lock;
+  np__runq_node *inbox_head, *inbox_tail;
+  np__task *current;
+  np__au32 *stop; /* the group's: set once every task is done (destroy) */
+  uint64_t switches;
+  void *os; /* the runtime's own per-thread state (native: thread, signal stack) */
+};
+
+/* Provided by the runtime: the scheduler running on the calling thread
+ * (native: thread-local; sim: the simulated thread's), NULL elsewhere. */
+np__sched *np__tls_sched(void);
+
+void np__sched_init(np__sched *s, struct np__group *g, int id, np_poller *p, np__au32 *stop);
+void np__sched_fini(np__sched *s);
+/* Makes a parked (or new) task runnable: the calling scheduler's run queue
+ * if it belongs to t's group (runnext, or the tail while it polls), else
+ * t's scheduler's inbox, breaking its epoll_wait if it sleeps there. */
+void np__task_ready(np__task *t);
+/* The next task to run, or NULL: runnext, the run queue, then the inbox. */
+np__task *np__sched_next(np__sched *s);
+/* Before running t (popped by np__sched_next). */
+void np__sched_begin(np__sched *s, np__task *t);
+/* After t switched back with t->reason: requeues a yield or a failed park
+ * commit; a committed park leaves t to its waker. Returns true when t
+ * exited (the caller frees it). */
+bool np__sched_after(np__sched *s, np__task *t);
+/* Busy: polls without blocking now and then (fairness for the parked). */
+void np__sched_maybe_poll(np__sched *s);
+/* Nothing to run: poll without blocking, then sleep in epoll_wait until
+ * readiness, a timer or the break (an inbox push) wakes it. */
+void np__sched_idle(np__sched *s);
+
+#endif
