@@ -4,10 +4,11 @@
 # by a bounded npsim campaign.
 #
 # For each patch: copy the tree (no build dirs, no .git) to a scratch dir,
-# apply the patch (patch -p1), build only npsim (BUILD_TESTING=OFF, -Werror
-# as always), run `npsim run --strategy random` over seeds 1-N and, if that
-# passes, `--strategy pct` over the same seeds, stopping at the first
-# failure. Prints a markdown table; exits 1 if any mutant survives (or the
+# apply the patch (patch -p1), build only npsim and np_rtsim (BUILD_TESTING=OFF,
+# -Werror as always), run `npsim run --strategy random` over seeds 1-N and, if
+# that passes, `--strategy pct` over the same seeds, stopping at the first
+# failure. Runtime mutants (r*.patch: bugs in netpoll/src/sched_core.c, the
+# task runtime's cross-thread protocol) run np_rtsim instead, random then pct. Prints a markdown table; exits 1 if any mutant survives (or the
 # baseline fails, a patch does not apply or a mutant does not build).
 #
 # Environment:
@@ -44,7 +45,7 @@ copy_tree() {
 build_npsim() {
   local par=$((JOBS > 1 ? 1 : 2))
   cmake -S "$1" -B "$1/_b" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$2" 2>&1 &&
-    cmake --build "$1/_b" --target npsim -j "$par" >>"$2" 2>&1
+    cmake --build "$1/_b" --target npsim np_rtsim -j "$par" >>"$2" 2>&1
 }
 
 # campaign NPSIM STRATEGY FIRST LAST LOG: one bounded run; echoes the exit code.
@@ -54,7 +55,11 @@ campaign() {
   if "$1" --help 2>/dev/null | grep -q -- '--out'; then
     if [ "$5" = /dev/null ]; then out=(--out "$WORK/logs/_bisect"); else out=(--out "$5.replays"); fi
   fi
-  if [ "$2" = scenarios ]; then
+  if [ "$2" = runtime ] || [ "$2" = runtime-pct ]; then
+    local st=random
+    [ "$2" = runtime-pct ] && st=pct
+    timeout "$TIMEOUT" "$(dirname "$1")/np_rtsim" --seeds "$3-$4" --strategy "$st" --quiet >"$5" 2>&1 || rc=$?
+  elif [ "$2" = scenarios ]; then
     # The hand-written Go-bug scenarios of the (patched) tree, each over its own seed range.
     timeout "$TIMEOUT" "$1" scenario "$(dirname "$1")/../../tests/scenarios/"*.scn --quiet --stop-on-fail \
       "${out[@]}" >"$5" 2>&1 || rc=$?
@@ -80,7 +85,7 @@ first_bad() {
 # invariant_of MESSAGE: the invariant a failure names ("I6", "I3/I6"), else a tag.
 invariant_of() {
   local inv
-  inv=$(grep -oE 'I[0-9]+(/I[0-9]+)*' <<<"$1" | head -1)
+  inv=$(grep -oE '[IR][0-9]+(/I[0-9]+)*' <<<"$1" | head -1)
   if [ -n "$inv" ]; then
     echo "$inv"
   elif grep -q 'step limit' <<<"$1"; then
@@ -112,7 +117,9 @@ run_one() {
     npsim=$src/_b/sim/npsim
     t0=$(now)
     row=""
-    for strategy in scenarios random pct; do
+    local strategies="scenarios random pct"
+    [[ $name == r* ]] && strategies="runtime runtime-pct"
+    for strategy in $strategies; do
       rc=$(campaign "$npsim" "$strategy" 1 "$SEEDS" "$log.$strategy")
       [ "$rc" = 0 ] && continue
       # "FAIL [name] seed=N strategy=S: message"
@@ -124,7 +131,11 @@ run_one() {
       elif [ -z "$seed" ]; then
         # No report: npsim died (signal or abort outside the sim's hooks).
         msg="crash: npsim exit status $rc"
-        if [ "$strategy" = scenarios ]; then seed="?"; else seed=$(first_bad "$npsim" "$strategy" 1 "$SEEDS"); fi
+        if [ "$strategy" = scenarios ] || [[ $strategy == runtime* ]]; then
+          seed="?"
+        else
+          seed=$(first_bad "$npsim" "$strategy" 1 "$SEEDS")
+        fi
         msg="$msg at seed $seed"
       fi
       msg=${msg//$src\//}
@@ -179,7 +190,7 @@ if ! build_npsim "$base" "$WORK/logs/_baseline.build"; then
   echo "[mutants] ERROR: the unpatched tree does not build npsim (see $WORK/logs/_baseline.build)" >&2
   exit 1
 fi
-for strategy in random pct; do
+for strategy in random pct runtime runtime-pct; do
   rc=$(campaign "$base/_b/sim/npsim" "$strategy" 1 "$BASE_SEEDS" "$WORK/logs/_baseline.$strategy")
   if [ "$rc" != 0 ]; then
     echo "[mutants] ERROR: the unpatched tree fails its $strategy baseline (seeds 1-$BASE_SEEDS):" >&2

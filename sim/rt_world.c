@@ -1,0 +1,396 @@
+/*
+ * rt_world.c - np_rtsim: the task runtime's cross-thread protocol
+ * (netpoll/src/sched_core.c, the same source as libnetpoll's) under the
+ * deterministic scheduler. Simulated threads play 2-3 schedulers, each with
+ * its own poller (the real poller.c: timer heap, np__netpoll, the coalesced
+ * break) on a small simulated epoll that has only the break and timeouts,
+ * and 1-2 remote wakers (threads that are not schedulers). Tasks are
+ * scripted: yield, park until a remote waker or another task wakes them,
+ * park on a timer (np_sleep's path), park whose commit fails (readiness
+ * came first), wake a parked task, exit. Checked:
+ *   R1  a task is on at most one queue, a parked task on none, and a task
+ *       on a queue has queued = 1            (every step)
+ *   R2  a woken task resumes exactly once    (sched_core panics on a second ready)
+ *   R3  no scheduler sleeps in epoll_wait with tasks in its inbox or run
+ *       queue and no break pending           (at quiescence: nobody can wake it)
+ *   R4  every task runs to its end           (the run ends; else I8 / step limit)
+ *
+ *   np_rtsim [--seeds A-B] [--seed N] [--strategy random|pct] [--trace] [--quiet]
+ *
+ * A failure prints its seed and the command that replays it with the trace.
+ * Exit: 0 all passed, 1 a run failed, 2 usage.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "sched.h"
+#include "sched_core.h"
+
+#define RT_SCHEDS_MAX 3
+#define RT_TASKS_MAX 8
+#define RT_STEPS_MAX 6
+#define RT_WAKERS_MAX 2
+
+enum { ST_YIELD, ST_PARK_REMOTE, ST_PARK_TIMER, ST_PARK_FAILS, ST_WAKE, ST_EXIT };
+enum { T_RUNNABLE, T_RUNNING, T_PARKED, T_PARKED_TIMER, T_CLAIMED, T_DONE };
+
+typedef struct rt_task {
+  np__task t; /* first: the runtime's task */
+  int id;
+  int steps[RT_STEPS_MAX + 1];
+  int pc;
+  int state;
+} rt_task;
+
+typedef struct rt_backend_state {
+  bool break_pending;
+  sim_task *waiter; /* blocked in wait */
+} rt_backend_state;
+
+static struct {
+  int nscheds, ntasks, nwakers;
+  np__sched scheds[RT_SCHEDS_MAX];
+  np_poller pollers[RT_SCHEDS_MAX];
+  rt_task tasks[RT_TASKS_MAX];
+  np__au32 stop;
+  int done;
+  int remote_parks_left; /* remote parks still to be woken */
+} R;
+
+#define GROUP ((struct np__group *)&R) /* one group: any non-NULL tag */
+
+/* ---- a simulated epoll with only the break and timeouts ------------------------- */
+
+static int rb_create(void **state) {
+  rt_backend_state *b = calloc(1, sizeof(*b));
+  if (b == NULL) return -ENOMEM;
+  *state = b;
+  return 0;
+}
+static void rb_destroy(void *state) { free(state); }
+
+static int rb_wait(void *state, np__event *ev, int max, int64_t delay_ns) {
+  rt_backend_state *b = state;
+  (void)max;
+  sim_point();
+  int64_t wake_at = -1;
+  if (delay_ns > 0) { /* whole milliseconds, rounded up, as epoll_wait */
+    int64_t ms = delay_ns / 1000000 + (delay_ns % 1000000 != 0);
+    wake_at = ms > (INT64_MAX - sim->now) / 1000000 ? INT64_MAX : sim->now + ms * 1000000;
+  }
+  for (;;) {
+    if (b->break_pending) {
+      ev[0] = (np__event){.events = EPOLLIN, .tag = 0};
+      return 1;
+    }
+    if (delay_ns == 0 || (wake_at >= 0 && sim->now >= wake_at)) return 0;
+    b->waiter = sim->current;
+    bool timed_out = sim_block("epoll_wait", wake_at);
+    b->waiter = NULL;
+    if (timed_out) return 0;
+  }
+}
+
+static int rb_wake(void *state) {
+  rt_backend_state *b = state;
+  sim_point();
+  b->break_pending = true;
+  if (b->waiter != NULL) sim_wake(b->waiter);
+  return 0;
+}
+
+static int rb_drain(void *state) {
+  rt_backend_state *b = state;
+  sim_point();
+  b->break_pending = false;
+  return 0;
+}
+
+static const np__backend rt_backend = {.name = "rt-sim",
+                                       .create = rb_create,
+                                       .destroy = rb_destroy,
+                                       .wait = rb_wait,
+                                       .wake = rb_wake,
+                                       .drain = rb_drain};
+
+/* ---- task scripts ---------------------------------------------------------------- */
+
+static rt_task *as_rt(np__task *t) { return (rt_task *)t; }
+
+static bool commit_remote(void *arg) {
+  as_rt(arg)->state = T_PARKED; /* from here on a waker may take it */
+  return true;
+}
+
+static bool commit_fails(void *arg) {
+  as_rt(arg)->state = T_RUNNABLE; /* as a park whose readiness came first */
+  return false;
+}
+
+static void timer_fired(np__timer *tm) {
+  rt_task *t = (rt_task *)((char *)tm - offsetof(np__task, sleep));
+  if (t->state != T_PARKED_TIMER) sim_fail("R2: timer woke task %d in state %d", t->id, t->state);
+  t->state = T_CLAIMED;
+  t->t.sched->sleepers--;
+  (void)np__timer_reserve(t->t.sched->p, -1);
+  np__task_ready(&t->t);
+}
+
+static bool commit_timer(void *arg) {
+  rt_task *t = arg;
+  t->state = T_PARKED_TIMER;
+  t->t.sched->sleepers++;
+  np__timer_set(t->t.sched->p, &t->t.sleep, t->t.sleep.when_ns, NP__TIMER_FN, 0);
+  return true;
+}
+
+/* Takes a task parked for a remote wake (as a waker that swapped it out of
+ * rg/wg), or NULL. */
+static rt_task *claim_parked(void) {
+  int n = 0;
+  for (int i = 0; i < R.ntasks; i++) n += R.tasks[i].state == T_PARKED;
+  if (n == 0) return NULL;
+  int pick = (int)sim_rand_below((uint64_t)n);
+  for (int i = 0; i < R.ntasks; i++) {
+    if (R.tasks[i].state == T_PARKED && pick-- == 0) {
+      R.tasks[i].state = T_CLAIMED;
+      R.remote_parks_left--;
+      return &R.tasks[i];
+    }
+  }
+  return NULL;
+}
+
+static void finish_all(void) {
+  np__store_u32(&R.stop, 1);
+  for (int i = 0; i < R.nscheds; i++) np__netpoll_break(&R.pollers[i]);
+}
+
+/* One step of t's script, on scheduler s; sets t->t.reason. */
+static void step(np__sched *s, rt_task *t) {
+  int op = t->steps[t->pc++];
+  t->t.reason = NP__SW_PARK;
+  t->t.commit_arg = t;
+  switch (op) {
+    case ST_PARK_REMOTE: t->t.commit = commit_remote; return;
+    case ST_PARK_FAILS: t->t.commit = commit_fails; return;
+    case ST_PARK_TIMER:
+      if (np__timer_reserve(s->p, 1) != 0) sim_fail("out of memory");
+      t->t.sleep.fn = timer_fired;
+      t->t.sleep.when_ns = sim->now + 1 + (int64_t)sim_rand_below(3000000);
+      t->t.commit = commit_timer;
+      return;
+    case ST_WAKE: {
+      rt_task *other = claim_parked();
+      if (other != NULL) np__task_ready(&other->t);
+      t->t.reason = NP__SW_YIELD;
+      return;
+    }
+    case ST_EXIT:
+      t->state = T_DONE;
+      t->t.reason = NP__SW_EXIT;
+      if (++R.done == R.ntasks) finish_all();
+      return;
+    default: t->t.reason = NP__SW_YIELD; return;
+  }
+}
+
+static void sched_main(void *arg) {
+  np__sched *s = arg;
+  sim->current->port_sched = s;
+  for (;;) {
+    np__sched_maybe_poll(s);
+    np__task *nt = np__sched_next(s);
+    if (nt != NULL) {
+      rt_task *t = as_rt(nt);
+      np__sched_begin(s, nt);
+      if (t->state != T_RUNNABLE && t->state != T_CLAIMED)
+        sim_fail("R2: task %d ran in state %d", t->id, t->state);
+      t->state = T_RUNNING;
+      step(s, t);
+      if (t->state == T_RUNNING) t->state = T_RUNNABLE; /* yield: back on a queue */
+      np__sched_after(s, nt);
+      continue;
+    }
+    if (np__load_u32(&R.stop)) return;
+    np__sched_idle(s);
+  }
+}
+
+static void waker_main(void *arg) {
+  (void)arg;
+  while (R.remote_parks_left > 0 && R.done < R.ntasks) {
+    sim_sleep((int64_t)sim_rand_below(2000000));
+    rt_task *t = claim_parked();
+    if (t != NULL) np__task_ready(&t->t); /* not a scheduler: the inbox */
+  }
+}
+
+/* ---- invariants ------------------------------------------------------------------ */
+
+static int memberships(const np__task *t, int *where) {
+  int n = 0;
+  for (int i = 0; i < R.nscheds; i++) {
+    const np__sched *s = &R.scheds[i];
+    const np__runq_node *lists[2] = {s->rq.head, s->inbox_head};
+    if (s->rq.runnext == &t->link) n++, *where = i;
+    for (int l = 0; l < 2; l++)
+      for (const np__runq_node *x = lists[l]; x != NULL; x = x->next)
+        if (x == &t->link) n++, *where = i;
+  }
+  return n;
+}
+
+static void check_sleepers(void) { /* R3, at quiescence: every actor is blocked */
+  for (int i = 0; i < R.nscheds; i++) {
+    np__sched *s = &R.scheds[i];
+    rt_backend_state *b = s->p->backend_state;
+    if (b->waiter == NULL || b->break_pending) continue;
+    if (s->inbox_head != NULL)
+      sim_fail("R3: scheduler %d sleeps in epoll_wait with tasks in its inbox and no break coming", i);
+    if (!np__runq_empty(&s->rq)) sim_fail("R3: scheduler %d sleeps in epoll_wait with runnable tasks", i);
+  }
+}
+
+static void check(void *ctx, bool quiescent) {
+  (void)ctx;
+  for (int i = 0; i < R.ntasks; i++) {
+    rt_task *t = &R.tasks[i];
+    int where = -1, n = memberships(&t->t, &where);
+    if (n > 1) sim_fail("R1: task %d is on %d queues", t->id, n);
+    if (n == 1 && t->t.queued != 1)
+      sim_fail("R1: task %d on scheduler %d's queue with queued = 0", t->id, where);
+    if (n == 1 && (t->state == T_PARKED || t->state == T_PARKED_TIMER || t->state == T_DONE))
+      sim_fail("R1: task %d is on scheduler %d's queue while %s", t->id, where,
+               t->state == T_DONE ? "finished" : "parked");
+  }
+  if (quiescent) check_sleepers();
+}
+
+static void format(void *ctx, const sim_trace_entry *e, char *buf, size_t len) {
+  (void)ctx;
+  snprintf(buf, len, "%-10s %p %" PRIu64 " -> %" PRIu64, sim_op_name((sim_op)e->op), e->addr, e->old_value,
+           e->new_value);
+}
+
+/* ---- a world from the seed ------------------------------------------------------ */
+
+static void script(rt_task *t) {
+  int n = 1 + (int)sim_rand_below(RT_STEPS_MAX);
+  for (int i = 0; i < n; i++) {
+    int op = (int)sim_rand_below(5); /* every kind but exit */
+    t->steps[i] = op;
+    if (op == ST_PARK_REMOTE) R.remote_parks_left++;
+  }
+  t->steps[n] = ST_EXIT;
+}
+
+static void world_init(void) {
+  memset(&R, 0, sizeof(R));
+  R.nscheds = 2 + (int)sim_rand_below(RT_SCHEDS_MAX - 1);
+  R.ntasks = 1 + (int)sim_rand_below(RT_TASKS_MAX);
+  R.nwakers = 1 + (int)sim_rand_below(RT_WAKERS_MAX);
+  for (int i = 0; i < R.nscheds; i++) {
+    int err = np__poller_init(&R.pollers[i], &rt_backend, 8);
+    if (err != 0) sim_fail("poller init: %d", err);
+    np__sched_init(&R.scheds[i], GROUP, i, &R.pollers[i], &R.stop);
+  }
+  for (int i = 0; i < R.ntasks; i++) {
+    rt_task *t = &R.tasks[i];
+    t->id = i;
+    t->t.group = GROUP;
+    t->t.sleep.heap_index = -1;
+    t->t.sched = &R.scheds[sim_rand_below((uint64_t)R.nscheds)];
+    script(t);
+  }
+}
+
+static void main_task(void *arg) {
+  (void)arg;
+  for (int i = 0; i < R.nscheds; i++) sim_spawn("sched", sched_main, &R.scheds[i]);
+  for (int i = 0; i < R.nwakers; i++) sim_spawn("waker", waker_main, NULL);
+  for (int i = 0; i < R.ntasks; i++) np__task_ready(&R.tasks[i].t); /* np_go from a thread */
+}
+
+static void world_fini(bool failed) {
+  for (int i = 0; i < R.nscheds; i++) {
+    np_poller *p = &R.pollers[i];
+    if (failed) { /* cut short: locks may be held, timers armed; just release memory */
+      p->backend->destroy(p->backend_state);
+      free(p->heap);
+      continue;
+    }
+    np__sched_fini(&R.scheds[i]);
+    np__poller_fini(p);
+  }
+}
+
+/* Runs one seed; 0 pass, -1 fail (message printed unless quiet). */
+static int run_seed(uint64_t seed, sim_strategy strategy, FILE *trace, bool quiet) {
+  sim_sched s;
+  sim_config cfg = {.seed = seed, .strategy = strategy, .check_every_step = true, .trace_out = trace};
+  sim_init(&s, &cfg);
+  world_init();
+  sim_spawn("main", main_task, NULL);
+  int rc = sim_run(&s, check, format, NULL);
+  if (rc == 0 && R.done != R.ntasks) {
+    snprintf(s.failure, sizeof(s.failure), "R4: %d of %d tasks finished", R.done, R.ntasks);
+    rc = -1;
+  }
+  if (rc != 0 && !quiet) {
+    printf("FAIL runtime seed=%" PRIu64 " strategy=%s: %s\n", seed, strategy == SIM_PCT ? "pct" : "random",
+           s.failure);
+    printf("replay: np_rtsim --seed %" PRIu64 "%s --trace\n", seed,
+           strategy == SIM_PCT ? " --strategy pct" : "");
+  }
+  world_fini(rc != 0);
+  sim_fini(&s);
+  return rc == 0 ? 0 : -1;
+}
+
+/* ---- the command ------------------------------------------------------------------ */
+
+static int usage(void) {
+  fputs("usage: np_rtsim [--seeds A-B] [--seed N] [--strategy random|pct] [--trace] [--quiet]\n", stderr);
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  uint64_t first = 1, last = 1000;
+  sim_strategy strategy = SIM_RANDOM;
+  bool trace = false, quiet = false;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--seeds") == 0 && v != NULL && sscanf(v, "%" SCNu64 "-%" SCNu64, &first, &last) == 2) {
+      i++;
+    } else if (strcmp(a, "--seed") == 0 && v != NULL && sscanf(v, "%" SCNu64, &first) == 1) {
+      last = first;
+      i++;
+    } else if (strcmp(a, "--strategy") == 0 && v != NULL && (!strcmp(v, "random") || !strcmp(v, "pct"))) {
+      strategy = strcmp(v, "pct") == 0 ? SIM_PCT : SIM_RANDOM;
+      i++;
+    } else if (strcmp(a, "--trace") == 0) {
+      trace = true;
+    } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "--stop-on-fail") == 0) {
+      quiet = quiet || strcmp(a, "--quiet") == 0;
+    } else {
+      return usage();
+    }
+  }
+  if (first == 0 || last < first) return usage();
+  uint64_t failed = 0;
+  for (uint64_t seed = first; seed <= last; seed++) {
+    if (run_seed(seed, strategy, trace ? stdout : NULL, false) != 0) {
+      failed++;
+      break; /* the first failure is the one to replay */
+    }
+    if (seed == UINT64_MAX) break;
+  }
+  if (!quiet || failed)
+    printf("np_rtsim: seeds %" PRIu64 "-%" PRIu64 " strategy=%s: %s\n", first, last,
+           strategy == SIM_PCT ? "pct" : "random", failed ? "FAIL" : "all passed");
+  return failed ? 1 : 0;
+}
