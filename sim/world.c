@@ -1003,6 +1003,7 @@ int world_run(const world_options *opts, world_result *result) {
       .choices = opts->choices,
       .choices_len = opts->choices_len,
       .allow_stuck = opts->allow_stuck,
+      .pct_steps = opts->pct_steps,
   };
   sim_init(&s, &cfg);
   if (sc->quantum > 0) s.quantum = sc->quantum;
