@@ -77,11 +77,12 @@ typedef struct parser {
   int line;
   char *err;
   size_t err_len;
-  int task;           /* current task or -1 */
-  int64_t sleep_total; /* the current task's start plus its sleeps */
-  const char *text;    /* the whole input, for the checksum */
-  size_t line_start;   /* offset of the current line */
-  int checksum_line;   /* line of a checksum, 0 if none yet */
+  int task;                         /* current task or -1 */
+  int64_t sleep_total;              /* the current task's start plus its sleeps */
+  const char *text;                 /* the whole input, for the checksum */
+  size_t line_start;                /* offset of the current line */
+  int checksum_line;                /* line of a checksum, 0 if none yet */
+  int deadlines[SC_STREAMS_MAX][2]; /* deadline actions per stream and mode (r, w) */
 } parser;
 
 __attribute__((format(printf, 2, 3))) static int fail(parser *p, const char *fmt, ...) {
@@ -209,10 +210,11 @@ static int parse_header(parser *p, char **tok, int ntok) {
   if (strcmp(key, "name") == 0) {
     if (ntok != 2) return fail(p, "name takes one word");
     if (!sc_valid_scenario_name(tok[1]))
-      return fail(p,
-                  "bad scenario name '%s': 1-%d letters, digits, '_', '-', '.', starting with a letter, digit "
-                  "or '_' (it names replay files: no '/', no '..')",
-                  tok[1], (int)sizeof(sc->name) - 1);
+      return fail(
+          p,
+          "bad scenario name '%s': 1-%d letters, digits, '_', '-', '.', starting with a letter, digit "
+          "or '_' (it names replay files: no '/', no '..')",
+          tok[1], (int)sizeof(sc->name) - 1);
     snprintf(sc->name, sizeof(sc->name), "%s", tok[1]);
   } else if (strcmp(key, "seeds") == 0) {
     if (ntok != 2) return fail(p, "seeds takes A-B");
@@ -318,10 +320,12 @@ typedef struct act_args {
 } act_args;
 
 static int parse_sleep(parser *p, sc_action *a, const act_args *w) {
-  if (w->extra != 1 || !parse_duration(w->args[0], &a->n)) return fail(p, "sleep takes a duration (e.g. 2ms)");
+  if (w->extra != 1 || !parse_duration(w->args[0], &a->n))
+    return fail(p, "sleep takes a duration (e.g. 2ms)");
   sc_task *t = &p->sc->tasks[p->task];
   if (a->n > SC_TIME_MAX_NS - p->sleep_total)
-    return fail(p, "task '%s' sleeps past the simulator's 100-year clock (its start and sleeps add up to more)",
+    return fail(p,
+                "task '%s' sleeps past the simulator's 100-year clock (its start and sleeps add up to more)",
                 t->name);
   p->sleep_total += a->n;
   return 0;
@@ -371,6 +375,12 @@ static int parse_deadline(parser *p, sc_action *a, const act_args *w) {
     a->when = val[0] == '+' ? SC_DL_PLUS : SC_DL_MINUS;
   else
     return fail(p, "deadline value must be none, now, max, +DURATION or -DURATION");
+  for (int m = 0; m < 2; m++) {
+    if (a->mode != (m == 0 ? 'r' : 'w') && a->mode != 'r' + 'w') continue;
+    if (++p->deadlines[a->stream][m] > SC_DEADLINES_MAX)
+      return fail(p, "more than %d %s deadline actions on stream '%s' (the simulator's history of a stream)",
+                  SC_DEADLINES_MAX, m == 0 ? "read" : "write", p->sc->streams[a->stream].name);
+  }
   return 0;
 }
 
@@ -945,8 +955,8 @@ static void gen_setter(gen *g, int streams) {
  * each with its own actors; aborted connections are made again. */
 static void gen_listener(gen *g, bool faults) {
   scenario *sc = g->sc;
-  if (gbelow(g, 10) >= 3 || sc->stream_count + 2 > SC_STREAMS_MAX || sc->task_count + 3 + 4 * 3 > SC_TASKS_MAX ||
-      sc->action_count + 8 + 16 * 3 > SC_ACTIONS_MAX)
+  if (gbelow(g, 10) >= 3 || sc->stream_count + 2 > SC_STREAMS_MAX ||
+      sc->task_count + 3 + 4 * 3 > SC_TASKS_MAX || sc->action_count + 8 + 16 * 3 > SC_ACTIONS_MAX)
     return;
   int l = sc->stream_count++, c = sc->stream_count++;
   snprintf(sc->streams[l].name, sizeof(sc->streams[l].name), "l%d", l);

@@ -25,6 +25,9 @@
 /* The simulator's clock ends at 100 years (SIM_TIME_MAX_NS in sched.h): a
  * task whose start and sleeps add up to more is rejected when parsed. */
 #define SC_TIME_MAX_NS INT64_C(3153600000000000000)
+/* Deadline actions per stream and direction: the world keeps each stream's
+ * deadline history for its oracles in HIST_MAX (world.c) entries. */
+#define SC_DEADLINES_MAX 96
 
 typedef enum sc_kind { SC_PIPE_IN, SC_PIPE_OUT, SC_SOCK, SC_LISTEN, SC_ACCEPTED } sc_kind;
 

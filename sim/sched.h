@@ -71,9 +71,9 @@ typedef struct sim_config {
   FILE *trace_out;        /* if set, every trace line is printed live */
   const uint8_t *choices; /* if set, random decisions are read from here first (fuzzing) */
   size_t choices_len;
-  bool allow_stuck; /* a run where tasks block forever, with every quiescence
-                       invariant holding, ends quietly (fuzzed programs may
-                       legitimately wait forever) instead of failing I8 */
+  bool allow_stuck;   /* a run where tasks block forever, with every quiescence
+                         invariant holding, ends quietly (fuzzed programs may
+                         legitimately wait forever) instead of failing I8 */
   uint64_t pct_steps; /* PCT: the run length k the d-1 change points are spread
                          over, uniformly in [1, k] (0: SIM_PCT_STEPS_DEFAULT);
                          sim_world_run (run.h) measures it with a probe run */

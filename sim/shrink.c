@@ -8,6 +8,8 @@
 
 #include <string.h>
 
+#include "run.h"
+
 static void signature(const char *failure, char *out, size_t len) {
   size_t n = strcspn(failure, ":");
   if (n >= len) n = len - 1;
@@ -37,7 +39,7 @@ static bool still_fails(shrinker *s, const scenario *candidate) {
     o.report = NULL;
     o.trace_out = NULL;
     world_result r;
-    if (world_run(&o, &r) == 0) continue;
+    if (sim_world_run(&o, &r) == 0) continue;
     char got[128];
     signature(r.failure, got, sizeof(got));
     if (strcmp(got, s->want) != 0) continue;
@@ -105,9 +107,10 @@ int sc_shrink(const scenario *in, uint64_t seed, const world_options *base, int 
   o.report = NULL;
   o.trace_out = NULL;
   world_result r;
-  if (world_run(&o, &r) == 0) return -1;
-  signature(r.failure, s.want, sizeof(s.want));
+  if (sim_world_run(&o, &r) == 0) return -1;
   snprintf(stats->failure, sizeof(stats->failure), "%s", r.failure);
+  if (sim_failure_is_input_error(r.failure)) return -2; /* not a library failure: nothing to reduce */
+  signature(r.failure, s.want, sizeof(s.want));
   s.seeds = seeds_per_candidate < 1 ? 1 : seeds_per_candidate;
   cur = *in;
 
