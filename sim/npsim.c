@@ -155,8 +155,7 @@ static void warn_build(const char *path, const scenario *sc) {
 
 static int parse_file(const char *path, scenario *sc) {
   char err[512];
-  if (sc_parse_file(path, sc, err, sizeof(err)) != 0) {
-    sc_escape(err, sizeof(err));
+  if (sc_parse_file(path, sc, err, sizeof(err)) != 0) { /* escaped by the parser */
     fprintf(stderr, "npsim: %s\n", err);
     return 2;
   }

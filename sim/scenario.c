@@ -625,8 +625,11 @@ int sc_validate(const scenario *sc, char *err, size_t err_len) {
   return 0;
 }
 
-int sc_parse_file(const char *path, scenario *out, char *err, size_t err_len) {
-  FILE *f = fopen(path, "rb");
+int sc_parse_file(const char *path_raw, scenario *out, char *err, size_t err_len) {
+  char path[512]; /* for messages: escaped */
+  snprintf(path, sizeof(path), "%s", path_raw);
+  sc_escape(path, sizeof(path));
+  FILE *f = fopen(path_raw, "rb");
   if (f == NULL) {
     snprintf(err, err_len, "%s: %s", path, strerror(errno));
     return -1;

@@ -158,9 +158,10 @@ bool sim_failure_is_input_error(const char *failure) {
 }
 
 static _Noreturn void time_limit(int64_t until) {
-  sim_fail(SIM_INPUT_ERROR "virtual time would pass 100 years (%s at %" PRId64 " ns wants %" PRId64
+  sim_fail(SIM_INPUT_ERROR "virtual time would pass 100 years (at %" PRId64
+                           " ns the next wake-up is at %" PRId64
                            " ns): the scenario's durations add up to more than the simulator's clock",
-           sim->current->name, sim->now, until);
+           sim->now, until);
 }
 
 static void panic_hook(const char *file, int line, const char *msg) {
