@@ -203,6 +203,31 @@ static bool parse_expect(const char *s, unsigned *out) {
   return set != 0;
 }
 
+static int parse_faults(parser *p, char **tok, int ntok) {
+  scenario *sc = p->sc;
+  int64_t v;
+  memset(&sc->faults, 0, sizeof(sc->faults));
+  sc->fault_horizon = 0;
+  if (ntok == 2 && strcmp(tok[1], "none") == 0) return 0;
+  for (int i = 1; i < ntok; i++) {
+    char *eq = strchr(tok[i], '=');
+    if (eq == NULL) return fail(p, "faults takes none or kind=per-million ... horizon=DURATION");
+    *eq = 0;
+    if (strcmp(tok[i], "horizon") == 0) {
+      if (!parse_duration(eq + 1, &v)) return fail(p, "bad fault horizon '%s'", eq + 1);
+      sc->fault_horizon = v;
+      continue;
+    }
+    size_t k = 0;
+    while (k < FAULT_KINDS && strcmp(tok[i], fault_names[k].name) != 0) k++;
+    if (k == FAULT_KINDS) return fail(p, "unknown fault '%s'", tok[i]);
+    if (!parse_int(eq + 1, 0, 1000000, &v)) return fail(p, "fault rate is per million, 0..1000000");
+    *(uint32_t *)((char *)&sc->faults + fault_names[k].offset) = (uint32_t)v;
+  }
+  sc->faults.active = true;
+  return 0;
+}
+
 static int parse_header(parser *p, char **tok, int ntok) {
   scenario *sc = p->sc;
   const char *key = tok[0];
@@ -262,25 +287,7 @@ static int parse_header(parser *p, char **tok, int ntok) {
       return fail(p, "conformance takes yes or no");
     sc->conformance = strcmp(tok[1], "yes") == 0;
   } else if (strcmp(key, "faults") == 0) {
-    memset(&sc->faults, 0, sizeof(sc->faults));
-    sc->fault_horizon = 0;
-    if (ntok == 2 && strcmp(tok[1], "none") == 0) return 0;
-    for (int i = 1; i < ntok; i++) {
-      char *eq = strchr(tok[i], '=');
-      if (eq == NULL) return fail(p, "faults takes none or kind=per-million ... horizon=DURATION");
-      *eq = 0;
-      if (strcmp(tok[i], "horizon") == 0) {
-        if (!parse_duration(eq + 1, &v)) return fail(p, "bad fault horizon '%s'", eq + 1);
-        sc->fault_horizon = v;
-        continue;
-      }
-      size_t k = 0;
-      while (k < FAULT_KINDS && strcmp(tok[i], fault_names[k].name) != 0) k++;
-      if (k == FAULT_KINDS) return fail(p, "unknown fault '%s'", tok[i]);
-      if (!parse_int(eq + 1, 0, 1000000, &v)) return fail(p, "fault rate is per million, 0..1000000");
-      *(uint32_t *)((char *)&sc->faults + fault_names[k].offset) = (uint32_t)v;
-    }
-    sc->faults.active = true;
+    return parse_faults(p, tok, ntok);
   } else {
     return 1; /* not a header line */
   }
@@ -695,6 +702,47 @@ static void dump_expect(FILE *out, unsigned set) {
   }
 }
 
+static void dump_action(const scenario *sc, const sc_action *a, FILE *out) {
+  fprintf(out, "  %s", op_names[a->op]);
+  if (a->stream >= 0) fprintf(out, " %s", sc->streams[a->stream].name);
+  switch (a->op) {
+    case SC_SLEEP:
+      fputc(' ', out);
+      dump_duration(out, a->n);
+      break;
+    case SC_READ:
+    case SC_WRITE:
+    case SC_WRITE_ALL:
+    case SC_PEER_WRITE:
+    case SC_WAIT_GEN: fprintf(out, " %" PRId64, a->n); break;
+    case SC_PRODUCE:
+      fprintf(out, " %" PRId64 " gap=", a->n);
+      dump_duration(out, a->gap);
+      break;
+    case SC_DEADLINE:
+      fprintf(out, " %s ", a->mode == 'r' ? "r" : a->mode == 'w' ? "w" : "rw");
+      if (a->when == SC_DL_NONE)
+        fputs("none", out);
+      else if (a->when == SC_DL_NOW)
+        fputs("now", out);
+      else if (a->when == SC_DL_MAX)
+        fputs("max", out);
+      else {
+        fputc(a->when == SC_DL_PLUS ? '+' : '-', out);
+        dump_duration(out, a->n);
+      }
+      break;
+    case SC_REOPEN: fprintf(out, " %s cap=%u", kind_names[a->kind], a->cap); break;
+    case SC_JOIN: fprintf(out, " %s", sc->tasks[a->task].name); break;
+    case SC_INJECT: fprintf(out, " %s", a->mode == 'e' ? "err-only" : "ready"); break;
+    case SC_CONNECT:
+    case SC_ACCEPT: fprintf(out, " %s", sc->streams[a->stream2].name); break;
+    default: break;
+  }
+  dump_expect(out, a->expect);
+  fputc('\n', out);
+}
+
 void sc_dump(const scenario *sc, FILE *out) {
   fprintf(out, "name %s\n", sc->name);
   if (sc->has_seed) fprintf(out, "seed %" PRIu64 "\n", sc->seed);
@@ -731,47 +779,7 @@ void sc_dump(const scenario *sc, FILE *out) {
       dump_duration(out, task->start);
     }
     fputc('\n', out);
-    for (int i = task->first; i < task->first + task->count; i++) {
-      const sc_action *a = &sc->actions[i];
-      fprintf(out, "  %s", op_names[a->op]);
-      if (a->stream >= 0) fprintf(out, " %s", sc->streams[a->stream].name);
-      switch (a->op) {
-        case SC_SLEEP:
-          fputc(' ', out);
-          dump_duration(out, a->n);
-          break;
-        case SC_READ:
-        case SC_WRITE:
-        case SC_WRITE_ALL:
-        case SC_PEER_WRITE:
-        case SC_WAIT_GEN: fprintf(out, " %" PRId64, a->n); break;
-        case SC_PRODUCE:
-          fprintf(out, " %" PRId64 " gap=", a->n);
-          dump_duration(out, a->gap);
-          break;
-        case SC_DEADLINE:
-          fprintf(out, " %s ", a->mode == 'r' ? "r" : a->mode == 'w' ? "w" : "rw");
-          if (a->when == SC_DL_NONE)
-            fputs("none", out);
-          else if (a->when == SC_DL_NOW)
-            fputs("now", out);
-          else if (a->when == SC_DL_MAX)
-            fputs("max", out);
-          else {
-            fputc(a->when == SC_DL_PLUS ? '+' : '-', out);
-            dump_duration(out, a->n);
-          }
-          break;
-        case SC_REOPEN: fprintf(out, " %s cap=%u", kind_names[a->kind], a->cap); break;
-        case SC_JOIN: fprintf(out, " %s", sc->tasks[a->task].name); break;
-        case SC_INJECT: fprintf(out, " %s", a->mode == 'e' ? "err-only" : "ready"); break;
-        case SC_CONNECT:
-        case SC_ACCEPT: fprintf(out, " %s", sc->streams[a->stream2].name); break;
-        default: break;
-      }
-      dump_expect(out, a->expect);
-      fputc('\n', out);
-    }
+    for (int i = task->first; i < task->first + task->count; i++) dump_action(sc, &sc->actions[i], out);
   }
 }
 
