@@ -33,6 +33,8 @@ line='# padding padding padding padding padding padding padding padding padding 
 } >"$deep/big.scn"
 size=$(wc -c <"$deep/big.scn")
 [ "$size" -gt 2000000 ] || bad "test input is only $size bytes"
+out=$("$BIN" -v parser "$deep/big.scn" 2>&1)
+echo "$out" | grep -q '^name big-input$' || bad "the 2 MiB input, given as a file, was cut short (no 'name big-input')"
 out=$("$BIN" -v parser "$W/a" 2>&1)
 rc=$?
 [ $rc = 0 ] || bad "exit $rc on a valid deep, large input: $(echo "$out" | tail -3)"
