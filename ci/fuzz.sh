@@ -332,14 +332,25 @@ stats_libfuzzer() {
     }
     print e + 0, cov + 0, ft + 0, corp + 0 }'
 }
-# stats_afl SYNC: "execs edges map% corp" over the instances, from the newest
-# line of each plot_data (fuzzer_stats is only rewritten once a minute).
+# stats_afl SYNC LOGS...: "execs edges map% corp" over the instances, from the
+# newest line of each plot_data. AFL++ 4.04c (Debian 12) writes plot_data and
+# fuzzer_stats only about once a minute (and at exit) when it runs without
+# its UI, so for most of a short run there is nothing to read: execs is then
+# -1 (shown as n/a, not as a false 0) and the corpus size comes from the
+# instances' own log lines ("Fuzzing test case #N (T total, ...").
 stats_afl() {
-  local f
-  for f in "$1"/*/plot_data; do [ -f "$f" ] && tail -1 "$f"; done 2>/dev/null | awk -F', *' '
-    /^#/ { next }
-    { e += $12; if ($13 > ed) ed = $13; v = $7; sub(/%/, "", v); if (v + 0 > cov) cov = v + 0; if ($4 > c) c = $4 }
-    END { print e + 0, ed + 0, cov + 0, c + 0 }'
+  local sync=$1 f
+  shift
+  {
+    for f in "$sync"/*/plot_data; do [ -f "$f" ] && grep -v '^#' "$f" | tail -1 | sed 's/^/P /'; done
+    for f in "$@"; do
+      [ -f "$f" ] && tr '\r' '\n' <"$f" | grep -a -o 'Fuzzing test case #[0-9]* ([0-9]* total' | tail -1 | sed 's/^/L /'
+    done
+  } 2>/dev/null | awk -F', *' '
+    /^P / { sub(/^P /, ""); p = 1; e += $12; if ($13 > ed) ed = $13; v = $7; sub(/%/, "", v); if (v + 0 > cov) cov = v + 0
+            if ($4 > c) c = $4; next }
+    /^L / { n = $0; sub(/.*\(/, "", n); sub(/ total.*/, "", n); if (n + 0 > lc) lc = n + 0 }
+    END { if (!p) { e = -1; c = lc } else if (lc > c) c = lc; print e + 0, ed + 0, cov + 0, c + 0 }'
 }
 count_crashes() {
   if [ "$ENGINE" = libfuzzer ]; then
@@ -355,9 +366,11 @@ first_crash_time() {
     -printf '%T@\n' 2>/dev/null | sort -n | head -1)
   awk -v m="${m:-0}" -v s="$1" -v a="$2" 'BEGIN { d = m - a; if (m == 0 || d < 0) d = 0; printf "%.1f", d }'
 }
-progress_line() { # target elapsed secs execs cov ft corp crashes
-  local rate
-  rate=$(awk -v e="$4" -v s="$2" 'BEGIN { printf "%d", (s > 0 ? e / s : 0) }')
+progress_line() { # target elapsed secs execs cov ft corp crashes (execs -1: not known yet)
+  local rate execs=$4
+  rate=$(awk -v e="$4" -v s="$2" 'BEGIN { if (e < 0) print "n/a"; else printf "%d", (s > 0 ? e / s : 0) }')
+  [ "$execs" -lt 0 ] 2>/dev/null && execs="n/a"
+  set -- "$1" "$2" "$3" "$execs" "$5" "$6" "$7" "$8"
   if [ "$ENGINE" = libfuzzer ]; then
     printf '[%-9s] %4ds/%ds  execs %-10s %7s exec/s  cov %-5s ft %-6s corpus %-5s crashes %s' \
       "$1" "${2%.*}" "$3" "$4" "$rate" "$5" "$6" "$7" "$8"
@@ -480,7 +493,7 @@ run_target() {
       # one crash is enough: stop the other instances (libFuzzer -fork stops by itself)
       [ "$ENGINE" = afl ] && for p in "${cur_pids[@]}"; do kill -INT "$p" 2>/dev/null; done
     fi
-    if [ "$ENGINE" = libfuzzer ]; then st=$(stats_libfuzzer "$w/fuzz.log"); else st=$(stats_afl "$w/sync"); fi
+    if [ "$ENGINE" = libfuzzer ]; then st=$(stats_libfuzzer "$w/fuzz.log"); else st=$(stats_afl "$w/sync" "$w"/afl-*.log); fi
     # shellcheck disable=SC2086
     set -- $st
     if [ $TTY = 1 ]; then
@@ -498,8 +511,13 @@ run_target() {
   for p in "${cur_pids[@]}"; do wait "$p" 2>/dev/null || frc=$?; done
   cur_pids=()
   elapsed=$(since "$start")
+  if [ "$ENGINE" = afl ]; then # the instances have exited: their final figures are written
+    # shellcheck disable=SC2086
+    set -- $(stats_afl "$w/sync" "$w"/afl-*.log)
+  fi
   local execs=${1:-0} cov=${2:-0} rate
-  rate=$(awk -v e="$execs" -v s="$elapsed" 'BEGIN { printf "%d", (s > 0 ? e / s : 0) }')
+  rate=$(awk -v e="$execs" -v s="$elapsed" 'BEGIN { if (e < 0) print "n/a"; else printf "%d", (s > 0 ? e / s : 0) }')
+  [ "$execs" -lt 0 ] 2>/dev/null && execs="n/a"
   n_crash=$(count_crashes "$crashdir")
   [ "$n_crash" -gt 0 ] && [ -z "$crash_at" ] && crash_at=$(first_crash_time "$crashdir" "$start")
   if [ "$n_crash" = 0 ] && [ $frc != 0 ] && [ $STOP = 0 ]; then
