@@ -462,6 +462,7 @@ static void do_produce(rec *r, uint64_t total, int64_t gap) {
   for (int iter = 0; sent < total; iter++) {
     if (iter > 400000) sim_fail("producer of stream %d never finished", r->id);
     sim_sleep(sim_chance(300000) || gap == 0 ? 0 : (int64_t)sim_rand_below((uint64_t)gap));
+    if (r->peer_fd_closed) return; /* another task closed the peer end (its number may be reused) */
     size_t chunk = 1 + sim_rand_below(total - sent < sizeof(buf) ? total - sent : sizeof(buf));
     fill(r->id * 2, r->in_produced, buf, chunk);
     ssize_t n = (ssize_t)act("peer write", r->peer_fd, kern_write(r->peer_fd, buf, chunk));
@@ -481,6 +482,7 @@ static void do_produce(rec *r, uint64_t total, int64_t gap) {
 static void do_consume(rec *r) {
   uint8_t buf[4096];
   for (int iter = 0; iter < 400000; iter++) {
+    if (r->peer_fd_closed) return; /* another task closed the peer end (its number may be reused) */
     size_t want = 1 + sim_rand_below(sizeof(buf));
     ssize_t n = (ssize_t)act("peer read", r->peer_fd, kern_read(r->peer_fd, buf, want));
     if (n > 0) {
