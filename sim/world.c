@@ -566,9 +566,13 @@ static void run_action(task_view *view, const sc_action *a) {
       return expect(a, v, false);
     }
     case SC_PRODUCE:
+      if (r != NULL && r->kind == SC_PIPE_OUT)
+        sim_fail(SIM_INPUT_ERROR "line %d: produce on a pipe-out stream: its peer end only reads", a->line);
       if (r != NULL && !r->peer_fd_closed) do_produce(r, (uint64_t)a->n, a->gap);
       return;
     case SC_CONSUME:
+      if (r != NULL && r->kind == SC_PIPE_IN)
+        sim_fail(SIM_INPUT_ERROR "line %d: consume on a pipe-in stream: its peer end only writes", a->line);
       if (r != NULL && !r->peer_fd_closed) do_consume(r);
       return;
     case SC_PEER_WRITE: {
