@@ -374,6 +374,21 @@ static int64_t deadline_value(const sc_action *a) {
   return v == 0 ? -1 : v; /* 0 would mean "none" */
 }
 
+/* The loops (read-all, write-all, produce, consume) need a direction the
+ * stream's current generation has: on another kind every call fails
+ * (EBADF, EINVAL) and the loop would report that as the library's fault.
+ * It is the scenario's: an input error. */
+static void check_kind(const sc_action *a, const rec *r) {
+  if (r == NULL) return;
+  bool in = r->kind == SC_PIPE_IN || r->kind == SC_SOCK, out = r->kind == SC_PIPE_OUT || r->kind == SC_SOCK;
+  bool ok = a->op == SC_READ_ALL || a->op == SC_PRODUCE ? in : out;
+  if (!ok)
+    sim_fail(SIM_INPUT_ERROR "line %d: %s on a stream of kind %s", a->line, sc_op_name(a->op),
+             r->kind == SC_PIPE_IN    ? "pipe-in"
+             : r->kind == SC_PIPE_OUT ? "pipe-out"
+                                      : "listen");
+}
+
 static void do_read_all(rec *r) {
   uint8_t buf[2048];
   for (int iter = 0; iter < 200000; iter++) {
@@ -530,6 +545,7 @@ static void run_action(task_view *view, const sc_action *a) {
       return expect(a, v, true);
     }
     case SC_READ_ALL:
+      check_kind(a, r);
       if (!dead) do_read_all(r);
       return;
     case SC_WRITE: {
@@ -550,6 +566,7 @@ static void run_action(task_view *view, const sc_action *a) {
       return expect(a, v, false);
     }
     case SC_WRITE_ALL:
+      check_kind(a, r);
       if (!dead) do_write_all(r, (uint64_t)a->n);
       return;
     case SC_WAIT_READ:
@@ -566,13 +583,11 @@ static void run_action(task_view *view, const sc_action *a) {
       return expect(a, v, false);
     }
     case SC_PRODUCE:
-      if (r != NULL && r->kind == SC_PIPE_OUT)
-        sim_fail(SIM_INPUT_ERROR "line %d: produce on a pipe-out stream: its peer end only reads", a->line);
+      check_kind(a, r);
       if (r != NULL && !r->peer_fd_closed) do_produce(r, (uint64_t)a->n, a->gap);
       return;
     case SC_CONSUME:
-      if (r != NULL && r->kind == SC_PIPE_IN)
-        sim_fail(SIM_INPUT_ERROR "line %d: consume on a pipe-in stream: its peer end only writes", a->line);
+      check_kind(a, r);
       if (r != NULL && !r->peer_fd_closed) do_consume(r);
       return;
     case SC_PEER_WRITE: {
