@@ -17,6 +17,7 @@ SEEDS=${RATE_SEEDS:-500}
 PATTERN=${MUTANTS:-*}
 WORK=${RATE_WORK:-$(mktemp -d /tmp/np-rates.XXXXXX)}
 mkdir -p "$WORK"
+[ -n "${RATE_WORK:-}" ] || trap 'rm -rf "$WORK"' EXIT # a scratch dir of our own: removed at the end
 
 now() { date +%s.%N; }
 
