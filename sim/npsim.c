@@ -439,6 +439,9 @@ static int cmd_replay(cli *c) {
     fprintf(stderr, "npsim: %s seed %" PRIu64 ": %s\n", c->file ? c->file : g_sc.name, seed, r.failure);
     return 2;
   }
+  if (g_sc.strategy)
+    printf("pct: depth %d, %d change points drawn from steps 1-%" PRIu64 ", %d reached\n", g_sc.depth,
+           sim_pct_last.points, sim_pct_last.k, sim_pct_last.reached);
   printf("%s %s seed=%" PRIu64 " steps=%" PRIu64 " virtual=%.3fms hash=%016" PRIx64 "%s%s\n",
          rc ? "FAIL" : "PASS", g_sc.name, seed, r.steps, (double)r.virtual_ns / 1e6, r.trace_hash,
          rc ? ": " : "", rc ? r.failure : "");

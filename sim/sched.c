@@ -29,6 +29,7 @@
 #endif
 
 sim_sched *sim;
+sim_pct_stats sim_pct_last;
 void (*sim_on_store)(const void *addr, uint64_t old_value, uint64_t new_value);
 
 /* ---- context switch ----------------------------------------------------
@@ -151,6 +152,7 @@ static void pct_init(sim_sched *s) {
   uint64_t x = s->cfg.seed ^ 0x9c7c4a1e5d3b2f01ull;
   for (int i = 0; i < depth - 1; i++) s->pct_changes[i] = 1 + splitmix64(&x) % k;
   s->pct_change_count = depth - 1;
+  sim_pct_last = (sim_pct_stats){.k = k, .points = depth - 1};
 }
 
 bool sim_failure_is_input_error(const char *failure) {
@@ -185,6 +187,7 @@ void sim_init(sim_sched *s, const sim_config *cfg) {
   s->stickiness = stickiness[sim_rand_below(5)];
   static const int64_t quanta[] = {1, 10000, 100000, 250000, 1000000};
   s->quantum = quanta[sim_rand_below(5)];
+  sim_pct_last = (sim_pct_stats){0};
   if (s->cfg.strategy == SIM_PCT) pct_init(s);
 }
 
@@ -347,8 +350,10 @@ void sim_point(void) {
   }
   if (sim->cfg.strategy == SIM_PCT) {
     for (int i = 0; i < sim->pct_change_count; i++)
-      if (sim->pct_changes[i] == sim->steps && sim->current != &sim->main_task)
+      if (sim->pct_changes[i] == sim->steps && sim->current != &sim->main_task) {
         sim->current->priority = (uint64_t)i + 1;
+        sim_pct_last.reached++;
+      }
   }
   switch_to(pick());
 }

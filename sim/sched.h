@@ -81,6 +81,15 @@ typedef struct sim_config {
 
 #define SIM_PCT_STEPS_DEFAULT 20000
 
+/* PCT bookkeeping of the last run (for npsim replay and its test): the run
+ * length k the change points were drawn from, how many there were, and how
+ * many the run reached. */
+typedef struct sim_pct_stats {
+  uint64_t k;
+  int points, reached;
+} sim_pct_stats;
+extern sim_pct_stats sim_pct_last;
+
 /* Virtual time never passes 100 years: durations are capped one by one, but
  * their sum is not, and int64 nanoseconds end at 292 years. A run that
  * would go further fails with SIM_INPUT_ERROR: the input's fault, never a

@@ -9,6 +9,8 @@
 #   files   any number of file arguments (70)
 #   shard   --shard I/N partitions seed ranges exactly (npsim seeds), and run
 #           runs exactly its shard
+#   pct     every PCT run reaches its first change point (drawn over the
+#           run's measured length, not a fixed window)
 #   docs    every ```scenario example of sim/SCENARIOS.md parses
 set -u
 NPSIM=$1 TOOL=$2 SRC=$3 W=$4
@@ -119,6 +121,18 @@ for spec in 0/3 4/3 3/0 x/2 1/; do
 done
 runs=$("$NPSIM" run --seeds 1-10 --shard 2/3 --quiet --out "$W/s" | sed -n 's/.* runs=\([0-9]*\) .*/\1/p')
 [ "$runs" = 3 ] || bad "shard: run --seeds 1-10 --shard 2/3 made $runs runs, want 3 (seeds 4-6)"
+
+# ---- pct ----------------------------------------------------------------------------
+# Change points are drawn from the run's measured length: the first one is
+# always reached (the run equals its probe up to there). From the old fixed
+# window of 20,000 steps most short runs reached none (no preemption at all).
+i=1
+while [ $i -le 12 ]; do
+  line=$("$NPSIM" replay --seed $i --strategy pct | grep '^pct:')
+  reached=$(echo "$line" | sed -n 's/.*, \([0-9]*\) reached$/\1/p')
+  [ -n "$reached" ] && [ "$reached" -ge 1 ] || bad "pct: seed $i reached no change point: '$line'"
+  i=$((i + 1))
+done
 
 # ---- docs ----------------------------------------------------------------------------
 awk -v dir="$W" '/^```scenario/ { n++; f = dir "/doc-" n ".scn"; on = 1; next } /^```/ { on = 0 } on { print > f }' \
