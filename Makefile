@@ -39,8 +39,10 @@ mutants:
 # ---- fuzzing (ci/fuzz.sh, ci/replay.sh, ci/fuzz-canary.sh; fuzz/README.md) ----
 # make fuzz [ENGINE=libfuzzer|afl] [FUZZ_SECONDS=240] [JOBS=n] [TARGETS="lifecycle ..."]
 #           [FUZZ_SANITIZE=address|none]
+# make fuzz-merge [ENGINE=...] [TARGETS=...]   fold the working corpora (<build>/corpus/<target>,
+#           kept outside the source tree by make fuzz) into the tracked corpus/<target>, minimized
 # make replay FILE=corpus/regressions/<target>/<name> [TARGET=...] | SEED=N | SCENARIO=path.scn
-.PHONY: fuzz fuzz-afl fuzz-smoke fuzz-canary replay
+.PHONY: fuzz fuzz-afl fuzz-smoke fuzz-merge fuzz-canary replay
 FUZZ_ENV = ENGINE='$(ENGINE)' FUZZ_SECONDS='$(FUZZ_SECONDS)' JOBS='$(JOBS)' TARGETS='$(TARGETS)' \
            FUZZ_SANITIZE='$(FUZZ_SANITIZE)'
 fuzz:
@@ -51,6 +53,9 @@ fuzz-afl:
 
 fuzz-smoke:
 	$(FUZZ_ENV) ci/fuzz.sh --smoke
+
+fuzz-merge:
+	$(FUZZ_ENV) ci/fuzz.sh --merge
 
 fuzz-canary:
 	JOBS='$(JOBS)' ci/fuzz-canary.sh

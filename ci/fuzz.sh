@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # ci/fuzz.sh - build and run the fuzz targets (fuzz/target_*.c) for a bounded
-# time on all cores, merge what they found back into corpus/<target>/ and
-# turn a crash into a minimized, named regression input. `make fuzz` runs it;
-# fuzz/README.md is the manual.
+# time on all cores, seeded from corpus/<target>/, keep what they found in a
+# working corpus outside the source tree (<build>/corpus/<target>, reused by
+# the next run) and turn a crash into a minimized, named regression input in
+# corpus/regressions/<target>/. The tracked corpus/<target>/ is only read,
+# except by --merge (`make fuzz-merge`), which folds the working corpus back
+# into it, minimized. `make fuzz` runs it; fuzz/README.md is the manual.
 #
-#   ci/fuzz.sh [--smoke] [--build-only] [--no-merge] [TARGET...]
+#   ci/fuzz.sh [--smoke] [--build-only] [--no-merge] [--merge] [TARGET...]
 #
 #   --smoke       CI check: FUZZ_SECONDS defaults to 60 in all, nothing is
-#                 written to corpus/, a crash fails the run (minimized crash
-#                 and replay command are still printed)
+#                 written to any corpus, a crash fails the run (minimized
+#                 crash and replay command are still printed)
 #   --build-only  build the fuzzers and the replay driver, run nothing
-#   --no-merge    do not write new corpus entries back (FUZZ_MERGE=0)
+#   --no-merge    do not keep new inputs in the working corpus (FUZZ_MERGE=0)
+#   --merge       no fuzzing: merge the working corpus into the tracked
+#                 corpus/<target>/ (minimized: only inputs that add coverage;
+#                 re-minimized past FUZZ_CORPUS_KB), then review and commit
 #   --bench       exec/s of each target on one core (libFuzzer, in-process,
 #                 from a copy of corpus/<target>, fixed -seed; nothing
 #                 written back): wall and per-CPU-second figures
@@ -26,19 +32,22 @@
 #                   libfuzzer, none for afl (faster; crashes are replayed
 #                   under ASan by `make replay` anyway)
 #   FUZZ_BUILD      build dir (default build-fuzz-<engine>-<sanitize>)
-#   FUZZ_WORK       scratch dir for working corpora, logs and raw crashes
+#   FUZZ_WORK       scratch dir for logs, raw crashes and one run's finds
 #                   (default <build>/work/<date>)
+#   FUZZ_CORPUS     the working corpora, one dir per target, kept across runs
+#                   (default <build>/corpus)
 #   FUZZ_CC         compiler (default clang; afl: afl-clang-lto, else
 #                   afl-clang-fast)
 #   FUZZ_TIMEOUT    seconds one input may run before it counts as a hang (20)
 #   FUZZ_MINIMIZE_SECONDS  time to minimize one crash (default 30)
-#   FUZZ_CORPUS_KB  when corpus/<target> grows past this after a merge it is
+#   FUZZ_CORPUS_KB  when a corpus grows past this after a merge it is
 #                   re-minimized (edge coverage only; hand-named seeds stay)
 #                   (default 120)
 #   FUZZ_MERGE=0    same as --no-merge
 #
 # Exit status: 0 no crash, 1 a crash was found (written to
 # corpus/regressions/<target>/, or only reported with --smoke), 2 setup error.
+# Without a crash a run leaves the source tree as it was (git status clean).
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,6 +56,7 @@ ALL_TARGETS=(lifecycle schedule events parser)
 SMOKE=0
 BENCH=0
 BUILD_ONLY=0
+MERGE_TREE=0
 MERGE=${FUZZ_MERGE:-1}
 targets=()
 for arg in "$@"; do
@@ -55,6 +65,7 @@ for arg in "$@"; do
     --build-only) BUILD_ONLY=1 ;;
     --bench) BENCH=1 ;;
     --no-merge) MERGE=0 ;;
+    --merge) MERGE_TREE=1 ;;
     -h | --help)
       sed -n '2,/^set -u/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
       exit 0
@@ -107,6 +118,7 @@ MIN_SECS=${FUZZ_MINIMIZE_SECONDS:-30}
 CORPUS_KB=${FUZZ_CORPUS_KB:-120}
 BUILD=${FUZZ_BUILD:-$ROOT/build-fuzz-$ENGINE-$SAN}
 WORK=${FUZZ_WORK:-$BUILD/work/$(date +%Y%m%d-%H%M%S)}
+CORPUS=${FUZZ_CORPUS:-$BUILD/corpus}
 PER=$((TOTAL / ${#targets[@]}))
 [ $PER -ge 5 ] || PER=5
 
@@ -320,14 +332,25 @@ stats_libfuzzer() {
     }
     print e + 0, cov + 0, ft + 0, corp + 0 }'
 }
-# stats_afl SYNC: "execs edges map% corp" over the instances, from the newest
-# line of each plot_data (fuzzer_stats is only rewritten once a minute).
+# stats_afl SYNC LOGS...: "execs edges map% corp" over the instances, from the
+# newest line of each plot_data. AFL++ 4.04c (Debian 12) writes plot_data and
+# fuzzer_stats only about once a minute (and at exit) when it runs without
+# its UI, so for most of a short run there is nothing to read: execs is then
+# -1 (shown as n/a, not as a false 0) and the corpus size comes from the
+# instances' own log lines ("Fuzzing test case #N (T total, ...").
 stats_afl() {
-  local f
-  for f in "$1"/*/plot_data; do [ -f "$f" ] && tail -1 "$f"; done 2>/dev/null | awk -F', *' '
-    /^#/ { next }
-    { e += $12; if ($13 > ed) ed = $13; v = $7; sub(/%/, "", v); if (v + 0 > cov) cov = v + 0; if ($4 > c) c = $4 }
-    END { print e + 0, ed + 0, cov + 0, c + 0 }'
+  local sync=$1 f
+  shift
+  {
+    for f in "$sync"/*/plot_data; do [ -f "$f" ] && grep -v '^#' "$f" | tail -1 | sed 's/^/P /'; done
+    for f in "$@"; do
+      [ -f "$f" ] && tr '\r' '\n' <"$f" | grep -a -o 'Fuzzing test case #[0-9]* ([0-9]* total' | tail -1 | sed 's/^/L /'
+    done
+  } 2>/dev/null | awk -F', *' '
+    /^P / { sub(/^P /, ""); p = 1; e += $12; if ($13 > ed) ed = $13; v = $7; sub(/%/, "", v); if (v + 0 > cov) cov = v + 0
+            if ($4 > c) c = $4; next }
+    /^L / { n = $0; sub(/.*\(/, "", n); sub(/ total.*/, "", n); if (n + 0 > lc) lc = n + 0 }
+    END { if (!p) { e = -1; c = lc } else if (lc > c) c = lc; print e + 0, ed + 0, cov + 0, c + 0 }'
 }
 count_crashes() {
   if [ "$ENGINE" = libfuzzer ]; then
@@ -343,9 +366,11 @@ first_crash_time() {
     -printf '%T@\n' 2>/dev/null | sort -n | head -1)
   awk -v m="${m:-0}" -v s="$1" -v a="$2" 'BEGIN { d = m - a; if (m == 0 || d < 0) d = 0; printf "%.1f", d }'
 }
-progress_line() { # target elapsed secs execs cov ft corp crashes
-  local rate
-  rate=$(awk -v e="$4" -v s="$2" 'BEGIN { printf "%d", (s > 0 ? e / s : 0) }')
+progress_line() { # target elapsed secs execs cov ft corp crashes (execs -1: not known yet)
+  local rate execs=$4
+  rate=$(awk -v e="$4" -v s="$2" 'BEGIN { if (e < 0) print "n/a"; else printf "%d", (s > 0 ? e / s : 0) }')
+  [ "$execs" -lt 0 ] 2>/dev/null && execs="n/a"
+  set -- "$1" "$2" "$3" "$execs" "$5" "$6" "$7" "$8"
   if [ "$ENGINE" = libfuzzer ]; then
     printf '[%-9s] %4ds/%ds  execs %-10s %7s exec/s  cov %-5s ft %-6s corpus %-5s crashes %s' \
       "$1" "${2%.*}" "$3" "$4" "$rate" "$5" "$6" "$7" "$8"
@@ -418,8 +443,8 @@ preflight() {
 # ---- one target -------------------------------------------------------------------
 summary=()
 run_target() {
-  local t=$1 secs=$2 w=$WORK/$1 seeds=$ROOT/corpus/$1 dict=$ROOT/fuzz/dict/$1.dict bin
-  mkdir -p "$w" "$seeds"
+  local t=$1 secs=$2 w=$WORK/$1 seeds=$ROOT/corpus/$1 store=$CORPUS/$1 dict=$ROOT/fuzz/dict/$1.dict bin
+  mkdir -p "$w" "$store"
   local start crash_at="" n_crash=0 st elapsed last_print=0
   cur_pids=()
   preflight "$t"
@@ -432,14 +457,16 @@ run_target() {
     [ "$JOBS" -gt 1 ] && args+=(-fork="$JOBS")
     log "$t: $secs s, $JOBS job(s), seeds ${SEEDS_FOR_FUZZER#"$ROOT"/} ($(find "$SEEDS_FOR_FUZZER" -type f | wc -l) files)"
     start=$(now)
-    timeout -k 10 $((secs + 120)) "$bin" "${args[@]}" "$w/corpus" "$SEEDS_FOR_FUZZER" >"$w/fuzz.log" 2>&1 &
+    local dirs=("$w/corpus" "$SEEDS_FOR_FUZZER")
+    [ -n "$(ls -A "$store")" ] && dirs+=("$store")
+    timeout -k 10 $((secs + 120)) "$bin" "${args[@]}" "${dirs[@]}" >"$w/fuzz.log" 2>&1 &
     cur_pids=($!)
     local crashdir=$w/artifacts
   else
     bin=$BUILD/fuzz/fuzz_${t}_afl
     local in=$w/in
     mkdir -p "$in"
-    find "$SEEDS_FOR_FUZZER" -maxdepth 1 -type f -size -1024k -exec cp {} "$in/" \;
+    find "$SEEDS_FOR_FUZZER" "$store" -maxdepth 1 -type f -size -1024k -exec cp {} "$in/" \;
     [ -n "$(ls -A "$in")" ] || printf '\0\0\0\0\0\0\0\0' >"$in/empty"
     local common=(-i "$in" -o "$w/sync" -V "$secs" -t $((TIMEOUT * 1000)) -m none)
     [ -f "$dict" ] && common+=(-x "$dict")
@@ -466,7 +493,7 @@ run_target() {
       # one crash is enough: stop the other instances (libFuzzer -fork stops by itself)
       [ "$ENGINE" = afl ] && for p in "${cur_pids[@]}"; do kill -INT "$p" 2>/dev/null; done
     fi
-    if [ "$ENGINE" = libfuzzer ]; then st=$(stats_libfuzzer "$w/fuzz.log"); else st=$(stats_afl "$w/sync"); fi
+    if [ "$ENGINE" = libfuzzer ]; then st=$(stats_libfuzzer "$w/fuzz.log"); else st=$(stats_afl "$w/sync" "$w"/afl-*.log); fi
     # shellcheck disable=SC2086
     set -- $st
     if [ $TTY = 1 ]; then
@@ -484,8 +511,13 @@ run_target() {
   for p in "${cur_pids[@]}"; do wait "$p" 2>/dev/null || frc=$?; done
   cur_pids=()
   elapsed=$(since "$start")
+  if [ "$ENGINE" = afl ]; then # the instances have exited: their final figures are written
+    # shellcheck disable=SC2086
+    set -- $(stats_afl "$w/sync" "$w"/afl-*.log)
+  fi
   local execs=${1:-0} cov=${2:-0} rate
-  rate=$(awk -v e="$execs" -v s="$elapsed" 'BEGIN { printf "%d", (s > 0 ? e / s : 0) }')
+  rate=$(awk -v e="$execs" -v s="$elapsed" 'BEGIN { if (e < 0) print "n/a"; else printf "%d", (s > 0 ? e / s : 0) }')
+  [ "$execs" -lt 0 ] 2>/dev/null && execs="n/a"
   n_crash=$(count_crashes "$crashdir")
   [ "$n_crash" -gt 0 ] && [ -z "$crash_at" ] && crash_at=$(first_crash_time "$crashdir" "$start")
   if [ "$n_crash" = 0 ] && [ $frc != 0 ] && [ $STOP = 0 ]; then
@@ -509,42 +541,20 @@ run_target() {
     handle_crash "$t" "$bin" "$first"
   fi
 
-  # merge the new inputs back, minimized
+  # keep the new inputs in the working corpus (outside the tree), minimized
   local added=0
   if [ $MERGE = 1 ]; then
     local before after
-    before=$(find "$seeds" -maxdepth 1 -type f | wc -l)
-    if [ "$ENGINE" = libfuzzer ]; then
-      if [ -n "$(ls -A "$w/corpus")" ]; then
-        timeout -k 5 600 "$bin" -merge=1 -timeout="$TIMEOUT" -merge_control_file="$w/merge.ctl" "$seeds" "$w/corpus" \
-          >"$w/merge.log" 2>&1 || log "$t: merge failed (log: $w/merge.log)"
-      fi
-    else
-      local all=$w/cmin-in
-      rm -rf "$all" "$w/cmin-out"
-      mkdir -p "$all"
-      find "$SEEDS_FOR_FUZZER" -maxdepth 1 -type f -exec cp {} "$all/" \;
-      for f in "$w"/sync/*/queue/id:*; do [ -f "$f" ] && cp "$f" "$all/$(sha1sum "$f" | cut -c1-40)"; done
-      if AFL_SKIP_CPUFREQ=1 AFL_ALLOW_TMP=1 timeout -k 5 600 afl-cmin -i "$all" -o "$w/cmin-out" -t $((TIMEOUT * 1000)) -m none \
-        -- "$bin" >"$w/merge.log" 2>&1; then
-        declare -A have=()
-        for f in "$seeds"/*; do [ -f "$f" ] && have[$(sha1sum "$f" | cut -c1-40)]=1; done
-        for f in "$w"/cmin-out/*; do
-          [ -f "$f" ] || continue
-          local h
-          h=$(sha1sum "$f" | cut -c1-40)
-          [ -n "${have[$h]:-}" ] || cp "$f" "$seeds/$h"
-        done
-      else
-        log "$t: afl-cmin failed (log: $w/merge.log)"
-      fi
-    fi
-    after=$(find "$seeds" -maxdepth 1 -type f | wc -l)
+    before=$(find "$store" -maxdepth 1 -type f | wc -l)
+    local found=("$w/corpus")
+    [ "$ENGINE" = afl ] && found=("$w"/sync/*/queue)
+    merge_into "$t" "$bin" "$store" "${found[@]}"
+    after=$(find "$store" -maxdepth 1 -type f | wc -l)
     added=$((after - before))
-    reduce_if_big "$t" "$bin"
+    reduce_if_big "$t" "$bin" "$store"
   fi
   local kb
-  kb=$(kbytes "$seeds")
+  kb=$(kbytes "$store")
   summary+=("$(printf '%-9s %6.0f %11s %8s %6s %7s %5s %6s %s' "$t" "$elapsed" "$execs" "$rate" "$cov" \
     "$(if [ $MERGE = 1 ]; then echo "+$added"; else echo "-"; fi)" "${kb}K" "$n_crash" \
     "${crash_at:+(first after ${crash_at}s)}")")
@@ -553,13 +563,50 @@ run_target() {
 # kbytes DIR: the size of the files in DIR (bytes, not disk blocks), in KB.
 kbytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", (s + 1023) / 1024 }'; }
 
-# reduce_if_big TARGET BIN: re-minimize corpus/<target> (edge coverage only)
-# when it outgrew FUZZ_CORPUS_KB. Hand-named seeds (not a 40-hex name) stay.
+# merge_into TARGET BIN DEST DIR...: add to DEST the inputs of DIR... that add
+# coverage to what DEST has (libFuzzer -merge=1 / afl-cmin), by content hash.
+merge_into() {
+  local t=$1 bin=$2 dest=$3 w=$WORK/$1 f
+  shift 3
+  mkdir -p "$w" "$dest"
+  if [ "$ENGINE" = libfuzzer ]; then
+    local src=()
+    for f in "$@"; do [ -d "$f" ] && [ -n "$(ls -A "$f")" ] && src+=("$f"); done
+    [ ${#src[@]} -gt 0 ] || return 0
+    timeout -k 5 600 "$bin" -merge=1 -timeout="$TIMEOUT" -merge_control_file="$w/merge.ctl" "$dest" "${src[@]}" \
+      >"$w/merge.log" 2>&1 || log "$t: merge failed (log: $w/merge.log)"
+    return 0
+  fi
+  local all=$w/cmin-in
+  rm -rf "$all" "$w/cmin-out"
+  mkdir -p "$all"
+  find "$dest" -maxdepth 1 -type f -exec cp {} "$all/" \;
+  for d in "$@"; do
+    for f in "$d"/*; do [ -f "$f" ] && cp "$f" "$all/$(sha1sum "$f" | cut -c1-40)"; done
+  done
+  [ -n "$(ls -A "$all")" ] || return 0
+  if AFL_SKIP_CPUFREQ=1 AFL_ALLOW_TMP=1 timeout -k 5 600 afl-cmin -i "$all" -o "$w/cmin-out" -t $((TIMEOUT * 1000)) -m none \
+    -- "$bin" >"$w/merge.log" 2>&1; then
+    declare -A have=()
+    for f in "$dest"/*; do [ -f "$f" ] && have[$(sha1sum "$f" | cut -c1-40)]=1; done
+    for f in "$w"/cmin-out/*; do
+      [ -f "$f" ] || continue
+      local h
+      h=$(sha1sum "$f" | cut -c1-40)
+      [ -n "${have[$h]:-}" ] || cp "$f" "$dest/$h"
+    done
+  else
+    log "$t: afl-cmin failed (log: $w/merge.log)"
+  fi
+}
+
+# reduce_if_big TARGET BIN DIR: re-minimize DIR (edge coverage only) when it
+# outgrew FUZZ_CORPUS_KB. Hand-named seeds (not a 40-hex name) stay.
 reduce_if_big() {
-  local t=$1 bin=$2 seeds=$ROOT/corpus/$1 w=$WORK/$1 kb
+  local t=$1 bin=$2 seeds=$3 w=$WORK/$1 kb
   kb=$(kbytes "$seeds")
   [ "$kb" -le "$CORPUS_KB" ] && return 0
-  log "$t: corpus/$t is ${kb} KB > FUZZ_CORPUS_KB=$CORPUS_KB: re-minimizing"
+  log "$t: ${seeds#"$ROOT"/} is ${kb} KB > FUZZ_CORPUS_KB=$CORPUS_KB: re-minimizing"
   local keep=$w/reduce-keep gen=$w/reduce-gen out=$w/reduce-out
   rm -rf "$keep" "$gen" "$out"
   mkdir -p "$keep" "$gen" "$out"
@@ -586,7 +633,7 @@ reduce_if_big() {
   fi
   find "$seeds" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}' -delete
   cp "$out"/* "$seeds/" 2>/dev/null
-  log "$t: corpus/$t now $(find "$seeds" -type f | wc -l) files, $(kbytes "$seeds") KB"
+  log "$t: ${seeds#"$ROOT"/} now $(find "$seeds" -type f | wc -l) files, $(kbytes "$seeds") KB"
 }
 
 # ---- --bench: one core, in-process ------------------------------------------------
@@ -614,7 +661,26 @@ if [ $BENCH = 1 ]; then
   exit 0
 fi
 
-log "engine $ENGINE, targets ${targets[*]}, ${PER} s each, $JOBS job(s), work dir ${WORK#"$ROOT"/}"
+# ---- --merge: the working corpus into the tracked one ------------------------------
+if [ $MERGE_TREE = 1 ]; then
+  mkdir -p "$WORK"
+  for t in "${targets[@]}"; do
+    if [ "$ENGINE" = libfuzzer ]; then bin=$BUILD/fuzz/fuzz_$t; else bin=$BUILD/fuzz/fuzz_${t}_afl; fi
+    if [ -z "$(ls -A "$CORPUS/$t" 2>/dev/null)" ]; then
+      log "$t: no working corpus in ${CORPUS#"$ROOT"/}/$t (run make fuzz first)"
+      continue
+    fi
+    before=$(find "$ROOT/corpus/$t" -maxdepth 1 -type f | wc -l)
+    merge_into "$t" "$bin" "$ROOT/corpus/$t" "$CORPUS/$t"
+    reduce_if_big "$t" "$bin" "$ROOT/corpus/$t"
+    after=$(find "$ROOT/corpus/$t" -maxdepth 1 -type f | wc -l)
+    log "$t: corpus/$t: $before -> $after files ($(kbytes "$ROOT/corpus/$t") KB)"
+  done
+  log "review with git status corpus/ and commit what you want to keep"
+  exit 0
+fi
+
+log "engine $ENGINE, targets ${targets[*]}, ${PER} s each, $JOBS job(s), work dir ${WORK#"$ROOT"/}, corpus ${CORPUS#"$ROOT"/}"
 for t in "${targets[@]}"; do
   [ $STOP = 1 ] && break
   run_target "$t" "$PER"

@@ -12,12 +12,16 @@
  * full simulator trace.
  */
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "harness.h"
+
+/* Directories are walked to any depth up to this (then it is an error). */
+#define DEPTH_MAX 64
 
 static int failures, inputs;
 
@@ -32,6 +36,41 @@ static const np_fuzz_target *target_from_path(const char *path) {
   return NULL;
 }
 
+/* The whole file, in a buffer of exactly its size (ASan sees overreads),
+ * whatever its size: an input is never cut short. NULL on error (printed). */
+static uint8_t *read_all(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    fprintf(stderr, "np_fuzz_replay: %s: %s\n", path, strerror(errno));
+    return NULL;
+  }
+  size_t cap = 4096, n = 0;
+  uint8_t *buf = malloc(cap);
+  for (size_t got = 1; buf != NULL && got > 0;) {
+    if (n == cap) {
+      uint8_t *bigger = realloc(buf, cap * 2);
+      if (bigger == NULL) break;
+      buf = bigger;
+      cap *= 2;
+    }
+    got = fread(buf + n, 1, cap - n, f);
+    n += got;
+  }
+  bool bad = buf == NULL || ferror(f) || !feof(f);
+  fclose(f);
+  if (bad) {
+    fprintf(stderr, "np_fuzz_replay: %s: could not read all of it\n", path);
+    free(buf);
+    return NULL;
+  }
+  uint8_t *exact = malloc(n > 0 ? n : 1);
+  if (exact == NULL) abort();
+  memcpy(exact, buf, n);
+  free(buf);
+  *len = n;
+  return exact;
+}
+
 static void run_file(const np_fuzz_target *fixed, const char *path) {
   const np_fuzz_target *t = fixed != NULL ? fixed : target_from_path(path);
   if (t == NULL) {
@@ -39,18 +78,12 @@ static void run_file(const np_fuzz_target *fixed, const char *path) {
     failures++;
     return;
   }
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) {
-    fprintf(stderr, "np_fuzz_replay: %s: %s\n", path, strerror(errno));
+  size_t len;
+  uint8_t *copy = read_all(path, &len);
+  if (copy == NULL) {
     failures++;
     return;
   }
-  static uint8_t buf[1 << 20];
-  size_t len = fread(buf, 1, sizeof(buf), f);
-  fclose(f);
-  uint8_t *copy = malloc(len > 0 ? len : 1); /* exact size: ASan sees overreads */
-  if (copy == NULL) abort();
-  memcpy(copy, buf, len);
   uint64_t h1 = 0, h2 = 0;
   if (np_fuzz_verbose != NULL) fprintf(np_fuzz_verbose, "=== %s (%s, %zu bytes) ===\n", path, t->name, len);
   t->fn(copy, len, &h1);
@@ -78,9 +111,18 @@ static void run_path(const np_fuzz_target *fixed, const char *path, int depth) {
     run_file(fixed, path);
     return;
   }
-  if (depth > 3) return;
+  if (depth > DEPTH_MAX) {
+    fprintf(stderr, "np_fuzz_replay: %s: directories nested deeper than %d (a symlink loop?)\n", path,
+            DEPTH_MAX);
+    failures++;
+    return;
+  }
   DIR *d = opendir(path);
-  if (d == NULL) return;
+  if (d == NULL) {
+    fprintf(stderr, "np_fuzz_replay: %s: %s\n", path, strerror(errno));
+    failures++;
+    return;
+  }
   /* sorted, so output and order are stable */
   char **names = NULL;
   size_t count = 0, cap = 0;
@@ -99,9 +141,13 @@ static void run_path(const np_fuzz_target *fixed, const char *path, int depth) {
   closedir(d);
   qsort(names, count, sizeof(*names), (int (*)(const void *, const void *))strcmp);
   for (size_t i = 0; i < count; i++) {
-    char child[4096];
-    snprintf(child, sizeof(child), "%s/%s", path, names[i]);
-    run_path(fixed, child, depth + 1);
+    char child[8192];
+    if ((size_t)snprintf(child, sizeof(child), "%s/%s", path, names[i]) >= sizeof(child)) {
+      fprintf(stderr, "np_fuzz_replay: %s/%s: path too long\n", path, names[i]);
+      failures++;
+    } else {
+      run_path(fixed, child, depth + 1);
+    }
     free(names[i]);
   }
   free(names);

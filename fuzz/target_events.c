@@ -184,6 +184,88 @@ static void open_slot(int s) {
   sl->rready = sl->wready = sl->err = sl->rexp = sl->wexp = false;
 }
 
+/* The operations of the program, one per kind; each reads its own
+ * arguments from the input and checks the model afterwards. */
+static void op_netpoll(void) { /* one netpoll with scripted events */
+  static const int64_t delays[] = {0, -1, 1000000};
+  E.log_len = 0;
+  int64_t delay = delays[take() % 3];
+  int n = np__netpoll(E.poller, delay);
+  if (n < 0) abort();
+  for (int i = 0; i < E.log_len; i++) {
+    uint64_t tag = E.log[i].tag;
+    uint32_t ev = E.log[i].events;
+    if (tag == 0) {
+      if (delay != 0) E.wake_sig = false; /* only a poll that may block drains */
+      continue;
+    }
+    int t = slot_of_tag(tag);
+    if (t < 0) continue; /* stale: must change nothing */
+    slot *ts = &E.slots[t];
+    ts->err = ev == EPOLLERR;
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ts->rready = true;
+    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) ts->wready = true;
+  }
+  check("netpoll");
+}
+
+static void op_reset(slot *sl) { /* a reader or writer prepares: pollReset */
+  int mode = take() & 1 ? 'w' : 'r';
+  int rc = np__pd_reset(sl->f->pd, mode);
+  int want = NP__POLL_OK;
+  if (mode == 'r' ? sl->rexp : sl->wexp)
+    want = NP__POLL_TIMEOUT;
+  else if (mode == 'r' && sl->err)
+    want = NP__POLL_NOT_POLLABLE;
+  if (rc != want) {
+    fprintf(stderr, "np_fuzz_events: reset(%c) = %d, model says %d\n", mode, rc, want);
+    abort();
+  }
+  if (rc == NP__POLL_OK) {
+    if (mode == 'r')
+      sl->rready = false;
+    else
+      sl->wready = false;
+  }
+  mix((uint64_t)rc);
+  check("reset");
+}
+
+static void op_reuse(int s) { /* close and reuse: the pd likely comes back with a new fdseq */
+  slot *sl = &E.slots[s];
+  if (E.old_count < OLD_TAGS)
+    E.old_tags[E.old_count++] = sl->tag;
+  else
+    E.old_tags[take() % OLD_TAGS] = sl->tag;
+  if (np_close(sl->f) != 0) abort();
+  np_free(sl->f);
+  open_slot(s);
+  check("reuse");
+}
+
+static void op_deadline(slot *sl) { /* deadlines: past, none, far */
+  unsigned d = take();
+  int mode = (int)(d % 3) == 0 ? 'r' : (int)(d % 3) == 1 ? 'w' : 'r' + 'w';
+  int64_t value = (d >> 2) % 3 == 0 ? -5 : (d >> 2) % 3 == 1 ? 0 : INT64_MAX;
+  int err = mode == 'r'   ? np_set_read_deadline(sl->f, value)
+            : mode == 'w' ? np_set_write_deadline(sl->f, value)
+                          : np_set_deadline(sl->f, value);
+  if (err != 0) abort();
+  if (mode != 'w') sl->rexp = value < 0;
+  if (mode != 'r') sl->wexp = value < 0;
+  check("deadline");
+}
+
+static void op_stale(void) { /* a stale event delivered directly */
+  if (E.old_count == 0) return;
+  uint64_t tag = E.old_tags[take() % (unsigned)E.old_count];
+  if (slot_of_tag(tag) >= 0) return; /* (cannot happen: fdseq moved on) */
+  uint32_t fdseq;
+  np__pd *pd = np__pd_untag(tag, &fdseq);
+  if (np__pd_ready(pd, fdseq, decode_mask(take())) != 0) abort();
+  check("stale event");
+}
+
 static void events_main(void *arg) {
   (void)arg;
   E.poller = calloc(1, sizeof(*E.poller));
@@ -193,91 +275,17 @@ static void events_main(void *arg) {
   for (int ops = 0; ops < 400 && E.pos < E.n; ops++) {
     unsigned op = take();
     int s = (int)((op >> 3) % SLOTS);
-    slot *sl = &E.slots[s];
     switch (op % 6) {
-      case 0: { /* one netpoll with scripted events */
-        static const int64_t delays[] = {0, -1, 1000000};
-        E.log_len = 0;
-        int64_t delay = delays[take() % 3];
-        int n = np__netpoll(E.poller, delay);
-        if (n < 0) abort();
-        for (int i = 0; i < E.log_len; i++) {
-          uint64_t tag = E.log[i].tag;
-          uint32_t ev = E.log[i].events;
-          if (tag == 0) {
-            if (delay != 0) E.wake_sig = false; /* only a poll that may block drains */
-            continue;
-          }
-          int t = slot_of_tag(tag);
-          if (t < 0) continue; /* stale: must change nothing */
-          slot *ts = &E.slots[t];
-          ts->err = ev == EPOLLERR;
-          if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ts->rready = true;
-          if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) ts->wready = true;
-        }
-        check("netpoll");
-        break;
-      }
-      case 1: { /* a reader or writer prepares: pollReset */
-        int mode = take() & 1 ? 'w' : 'r';
-        int rc = np__pd_reset(sl->f->pd, mode);
-        int want = NP__POLL_OK;
-        if (mode == 'r' ? sl->rexp : sl->wexp)
-          want = NP__POLL_TIMEOUT;
-        else if (mode == 'r' && sl->err)
-          want = NP__POLL_NOT_POLLABLE;
-        if (rc != want) {
-          fprintf(stderr, "np_fuzz_events: reset(%c) = %d, model says %d\n", mode, rc, want);
-          abort();
-        }
-        if (rc == NP__POLL_OK) {
-          if (mode == 'r')
-            sl->rready = false;
-          else
-            sl->wready = false;
-        }
-        mix((uint64_t)rc);
-        check("reset");
-        break;
-      }
-      case 2: /* close and reuse: the pd likely comes back with a new fdseq */
-        if (E.old_count < OLD_TAGS)
-          E.old_tags[E.old_count++] = sl->tag;
-        else
-          E.old_tags[take() % OLD_TAGS] = sl->tag;
-        if (np_close(sl->f) != 0) abort();
-        np_free(sl->f);
-        open_slot(s);
-        check("reuse");
-        break;
-      case 3: { /* deadlines: past, none, far */
-        unsigned d = take();
-        int mode = (int)(d % 3) == 0 ? 'r' : (int)(d % 3) == 1 ? 'w' : 'r' + 'w';
-        int64_t value = (d >> 2) % 3 == 0 ? -5 : (d >> 2) % 3 == 1 ? 0 : INT64_MAX;
-        int err = mode == 'r'   ? np_set_read_deadline(sl->f, value)
-                  : mode == 'w' ? np_set_write_deadline(sl->f, value)
-                                : np_set_deadline(sl->f, value);
-        if (err != 0) abort();
-        if (mode != 'w') sl->rexp = value < 0;
-        if (mode != 'r') sl->wexp = value < 0;
-        check("deadline");
-        break;
-      }
+      case 0: op_netpoll(); break;
+      case 1: op_reset(&E.slots[s]); break;
+      case 2: op_reuse(s); break;
+      case 3: op_deadline(&E.slots[s]); break;
       case 4: /* break: coalesced */
         np__netpoll_break(E.poller);
         E.wake_sig = true;
         check("break");
         break;
-      default: { /* a stale event delivered directly */
-        if (E.old_count == 0) break;
-        uint64_t tag = E.old_tags[take() % (unsigned)E.old_count];
-        if (slot_of_tag(tag) >= 0) break; /* (cannot happen: fdseq moved on) */
-        uint32_t fdseq;
-        np__pd *pd = np__pd_untag(tag, &fdseq);
-        if (np__pd_ready(pd, fdseq, decode_mask(take())) != 0) abort();
-        check("stale event");
-        break;
-      }
+      default: op_stale(); break;
     }
   }
   for (int s = 0; s < SLOTS; s++) np_free(E.slots[s].f);

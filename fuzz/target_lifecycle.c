@@ -25,36 +25,60 @@ static const sc_op ops[] = {SC_SLEEP,      SC_READ,       SC_WRITE,         SC_W
                             SC_POLL,       SC_BREAK,      SC_JOIN};
 #define OPS (sizeof(ops) / sizeof(ops[0]))
 
-static void decode(reader *rd, scenario *sc) {
-  memset(sc, 0, sizeof(*sc));
-  snprintf(sc->name, sizeof(sc->name), "fuzz-lifecycle");
-  sc->seed_first = sc->seed_last = 1;
-  sc->depth = 3;
-  sc->quantum = -1;
-  sc->stickiness = -1;
-  unsigned b = take(rd);
-  sc->stream_count = 1 + (int)(b % 3);
-  sc->events_max = 1 + (int)((b >> 2) % 8);
-  static const uint32_t caps[] = {1, 7, 64, 4096};
-  for (int s = 0; s < sc->stream_count; s++) {
-    unsigned k = take(rd);
-    snprintf(sc->streams[s].name, sizeof(sc->streams[s].name), "s%d", s);
-    sc->streams[s].kind = (sc_kind)(k % 3);
-    sc->streams[s].cap = caps[(k >> 2) % 4];
+static const uint32_t caps[] = {1, 7, 64, 4096};
+
+static void decode_faults(unsigned f, scenario *sc) {
+  if (!(f & 1)) return;
+  static const uint32_t rates[] = {0, 50000, 200000,
+                                   500000}; /* never certain: a retry must be able to succeed */
+  sc->faults.active = true;
+  sc->faults.epoll_eintr = rates[(f >> 1) & 3];
+  sc->faults.rw_eintr = rates[(f >> 3) & 3];
+  sc->faults.spurious_eagain = rates[(f >> 5) & 3] / 2;
+  sc->faults.short_io = 300000;
+  sc->faults.spurious_ready = 100000;
+  sc->faults.maxevents_cut = 200000;
+  sc->fault_horizon = 5000000;
+}
+
+/* The arguments of action a of task t from param; may turn it into a poll. */
+static void decode_args(sc_action *a, unsigned param, int t, int *reopens) {
+  static const int64_t sleeps[] = {0, 1000, 100000, 1000000, 3000000};
+  static const int modes[] = {'r', 'w', 'r' + 'w'};
+  static const sc_when whens[] = {SC_DL_NONE, SC_DL_NOW,   SC_DL_PLUS, SC_DL_PLUS,
+                                  SC_DL_PLUS, SC_DL_MINUS, SC_DL_MAX};
+  static const int64_t amounts[] = {0, 0, 1000, 1000000, 5000000, 1000000, 0};
+  switch (a->op) {
+    case SC_SLEEP: a->n = sleeps[param % 5]; break;
+    case SC_READ: a->n = param % 65; break;
+    case SC_WRITE: a->n = (int64_t)param * 4; break;
+    case SC_PEER_WRITE: a->n = 1 + param % 200; break;
+    case SC_DEADLINE:
+      a->mode = modes[param % 3];
+      a->when = whens[(param >> 2) % 7];
+      a->n = amounts[(param >> 2) % 7];
+      break;
+    case SC_REOPEN:
+      /* the interpreter keeps 15 generations a stream */
+      if (++reopens[a->stream] > 12) {
+        a->op = SC_POLL;
+        break;
+      }
+      a->kind = (sc_kind)(param % 3);
+      a->cap = caps[(param >> 2) % 4];
+      break;
+    case SC_INJECT: a->mode = param & 1 ? 'e' : 's'; break;
+    case SC_JOIN:
+      if (t == 0)
+        a->op = SC_POLL;
+      else
+        a->task = (int)(param % (unsigned)t);
+      break;
+    default: break;
   }
-  unsigned f = take(rd);
-  if (f & 1) {
-    static const uint32_t rates[] = {0, 50000, 200000,
-                                     500000}; /* never certain: a retry must be able to succeed */
-    sc->faults.active = true;
-    sc->faults.epoll_eintr = rates[(f >> 1) & 3];
-    sc->faults.rw_eintr = rates[(f >> 3) & 3];
-    sc->faults.spurious_eagain = rates[(f >> 5) & 3] / 2;
-    sc->faults.short_io = 300000;
-    sc->faults.spurious_ready = 100000;
-    sc->faults.maxevents_cut = 200000;
-    sc->fault_horizon = 5000000;
-  }
+}
+
+static void decode_tasks(reader *rd, scenario *sc) {
   int reopens[SC_STREAMS_MAX] = {0};
   int tasks = 1 + (int)(take(rd) % 5);
   for (int t = 0; t < tasks; t++) {
@@ -67,47 +91,33 @@ static void decode(reader *rd, scenario *sc) {
       unsigned param = take(rd);
       sc_action a = {
           .op = op, .stream = (int)(take(rd) % (unsigned)sc->stream_count), .task = -1, .expect = SC_R_ANY};
-      static const int64_t sleeps[] = {0, 1000, 100000, 1000000, 3000000};
-      static const int modes[] = {'r', 'w', 'r' + 'w'};
-      switch (op) {
-        case SC_SLEEP: a.n = sleeps[param % 5]; break;
-        case SC_READ: a.n = param % 65; break;
-        case SC_WRITE: a.n = (int64_t)param * 4; break;
-        case SC_PEER_WRITE: a.n = 1 + param % 200; break;
-        case SC_DEADLINE: {
-          a.mode = modes[param % 3];
-          static const sc_when whens[] = {SC_DL_NONE, SC_DL_NOW,   SC_DL_PLUS, SC_DL_PLUS,
-                                          SC_DL_PLUS, SC_DL_MINUS, SC_DL_MAX};
-          static const int64_t amounts[] = {0, 0, 1000, 1000000, 5000000, 1000000, 0};
-          a.when = whens[(param >> 2) % 7];
-          a.n = amounts[(param >> 2) % 7];
-          break;
-        }
-        case SC_REOPEN:
-          /* the interpreter keeps 15 generations a stream */
-          if (++reopens[a.stream] > 12) {
-            a.op = SC_POLL;
-            break;
-          }
-          a.kind = (sc_kind)(param % 3);
-          a.cap = caps[(param >> 2) % 4];
-          break;
-        case SC_INJECT: a.mode = param & 1 ? 'e' : 's'; break;
-        case SC_JOIN:
-          if (t == 0) {
-            a.op = SC_POLL;
-          } else {
-            a.task = (int)(param % (unsigned)t);
-          }
-          break;
-        default: break;
-      }
+      decode_args(&a, param, t, reopens);
       if (a.op == SC_SLEEP || a.op == SC_JOIN || a.op == SC_BREAK || a.op == SC_POLL) a.stream = -1;
       a.line = sc->action_count + 1;
       sc->actions[sc->action_count++] = a;
       task->count++;
     }
   }
+}
+
+static void decode(reader *rd, scenario *sc) {
+  memset(sc, 0, sizeof(*sc));
+  snprintf(sc->name, sizeof(sc->name), "fuzz-lifecycle");
+  sc->seed_first = sc->seed_last = 1;
+  sc->depth = 3;
+  sc->quantum = -1;
+  sc->stickiness = -1;
+  unsigned b = take(rd);
+  sc->stream_count = 1 + (int)(b % 3);
+  sc->events_max = 1 + (int)((b >> 2) % 8);
+  for (int s = 0; s < sc->stream_count; s++) {
+    unsigned k = take(rd);
+    snprintf(sc->streams[s].name, sizeof(sc->streams[s].name), "s%d", s);
+    sc->streams[s].kind = (sc_kind)(k % 3);
+    sc->streams[s].cap = caps[(k >> 2) % 4];
+  }
+  decode_faults(take(rd), sc);
+  decode_tasks(rd, sc);
 }
 
 int np_fuzz_lifecycle(const uint8_t *data, size_t size, uint64_t *hash) {

@@ -1,18 +1,58 @@
 /*
- * target_parser.c - arbitrary bytes into the scenario / replay-file parser.
- * It must return a clean error, or a scenario that dumps to text which
- * parses back to a scenario that dumps to the same text.
+ * target_parser.c - arbitrary bytes into the scenario / replay-file parser
+ * and then the interpreter. The parser must return a clean line-numbered
+ * error, or a scenario that dumps to text which parses back to a scenario
+ * that dumps to the same text. A scenario that parses is then run (one
+ * seed, a bounded number of steps): the library is correct, so the run may
+ * end in an input error, its own expectations, the step bound or a
+ * legitimate wait forever, but never in an invariant failure or undefined
+ * behaviour (UBSan): a value that parses but breaks the run is a tool bug.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
 #include "scenario.h"
+#include "world.h"
 
-static uint64_t fnv(const char *p, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
-  return h;
+#define RUN_STEPS 20000
+
+static uint64_t fnv(const char *p, size_t n) { return sc_fnv1a64(p, n); }
+
+/* Failures a correct library can still produce on an arbitrary scenario. */
+static bool legitimate(const char *failure) {
+  static const char *const ok[] = {SIM_INPUT_ERROR, "expectation", "step limit"};
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+    if (strncmp(failure, ok[i], strlen(ok[i])) == 0) return true;
+  return false;
+}
+
+/* A run cut short (step bound, input error) inside np_accept leaks the new
+ * handle: world.c's reclaim_after_failure frees only adopted handles (open:
+ * its owner's to fix), and LeakSanitizer reports it. Until then scenarios
+ * with accept are parsed and dumped but not run. */
+static bool runnable(const scenario *sc) {
+  for (int i = 0; i < sc->action_count; i++)
+    if (sc->actions[i].op == SC_ACCEPT) return false;
+  return true;
+}
+
+static uint64_t run_scenario(const scenario *sc) {
+  if (!runnable(sc)) return 0;
+  world_options o = {
+      .sc = sc,
+      .seed = sc->has_seed ? sc->seed : sc->seed_first,
+      .step_limit = RUN_STEPS,
+      .check_every_step = true,
+      .trace_out = np_fuzz_verbose,
+      .allow_stuck = true,
+  };
+  world_result r;
+  if (world_run(&o, &r) != 0 && !legitimate(r.failure)) {
+    fprintf(stderr, "np_fuzz_parser: a parsed scenario fails the run: %s\n", r.failure);
+    abort();
+  }
+  return r.trace_hash ^ r.steps;
 }
 
 int np_fuzz_parser(const uint8_t *data, size_t size, uint64_t *hash) {
@@ -43,7 +83,8 @@ int np_fuzz_parser(const uint8_t *data, size_t size, uint64_t *hash) {
     abort();
   }
   if (np_fuzz_verbose != NULL) fwrite(text1, 1, len1, np_fuzz_verbose);
-  if (hash != NULL) *hash = fnv(text1, len1);
+  uint64_t run = run_scenario(&a);
+  if (hash != NULL) *hash = fnv(text1, len1) ^ run;
   free(text1);
   free(text2);
   return 0;

@@ -564,14 +564,16 @@ static int sb_wait(void *state, np__event *events, int events_max, int64_t delay
   /* The kernel rounds the timeout up to whole milliseconds, as epoll_wait's
    * millisecond argument does; the backend contract says never down. */
   int64_t wake_at = -1;
-  if (delay_ns > 0 && delay_ns <= KERN_WAIT_HORIZON_NS) {
+  if (delay_ns > 0 && delay_ns <= KERN_FOREVER_NS) {
     /* Rounded up to whole milliseconds, as epoll_wait's argument. A delay
-     * beyond the horizon (a deadline hours away, or "max") blocks with no
-     * timeout: walking virtual time there in capped steps would take
-     * thousands of wake-ups and finally overflow the clock. */
+     * longer than any scenario deadline can be ahead (a "max" deadline)
+     * blocks with no timeout; any other (a deadline a year away) wakes
+     * when it is due, else a read with that deadline would never time out
+     * (a false I8). One that ends past the simulator's clock makes the
+     * clock stop the run as an input error when it is the next wake-up. */
     int64_t ms = delay_ns / 1000000 + (delay_ns % 1000000 != 0);
     int64_t span = ms * 1000000;
-    wake_at = span > INT64_MAX - sim->now ? INT64_MAX : sim->now + span;
+    wake_at = span > SIM_TIME_MAX_NS - sim->now ? SIM_TIME_MAX_NS + 1 : sim->now + span;
   }
   for (;;) {
     int max = events_max;

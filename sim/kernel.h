@@ -23,6 +23,9 @@
 /* epoll_wait timeouts longer than this (virtual) block indefinitely: timers
  * further out never fire in a simulation. */
 #define KERN_WAIT_HORIZON_NS (INT64_C(3600) * 1000000000)
+/* An epoll_wait timeout longer than this (two years: scenario deadlines are
+ * at most a year ahead) means "no deadline in reach": no timeout. */
+#define KERN_FOREVER_NS (INT64_C(2) * 31536000 * 1000000000)
 
 typedef struct kern_faults {
   bool active;              /* world turns faults off for the liveness phase */

@@ -77,7 +77,12 @@ typedef struct parser {
   int line;
   char *err;
   size_t err_len;
-  int task; /* current task or -1 */
+  int task;                         /* current task or -1 */
+  int64_t sleep_total;              /* the current task's start plus its sleeps */
+  const char *text;                 /* the whole input, for the checksum */
+  size_t line_start;                /* offset of the current line */
+  int checksum_line;                /* line of a checksum, 0 if none yet */
+  int deadlines[SC_STREAMS_MAX][2]; /* deadline actions per stream and mode (r, w) */
 } parser;
 
 __attribute__((format(printf, 2, 3))) static int fail(parser *p, const char *fmt, ...) {
@@ -90,6 +95,25 @@ __attribute__((format(printf, 2, 3))) static int fail(parser *p, const char *fmt
     va_end(ap);
   }
   return -1;
+}
+
+uint64_t sc_fnv1a64(const char *p, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+  return h;
+}
+
+void sc_escape(char *s, size_t cap) {
+  char buf[1024];
+  size_t o = 0;
+  for (const unsigned char *c = (const unsigned char *)s; *c != 0 && o + 5 < sizeof(buf); c++) {
+    if (*c >= 0x20 && *c < 0x7f && *c != '\\')
+      buf[o++] = (char)*c;
+    else
+      o += (size_t)snprintf(buf + o, sizeof(buf) - o, "\\x%02x", *c);
+  }
+  buf[o] = 0;
+  if (cap > 0) snprintf(s, cap, "%s", buf);
 }
 
 static bool parse_int(const char *s, int64_t min, int64_t max, int64_t *out) {
@@ -134,6 +158,15 @@ static bool valid_name(const char *s) {
   return true;
 }
 
+bool sc_valid_scenario_name(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n >= sizeof(((scenario *)0)->name)) return false;
+  if (!isalnum((unsigned char)s[0]) && s[0] != '_') return false;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-' && s[i] != '.') return false;
+  return strstr(s, "..") == NULL;
+}
+
 static int find_stream(const scenario *sc, const char *name) {
   for (int i = 0; i < sc->stream_count; i++)
     if (strcmp(sc->streams[i].name, name) == 0) return i;
@@ -170,12 +203,43 @@ static bool parse_expect(const char *s, unsigned *out) {
   return set != 0;
 }
 
+static int parse_faults(parser *p, char **tok, int ntok) {
+  scenario *sc = p->sc;
+  int64_t v;
+  memset(&sc->faults, 0, sizeof(sc->faults));
+  sc->fault_horizon = 0;
+  if (ntok == 2 && strcmp(tok[1], "none") == 0) return 0;
+  for (int i = 1; i < ntok; i++) {
+    char *eq = strchr(tok[i], '=');
+    if (eq == NULL) return fail(p, "faults takes none or kind=per-million ... horizon=DURATION");
+    *eq = 0;
+    if (strcmp(tok[i], "horizon") == 0) {
+      if (!parse_duration(eq + 1, &v)) return fail(p, "bad fault horizon '%s'", eq + 1);
+      sc->fault_horizon = v;
+      continue;
+    }
+    size_t k = 0;
+    while (k < FAULT_KINDS && strcmp(tok[i], fault_names[k].name) != 0) k++;
+    if (k == FAULT_KINDS) return fail(p, "unknown fault '%s'", tok[i]);
+    if (!parse_int(eq + 1, 0, 1000000, &v)) return fail(p, "fault rate is per million, 0..1000000");
+    *(uint32_t *)((char *)&sc->faults + fault_names[k].offset) = (uint32_t)v;
+  }
+  sc->faults.active = true;
+  return 0;
+}
+
 static int parse_header(parser *p, char **tok, int ntok) {
   scenario *sc = p->sc;
   const char *key = tok[0];
   int64_t v;
   if (strcmp(key, "name") == 0) {
     if (ntok != 2) return fail(p, "name takes one word");
+    if (!sc_valid_scenario_name(tok[1]))
+      return fail(
+          p,
+          "bad scenario name '%s': 1-%d letters, digits, '_', '-', '.', starting with a letter, digit "
+          "or '_' (it names replay files: no '/', no '..')",
+          tok[1], (int)sizeof(sc->name) - 1);
     snprintf(sc->name, sizeof(sc->name), "%s", tok[1]);
   } else if (strcmp(key, "seeds") == 0) {
     if (ntok != 2) return fail(p, "seeds takes A-B");
@@ -193,7 +257,10 @@ static int parse_header(parser *p, char **tok, int ntok) {
     sc->has_seed = true;
     sc->seed = (uint64_t)v;
   } else if (strcmp(key, "build") == 0) {
-    /* informational: the commit a replay file came from */
+    /* the build a replay file was recorded by (npsim warns on another) */
+    if (ntok != 2 || strlen(tok[1]) >= sizeof(sc->build)) return fail(p, "build takes one word");
+    snprintf(sc->build, sizeof(sc->build), "%s", tok[1]);
+    sc->has_build = true;
   } else if (strcmp(key, "strategy") == 0) {
     if (ntok != 2) return fail(p, "strategy takes random or pct");
     if (strcmp(tok[1], "random") == 0)
@@ -220,25 +287,7 @@ static int parse_header(parser *p, char **tok, int ntok) {
       return fail(p, "conformance takes yes or no");
     sc->conformance = strcmp(tok[1], "yes") == 0;
   } else if (strcmp(key, "faults") == 0) {
-    memset(&sc->faults, 0, sizeof(sc->faults));
-    sc->fault_horizon = 0;
-    if (ntok == 2 && strcmp(tok[1], "none") == 0) return 0;
-    for (int i = 1; i < ntok; i++) {
-      char *eq = strchr(tok[i], '=');
-      if (eq == NULL) return fail(p, "faults takes none or kind=per-million ... horizon=DURATION");
-      *eq = 0;
-      if (strcmp(tok[i], "horizon") == 0) {
-        if (!parse_duration(eq + 1, &v)) return fail(p, "bad fault horizon '%s'", eq + 1);
-        sc->fault_horizon = v;
-        continue;
-      }
-      size_t k = 0;
-      while (k < FAULT_KINDS && strcmp(tok[i], fault_names[k].name) != 0) k++;
-      if (k == FAULT_KINDS) return fail(p, "unknown fault '%s'", tok[i]);
-      if (!parse_int(eq + 1, 0, 1000000, &v)) return fail(p, "fault rate is per million, 0..1000000");
-      *(uint32_t *)((char *)&sc->faults + fault_names[k].offset) = (uint32_t)v;
-    }
-    sc->faults.active = true;
+    return parse_faults(p, tok, ntok);
   } else {
     return 1; /* not a header line */
   }
@@ -268,6 +317,156 @@ static int parse_stream(parser *p, char **tok, int ntok) {
   return 0;
 }
 
+/* Per-kind argument parsers: tok[0] is the action, a->stream is set when
+ * the action takes one, args points at the first word after it, extra
+ * counts those words (without a trailing "expect SET"). */
+typedef struct act_args {
+  char **tok;
+  char **args;
+  int extra;
+} act_args;
+
+static int parse_sleep(parser *p, sc_action *a, const act_args *w) {
+  if (w->extra != 1 || !parse_duration(w->args[0], &a->n))
+    return fail(p, "sleep takes a duration (e.g. 2ms)");
+  sc_task *t = &p->sc->tasks[p->task];
+  if (a->n > SC_TIME_MAX_NS - p->sleep_total)
+    return fail(p,
+                "task '%s' sleeps past the simulator's 100-year clock (its start and sleeps add up to more)",
+                t->name);
+  p->sleep_total += a->n;
+  return 0;
+}
+
+static int parse_read(parser *p, sc_action *a, const act_args *w) {
+  a->n = 4096;
+  if (w->extra > 1 || (w->extra == 1 && !parse_int(w->args[0], 0, 1 << 20, &a->n)))
+    return fail(p, "read takes S [MAX]");
+  return 0;
+}
+
+static int parse_bytes(parser *p, sc_action *a, const act_args *w) {
+  int64_t max = a->op == SC_WRITE ? SC_WRITE_MAX : 1 << 24;
+  if (w->extra != 1 || !parse_int(w->args[0], 0, max, &a->n))
+    return fail(p, "%s takes S BYTES (at most %" PRId64 ")", w->tok[0], max);
+  return 0;
+}
+
+static int parse_produce(parser *p, sc_action *a, const act_args *w) {
+  a->gap = 2000000;
+  if (w->extra < 1 || w->extra > 2 || !parse_int(w->args[0], 0, 1 << 24, &a->n))
+    return fail(p, "produce takes S BYTES [gap=D]");
+  if (w->extra == 2 && (strncmp(w->args[1], "gap=", 4) != 0 || !parse_duration(w->args[1] + 4, &a->gap)))
+    return fail(p, "produce option must be gap=DURATION");
+  return 0;
+}
+
+static int parse_deadline(parser *p, sc_action *a, const act_args *w) {
+  if (w->extra != 2) return fail(p, "deadline takes S r|w|rw VALUE");
+  const char *mode = w->args[0], *val = w->args[1];
+  if (strcmp(mode, "r") == 0)
+    a->mode = 'r';
+  else if (strcmp(mode, "w") == 0)
+    a->mode = 'w';
+  else if (strcmp(mode, "rw") == 0)
+    a->mode = 'r' + 'w';
+  else
+    return fail(p, "deadline mode must be r, w or rw");
+  if (strcmp(val, "none") == 0)
+    a->when = SC_DL_NONE;
+  else if (strcmp(val, "now") == 0)
+    a->when = SC_DL_NOW;
+  else if (strcmp(val, "max") == 0)
+    a->when = SC_DL_MAX;
+  else if ((val[0] == '+' || val[0] == '-') && parse_duration(val + 1, &a->n) && a->n > 0)
+    a->when = val[0] == '+' ? SC_DL_PLUS : SC_DL_MINUS;
+  else
+    return fail(p, "deadline value must be none, now, max, +DURATION or -DURATION");
+  for (int m = 0; m < 2; m++) {
+    if (a->mode != (m == 0 ? 'r' : 'w') && a->mode != 'r' + 'w') continue;
+    if (++p->deadlines[a->stream][m] > SC_DEADLINES_MAX)
+      return fail(p, "more than %d %s deadline actions on stream '%s' (the simulator's history of a stream)",
+                  SC_DEADLINES_MAX, m == 0 ? "read" : "write", p->sc->streams[a->stream].name);
+  }
+  return 0;
+}
+
+static int parse_reopen(parser *p, sc_action *a, const act_args *w) {
+  if (w->extra < 1 || w->extra > 2) return fail(p, "reopen takes S KIND [cap=N]");
+  int kind = parse_kind(w->args[0]);
+  if (kind < 0 || kind > SC_SOCK) return fail(p, "reopen kind must be pipe-in, pipe-out or sock");
+  a->kind = (sc_kind)kind;
+  a->cap = 4096;
+  int64_t v;
+  if (w->extra == 2) {
+    if (strncmp(w->args[1], "cap=", 4) != 0 || !parse_int(w->args[1] + 4, 1, 1 << 20, &v))
+      return fail(p, "bad cap");
+    a->cap = (uint32_t)v;
+  }
+  return 0;
+}
+
+static int parse_wait_gen(parser *p, sc_action *a, const act_args *w) {
+  if (w->extra != 1 || !parse_int(w->args[0], 1, 1000, &a->n)) return fail(p, "wait-gen takes S GENERATION");
+  return 0;
+}
+
+static int parse_join(parser *p, sc_action *a, const act_args *w) {
+  if (w->extra != 1) return fail(p, "join takes a task name");
+  a->task = find_task(p->sc, w->args[0]);
+  if (a->task < 0) return fail(p, "join of unknown task '%s' (declare it first)", w->args[0]);
+  if (a->task == p->task) return fail(p, "a task cannot join itself");
+  return 0;
+}
+
+static int parse_pair(parser *p, sc_action *a, const act_args *w) {
+  const scenario *sc = p->sc;
+  if (w->extra != 1) return fail(p, "%s takes LISTENER ACCEPTED", w->tok[0]);
+  if (sc->streams[a->stream].kind != SC_LISTEN)
+    return fail(p, "%s: '%s' is not a listen stream", w->tok[0], w->tok[1]);
+  a->stream2 = find_stream(sc, w->args[0]);
+  if (a->stream2 < 0 || sc->streams[a->stream2].kind != SC_ACCEPTED)
+    return fail(p, "%s: '%s' is not an accepted stream", w->tok[0], w->args[0]);
+  return 0;
+}
+
+static int parse_inject(parser *p, sc_action *a, const act_args *w) {
+  if (w->extra != 1) return fail(p, "inject takes S err-only|ready");
+  if (strcmp(w->args[0], "err-only") == 0)
+    a->mode = 'e';
+  else if (strcmp(w->args[0], "ready") == 0)
+    a->mode = 's';
+  else
+    return fail(p, "inject takes err-only or ready");
+  return 0;
+}
+
+static int parse_no_args(parser *p, sc_action *a, const act_args *w) {
+  if (w->extra == 0) return 0;
+  return fail(p, "%s takes %s", w->tok[0], a->stream >= 0 ? "just a stream" : "no argument");
+}
+
+typedef int (*act_parser)(parser *, sc_action *, const act_args *);
+
+static act_parser arg_parser(sc_op op) {
+  switch (op) {
+    case SC_SLEEP: return parse_sleep;
+    case SC_READ: return parse_read;
+    case SC_WRITE:
+    case SC_WRITE_ALL:
+    case SC_PEER_WRITE: return parse_bytes;
+    case SC_PRODUCE: return parse_produce;
+    case SC_DEADLINE: return parse_deadline;
+    case SC_REOPEN: return parse_reopen;
+    case SC_WAIT_GEN: return parse_wait_gen;
+    case SC_JOIN: return parse_join;
+    case SC_CONNECT:
+    case SC_ACCEPT: return parse_pair;
+    case SC_INJECT: return parse_inject;
+    default: return parse_no_args;
+  }
+}
+
 static int parse_action(parser *p, char **tok, int ntok) {
   scenario *sc = p->sc;
   if (p->task < 0) return fail(p, "action '%s' outside a task", tok[0]);
@@ -283,7 +482,6 @@ static int parse_action(parser *p, char **tok, int ntok) {
     if (!parse_expect(tok[ntok - 1], &a.expect)) return fail(p, "bad expectation '%s'", tok[ntok - 1]);
     ntok -= 2;
   }
-  int64_t v;
   int arg = 1;
   bool needs_stream = !(op == SC_SLEEP || op == SC_JOIN || op == SC_BREAK || op == SC_POLL);
   if (needs_stream) {
@@ -292,98 +490,8 @@ static int parse_action(parser *p, char **tok, int ntok) {
     if (a.stream < 0) return fail(p, "unknown stream '%s'", tok[1]);
     arg = 2;
   }
-  int extra = ntok - arg;
-  switch (op) {
-    case SC_SLEEP:
-      if (extra != 1 || !parse_duration(tok[1], &a.n)) return fail(p, "sleep takes a duration (e.g. 2ms)");
-      break;
-    case SC_READ:
-      a.n = 4096;
-      if (extra > 1 || (extra == 1 && !parse_int(tok[2], 0, 1 << 20, &a.n)))
-        return fail(p, "read takes S [MAX]");
-      break;
-    case SC_WRITE:
-      if (extra != 1 || !parse_int(tok[2], 0, SC_WRITE_MAX, &a.n))
-        return fail(p, "write takes S BYTES (at most %d)", SC_WRITE_MAX);
-      break;
-    case SC_WRITE_ALL:
-    case SC_PEER_WRITE:
-      if (extra != 1 || !parse_int(tok[2], 0, 1 << 24, &a.n)) return fail(p, "%s takes S BYTES", tok[0]);
-      break;
-    case SC_PRODUCE:
-      a.gap = 2000000;
-      if (extra < 1 || extra > 2 || !parse_int(tok[2], 0, 1 << 24, &a.n))
-        return fail(p, "produce takes S BYTES [gap=D]");
-      if (extra == 2 && (strncmp(tok[3], "gap=", 4) != 0 || !parse_duration(tok[3] + 4, &a.gap)))
-        return fail(p, "produce option must be gap=DURATION");
-      break;
-    case SC_DEADLINE: {
-      if (extra != 2) return fail(p, "deadline takes S r|w|rw VALUE");
-      if (strcmp(tok[2], "r") == 0)
-        a.mode = 'r';
-      else if (strcmp(tok[2], "w") == 0)
-        a.mode = 'w';
-      else if (strcmp(tok[2], "rw") == 0)
-        a.mode = 'r' + 'w';
-      else
-        return fail(p, "deadline mode must be r, w or rw");
-      const char *val = tok[3];
-      if (strcmp(val, "none") == 0)
-        a.when = SC_DL_NONE;
-      else if (strcmp(val, "now") == 0)
-        a.when = SC_DL_NOW;
-      else if (strcmp(val, "max") == 0)
-        a.when = SC_DL_MAX;
-      else if ((val[0] == '+' || val[0] == '-') && parse_duration(val + 1, &a.n) && a.n > 0)
-        a.when = val[0] == '+' ? SC_DL_PLUS : SC_DL_MINUS;
-      else
-        return fail(p, "deadline value must be none, now, max, +DURATION or -DURATION");
-      break;
-    }
-    case SC_REOPEN: {
-      if (extra < 1 || extra > 2) return fail(p, "reopen takes S KIND [cap=N]");
-      int kind = parse_kind(tok[2]);
-      if (kind < 0 || kind > SC_SOCK) return fail(p, "reopen kind must be pipe-in, pipe-out or sock");
-      a.kind = (sc_kind)kind;
-      a.cap = 4096;
-      if (extra == 2) {
-        if (strncmp(tok[3], "cap=", 4) != 0 || !parse_int(tok[3] + 4, 1, 1 << 20, &v))
-          return fail(p, "bad cap");
-        a.cap = (uint32_t)v;
-      }
-      break;
-    }
-    case SC_WAIT_GEN:
-      if (extra != 1 || !parse_int(tok[2], 1, 1000, &a.n)) return fail(p, "wait-gen takes S GENERATION");
-      break;
-    case SC_JOIN:
-      if (ntok != 2) return fail(p, "join takes a task name");
-      a.task = find_task(sc, tok[1]);
-      if (a.task < 0) return fail(p, "join of unknown task '%s' (declare it first)", tok[1]);
-      if (a.task == p->task) return fail(p, "a task cannot join itself");
-      break;
-    case SC_CONNECT:
-    case SC_ACCEPT:
-      if (extra != 1) return fail(p, "%s takes LISTENER ACCEPTED", tok[0]);
-      if (sc->streams[a.stream].kind != SC_LISTEN)
-        return fail(p, "%s: '%s' is not a listen stream", tok[0], tok[1]);
-      a.stream2 = find_stream(sc, tok[2]);
-      if (a.stream2 < 0 || sc->streams[a.stream2].kind != SC_ACCEPTED)
-        return fail(p, "%s: '%s' is not an accepted stream", tok[0], tok[2]);
-      break;
-    case SC_INJECT:
-      if (extra != 1) return fail(p, "inject takes S err-only|ready");
-      if (strcmp(tok[2], "err-only") == 0)
-        a.mode = 'e';
-      else if (strcmp(tok[2], "ready") == 0)
-        a.mode = 's';
-      else
-        return fail(p, "inject takes err-only or ready");
-      break;
-    default:
-      if (extra != 0) return fail(p, "%s takes %s", tok[0], needs_stream ? "just a stream" : "no argument");
-      break;
-  }
+  act_args w = {.tok = tok, .args = tok + arg, .extra = ntok - arg};
+  if (arg_parser(a.op)(p, &a, &w) != 0) return -1;
   sc->actions[sc->action_count++] = a;
   sc->tasks[p->task].count++;
   return 0;
@@ -399,64 +507,116 @@ static void defaults(scenario *sc) {
   sc->stickiness = -1;
 }
 
-int sc_parse(const char *text, size_t len, scenario *out, char *err, size_t err_len) {
-  parser p = {.sc = out, .line = 0, .err = err, .err_len = err_len, .task = -1};
-  defaults(out);
-  if (err_len > 0) err[0] = 0;
+static int parse_task(parser *p, char **tok, int ntok) {
+  scenario *out = p->sc;
+  if (ntok < 2 || ntok > 3 || !valid_name(tok[1])) return fail(p, "task takes NAME [start=DURATION]");
+  if (find_task(out, tok[1]) >= 0) return fail(p, "task '%s' declared twice", tok[1]);
+  if (out->task_count >= SC_TASKS_MAX) return fail(p, "too many tasks (max %d)", SC_TASKS_MAX);
+  sc_task *t = &out->tasks[out->task_count];
+  snprintf(t->name, sizeof(t->name), "%s", tok[1]);
+  t->first = out->action_count;
+  t->count = 0;
+  t->start = 0;
+  if (ntok == 3 && (strncmp(tok[2], "start=", 6) != 0 || !parse_duration(tok[2] + 6, &t->start)))
+    return fail(p, "task option must be start=DURATION");
+  p->task = out->task_count++;
+  p->sleep_total = t->start;
+  return 0;
+}
+
+/* "checksum fnv1a64:HEX": the FNV-1a hash of every byte before this line.
+ * Replay files end with one; a damaged or edited file fails here. */
+static int parse_checksum(parser *p, char **tok, int ntok) {
+  if (p->checksum_line != 0) return fail(p, "second checksum line");
+  char *end;
+  if (ntok != 2 || strncmp(tok[1], "fnv1a64:", 8) != 0 || strlen(tok[1]) != 8 + 16)
+    return fail(p, "checksum takes fnv1a64:<16 hex digits>");
+  errno = 0;
+  unsigned long long want = strtoull(tok[1] + 8, &end, 16);
+  if (errno != 0 || *end != 0 || !isxdigit((unsigned char)tok[1][8]))
+    return fail(p, "checksum takes fnv1a64:<16 hex digits>");
+  uint64_t got = sc_fnv1a64(p->text, p->line_start);
+  if (got != want)
+    return fail(p,
+                "checksum mismatch: the file is damaged or was edited (recorded %016llx, content %016" PRIx64
+                "); remove the checksum and build lines to run an edited scenario",
+                want, got);
+  p->checksum_line = p->line;
+  return 0;
+}
+
+/* One line, comment stripped, split into words. */
+static int parse_line(parser *p, char **tok, int ntok) {
+  if (p->checksum_line != 0) return fail(p, "text after the checksum line (line %d)", p->checksum_line);
+  if (strcmp(tok[0], "checksum") == 0) return parse_checksum(p, tok, ntok);
+  if (strcmp(tok[0], "stream") == 0) {
+    if (p->task >= 0) return fail(p, "streams must be declared before tasks");
+    return parse_stream(p, tok, ntok);
+  }
+  if (strcmp(tok[0], "task") == 0) return parse_task(p, tok, ntok);
+  int rc = p->task < 0 ? parse_header(p, tok, ntok) : 1;
+  if (rc == 1) rc = parse_action(p, tok, ntok);
+  return rc;
+}
+
+/* Copies the line at text[pos, end) into line (comment cut, tabs and CRs to
+ * spaces) and splits it; returns the word count or -1. */
+static int split_line(parser *p, const char *text, size_t n, char *line, char **tok) {
+  if (n >= LINE_MAX_LEN) return fail(p, "line longer than %d characters", LINE_MAX_LEN - 1);
+  memcpy(line, text, n);
+  line[n] = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (line[i] == 0) return fail(p, "NUL byte in scenario");
+    if (line[i] == '#') {
+      line[i] = 0;
+      break;
+    }
+    if (line[i] == '\r' || line[i] == '\t') line[i] = ' ';
+  }
+  int ntok = 0;
+  for (char *save = NULL, *w = strtok_r(line, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save)) {
+    if (ntok == TOKENS_MAX) return fail(p, "too many words on a line");
+    tok[ntok++] = w;
+  }
+  return ntok;
+}
+
+static int parse_text(parser *p, const char *text, size_t len) {
   size_t pos = 0;
   while (pos < len) {
-    p.line++;
+    p->line++;
+    p->line_start = pos;
     size_t end = pos;
     while (end < len && text[end] != '\n') end++;
-    size_t n = end - pos;
-    if (n >= LINE_MAX_LEN) return fail(&p, "line longer than %d characters", LINE_MAX_LEN - 1);
     char line[LINE_MAX_LEN];
-    memcpy(line, text + pos, n);
-    line[n] = 0;
-    pos = end + 1;
-    for (size_t i = 0; i < n; i++) {
-      if (line[i] == 0) return fail(&p, "NUL byte in scenario");
-      if (line[i] == '#') {
-        line[i] = 0;
-        break;
-      }
-      if (line[i] == '\r' || line[i] == '\t') line[i] = ' ';
-    }
     char *tok[TOKENS_MAX];
-    int ntok = 0;
-    for (char *save = NULL, *w = strtok_r(line, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save)) {
-      if (ntok == TOKENS_MAX) return fail(&p, "too many words on a line");
-      tok[ntok++] = w;
-    }
-    if (ntok == 0) continue;
-    int rc;
-    if (strcmp(tok[0], "stream") == 0) {
-      if (p.task >= 0) return fail(&p, "streams must be declared before tasks");
-      rc = parse_stream(&p, tok, ntok);
-    } else if (strcmp(tok[0], "task") == 0) {
-      if (ntok < 2 || ntok > 3 || !valid_name(tok[1])) return fail(&p, "task takes NAME [start=DURATION]");
-      if (find_task(out, tok[1]) >= 0) return fail(&p, "task '%s' declared twice", tok[1]);
-      if (out->task_count >= SC_TASKS_MAX) return fail(&p, "too many tasks (max %d)", SC_TASKS_MAX);
-      sc_task *t = &out->tasks[out->task_count];
-      snprintf(t->name, sizeof(t->name), "%s", tok[1]);
-      t->first = out->action_count;
-      t->count = 0;
-      t->start = 0;
-      if (ntok == 3 && (strncmp(tok[2], "start=", 6) != 0 || !parse_duration(tok[2] + 6, &t->start)))
-        return fail(&p, "task option must be start=DURATION");
-      p.task = out->task_count++;
-      rc = 0;
-    } else {
-      rc = p.task < 0 ? parse_header(&p, tok, ntok) : 1;
-      if (rc == 1) rc = parse_action(&p, tok, ntok);
-    }
-    if (rc != 0) return -1;
+    int ntok = split_line(p, text + pos, end - pos, line, tok);
+    pos = end + 1;
+    if (ntok < 0) return -1;
+    if (ntok > 0 && parse_line(p, tok, ntok) != 0) return -1;
   }
+  scenario *out = p->sc;
   if (out->task_count == 0) {
-    snprintf(err, err_len, "end of input (line %d): no tasks", p.line);
+    snprintf(p->err, p->err_len, "end of input (line %d): no tasks", p->line);
     return -1;
   }
-  return sc_validate(out, err, err_len);
+  if (out->has_build && p->checksum_line == 0) {
+    snprintf(p->err, p->err_len,
+             "end of input (line %d): a replay file (it has a build line) without its final checksum line: "
+             "truncated?",
+             p->line);
+    return -1;
+  }
+  return sc_validate(out, p->err, p->err_len);
+}
+
+int sc_parse(const char *text, size_t len, scenario *out, char *err, size_t err_len) {
+  parser p = {.sc = out, .line = 0, .err = err, .err_len = err_len, .task = -1, .text = text};
+  defaults(out);
+  if (err_len > 0) err[0] = 0;
+  int rc = parse_text(&p, text, len);
+  if (rc != 0) sc_escape(err, err_len);
+  return rc;
 }
 
 int sc_validate(const scenario *sc, char *err, size_t err_len) {
@@ -472,8 +632,11 @@ int sc_validate(const scenario *sc, char *err, size_t err_len) {
   return 0;
 }
 
-int sc_parse_file(const char *path, scenario *out, char *err, size_t err_len) {
-  FILE *f = fopen(path, "rb");
+int sc_parse_file(const char *path_raw, scenario *out, char *err, size_t err_len) {
+  char path[512]; /* for messages: escaped */
+  snprintf(path, sizeof(path), "%s", path_raw);
+  sc_escape(path, sizeof(path));
+  FILE *f = fopen(path_raw, "rb");
   if (f == NULL) {
     snprintf(err, err_len, "%s: %s", path, strerror(errno));
     return -1;
@@ -539,6 +702,47 @@ static void dump_expect(FILE *out, unsigned set) {
   }
 }
 
+static void dump_action(const scenario *sc, const sc_action *a, FILE *out) {
+  fprintf(out, "  %s", op_names[a->op]);
+  if (a->stream >= 0) fprintf(out, " %s", sc->streams[a->stream].name);
+  switch (a->op) {
+    case SC_SLEEP:
+      fputc(' ', out);
+      dump_duration(out, a->n);
+      break;
+    case SC_READ:
+    case SC_WRITE:
+    case SC_WRITE_ALL:
+    case SC_PEER_WRITE:
+    case SC_WAIT_GEN: fprintf(out, " %" PRId64, a->n); break;
+    case SC_PRODUCE:
+      fprintf(out, " %" PRId64 " gap=", a->n);
+      dump_duration(out, a->gap);
+      break;
+    case SC_DEADLINE:
+      fprintf(out, " %s ", a->mode == 'r' ? "r" : a->mode == 'w' ? "w" : "rw");
+      if (a->when == SC_DL_NONE)
+        fputs("none", out);
+      else if (a->when == SC_DL_NOW)
+        fputs("now", out);
+      else if (a->when == SC_DL_MAX)
+        fputs("max", out);
+      else {
+        fputc(a->when == SC_DL_PLUS ? '+' : '-', out);
+        dump_duration(out, a->n);
+      }
+      break;
+    case SC_REOPEN: fprintf(out, " %s cap=%u", kind_names[a->kind], a->cap); break;
+    case SC_JOIN: fprintf(out, " %s", sc->tasks[a->task].name); break;
+    case SC_INJECT: fprintf(out, " %s", a->mode == 'e' ? "err-only" : "ready"); break;
+    case SC_CONNECT:
+    case SC_ACCEPT: fprintf(out, " %s", sc->streams[a->stream2].name); break;
+    default: break;
+  }
+  dump_expect(out, a->expect);
+  fputc('\n', out);
+}
+
 void sc_dump(const scenario *sc, FILE *out) {
   fprintf(out, "name %s\n", sc->name);
   if (sc->has_seed) fprintf(out, "seed %" PRIu64 "\n", sc->seed);
@@ -575,48 +779,30 @@ void sc_dump(const scenario *sc, FILE *out) {
       dump_duration(out, task->start);
     }
     fputc('\n', out);
-    for (int i = task->first; i < task->first + task->count; i++) {
-      const sc_action *a = &sc->actions[i];
-      fprintf(out, "  %s", op_names[a->op]);
-      if (a->stream >= 0) fprintf(out, " %s", sc->streams[a->stream].name);
-      switch (a->op) {
-        case SC_SLEEP:
-          fputc(' ', out);
-          dump_duration(out, a->n);
-          break;
-        case SC_READ:
-        case SC_WRITE:
-        case SC_WRITE_ALL:
-        case SC_PEER_WRITE:
-        case SC_WAIT_GEN: fprintf(out, " %" PRId64, a->n); break;
-        case SC_PRODUCE:
-          fprintf(out, " %" PRId64 " gap=", a->n);
-          dump_duration(out, a->gap);
-          break;
-        case SC_DEADLINE:
-          fprintf(out, " %s ", a->mode == 'r' ? "r" : a->mode == 'w' ? "w" : "rw");
-          if (a->when == SC_DL_NONE)
-            fputs("none", out);
-          else if (a->when == SC_DL_NOW)
-            fputs("now", out);
-          else if (a->when == SC_DL_MAX)
-            fputs("max", out);
-          else {
-            fputc(a->when == SC_DL_PLUS ? '+' : '-', out);
-            dump_duration(out, a->n);
-          }
-          break;
-        case SC_REOPEN: fprintf(out, " %s cap=%u", kind_names[a->kind], a->cap); break;
-        case SC_JOIN: fprintf(out, " %s", sc->tasks[a->task].name); break;
-        case SC_INJECT: fprintf(out, " %s", a->mode == 'e' ? "err-only" : "ready"); break;
-        case SC_CONNECT:
-        case SC_ACCEPT: fprintf(out, " %s", sc->streams[a->stream2].name); break;
-        default: break;
-      }
-      dump_expect(out, a->expect);
-      fputc('\n', out);
-    }
+    for (int i = task->first; i < task->first + task->count; i++) dump_action(sc, &sc->actions[i], out);
   }
+}
+
+int sc_write_replay(const scenario *sc, const char *comment, const char *build, FILE *out) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *mem = open_memstream(&text, &len);
+  if (mem == NULL) return -1;
+  for (const char *c = comment; c != NULL && *c != 0;) {
+    size_t n = strcspn(c, "\n");
+    fprintf(mem, "# %.*s\n", (int)n, c);
+    c += n + (c[n] == '\n');
+  }
+  fprintf(mem, "build %s\n", build);
+  sc_dump(sc, mem);
+  if (fclose(mem) != 0) {
+    free(text);
+    return -1;
+  }
+  int rc = fwrite(text, 1, len, out) == len ? 0 : -1;
+  if (rc == 0 && fprintf(out, "checksum fnv1a64:%016" PRIx64 "\n", sc_fnv1a64(text, len)) < 0) rc = -1;
+  free(text);
+  return rc;
 }
 
 /* ---- generation ---------------------------------------------------------------------------- */
@@ -707,24 +893,125 @@ static void gen_stream_tasks(gen *g, int s, int generation) {
   }
 }
 
+static void gen_faults(gen *g) {
+  scenario *sc = g->sc;
+  static const uint32_t rates[] = {0, 0, 0, 10000, 50000, 200000};
+  sc->faults.epoll_eintr = rates[gbelow(g, 6)];
+  sc->faults.rw_eintr = rates[gbelow(g, 6)];
+  sc->faults.spurious_eagain = rates[gbelow(g, 6)];
+  sc->faults.short_io = rates[gbelow(g, 6)];
+  sc->faults.spurious_ready = rates[gbelow(g, 6)];
+  sc->faults.err_only = rates[gbelow(g, 6)] / 4;
+  sc->faults.maxevents_cut = rates[gbelow(g, 6)];
+  sc->faults.active = true;
+  sc->fault_horizon = 1 + (int64_t)gbelow(g, 30000000);
+}
+
+/* Closers: close a stream and maybe reopen it (the kernel reuses the fd
+ * number, the cache the pd); the reopened generation gets new actors. */
+static void gen_closers(gen *g, int streams) {
+  scenario *sc = g->sc;
+  int generations[SC_STREAMS_MAX];
+  for (int s = 0; s < streams; s++) generations[s] = 1;
+  int closers = (int)gbelow(g, 4);
+  for (int c = 0; c < closers && gen_room(g); c++) {
+    int s = (int)gbelow(g, (uint64_t)streams);
+    int t = gen_task(g, "killer%d", c, 0);
+    /* Kill the generation that is newest now (a chain: a later killer
+     * waits for the reopen of an earlier one). */
+    if (generations[s] > 1) gen_act(g, t, (sc_action){.op = SC_WAIT_GEN, .stream = s, .n = generations[s]});
+    gen_act(g, t, (sc_action){.op = SC_SLEEP, .n = (int64_t)gbelow(g, 10000000)});
+    gen_act(g, t, (sc_action){.op = SC_CLOSE, .stream = s});
+    if (gbelow(g, 10) < 7 && generations[s] < 4 && gen_room(g)) {
+      sc_kind kind = (sc_kind)gbelow(g, 3);
+      gen_act(g, t, (sc_action){.op = SC_REOPEN, .stream = s, .kind = kind, .cap = gen_cap(g)});
+      generations[s]++;
+      sc_kind saved = sc->streams[s].kind;
+      sc->streams[s].kind = kind; /* gen_stream_tasks reads the kind of this generation */
+      gen_stream_tasks(g, s, generations[s]);
+      sc->streams[s].kind = saved;
+    }
+  }
+}
+
+static sc_action gen_deadline(gen *g, int streams) {
+  static const int modes[] = {'r', 'w', 'r' + 'w'};
+  sc_action a = {.op = SC_DEADLINE, .stream = (int)gbelow(g, (uint64_t)streams), .mode = modes[gbelow(g, 3)]};
+  switch (gbelow(g, 7)) {
+    case 0: a.when = SC_DL_NONE; break;
+    case 1: a.when = SC_DL_MINUS, a.n = 1 + (int64_t)gbelow(g, 1000000); break;
+    case 2: a.when = SC_DL_NOW; break;
+    case 3: a.when = SC_DL_PLUS, a.n = 1 + (int64_t)gbelow(g, 1000); break;
+    case 4: a.when = SC_DL_PLUS, a.n = 1 + (int64_t)gbelow(g, 5000000); break;
+    case 5: a.when = SC_DL_PLUS, a.n = 1000000000; break;
+    default: a.when = SC_DL_MAX; break;
+  }
+  return a;
+}
+
+static void gen_setter(gen *g, int streams) {
+  if (gbelow(g, 10) >= 7 || g->sc->task_count >= SC_TASKS_MAX) return;
+  int t = gen_task(g, "setter%d", 0, 0);
+  int rounds = 1 + (int)gbelow(g, 24); /* 48 + 3 actions: within the reserve below */
+  for (int i = 0; i < rounds; i++) {
+    gen_act(g, t, (sc_action){.op = SC_SLEEP, .n = (int64_t)gbelow(g, 3000000)});
+    gen_act(g, t, gen_deadline(g, streams));
+  }
+  /* Liveness phase: no deadline may keep anybody from finishing. */
+  for (int s = 0; s < streams; s++)
+    gen_act(g, t, (sc_action){.op = SC_DEADLINE, .stream = s, .mode = 'r' + 'w', .when = SC_DL_NONE});
+}
+
+/* A listener: connections accepted as generations of an accepted stream,
+ * each with its own actors; aborted connections are made again. */
+static void gen_listener(gen *g, bool faults) {
+  scenario *sc = g->sc;
+  if (gbelow(g, 10) >= 3 || sc->stream_count + 2 > SC_STREAMS_MAX ||
+      sc->task_count + 3 + 4 * 3 > SC_TASKS_MAX || sc->action_count + 8 + 16 * 3 > SC_ACTIONS_MAX)
+    return;
+  int l = sc->stream_count++, c = sc->stream_count++;
+  snprintf(sc->streams[l].name, sizeof(sc->streams[l].name), "l%d", l);
+  sc->streams[l].kind = SC_LISTEN;
+  sc->streams[l].cap = 1;
+  snprintf(sc->streams[c].name, sizeof(sc->streams[c].name), "c%d", c);
+  sc->streams[c].kind = SC_ACCEPTED;
+  sc->streams[c].cap = 4096;
+  int k = 1 + (int)gbelow(g, 3);
+  int acceptor = gen_task(g, "acceptor%d", l, 0);
+  for (int i = 0; i < k; i++) gen_act(g, acceptor, (sc_action){.op = SC_ACCEPT, .stream = l, .stream2 = c});
+  int connector = gen_task(g, "connector%d", l, 0);
+  for (int i = 0; i < k; i++) {
+    gen_act(g, connector, (sc_action){.op = SC_SLEEP, .n = (int64_t)gbelow(g, 3000000)});
+    gen_act(g, connector, (sc_action){.op = SC_CONNECT, .stream = l, .stream2 = c});
+  }
+  int closer = gen_task(g, "lcloser%d", l, 0);
+  gen_act(g, closer, (sc_action){.op = SC_JOIN, .task = acceptor});
+  gen_act(g, closer, (sc_action){.op = SC_CLOSE, .stream = l});
+  for (int i = 1; i <= k; i++) gen_stream_tasks(g, c, i);
+  if (faults) {
+    static const uint32_t rates[] = {0, 0, 100000, 300000};
+    sc->faults.accept_abort = rates[gbelow(g, 4)];
+    sc->faults.accept_emfile = rates[gbelow(g, 4)];
+  }
+}
+
+static void gen_nbpoller(gen *g) {
+  if (gbelow(g, 10) >= 3 || g->sc->task_count >= SC_TASKS_MAX) return;
+  int t = gen_task(g, "nbpoller%d", 0, 0);
+  int rounds = 1 + (int)gbelow(g, 100); /* at most 200 actions */
+  for (int i = 0; i < rounds; i++) {
+    gen_act(g, t, (sc_action){.op = SC_SLEEP, .n = gbelow(g, 2) ? 0 : (int64_t)gbelow(g, 1000000)});
+    gen_act(g, t, (sc_action){.op = SC_POLL});
+  }
+}
+
 void sc_generate(uint64_t seed, bool faults, scenario *sc) {
   gen g = {.s = seed ^ 0x5ce7a1105ce7a110ull, .sc = sc};
   defaults(sc);
   snprintf(sc->name, sizeof(sc->name), "random-%" PRIu64, seed);
   sc->seed_first = sc->seed_last = seed;
   sc->events_max = 1 + (int)gbelow(&g, 8);
-  if (faults) {
-    static const uint32_t rates[] = {0, 0, 0, 10000, 50000, 200000};
-    sc->faults.epoll_eintr = rates[gbelow(&g, 6)];
-    sc->faults.rw_eintr = rates[gbelow(&g, 6)];
-    sc->faults.spurious_eagain = rates[gbelow(&g, 6)];
-    sc->faults.short_io = rates[gbelow(&g, 6)];
-    sc->faults.spurious_ready = rates[gbelow(&g, 6)];
-    sc->faults.err_only = rates[gbelow(&g, 6)] / 4;
-    sc->faults.maxevents_cut = rates[gbelow(&g, 6)];
-    sc->faults.active = true;
-    sc->fault_horizon = 1 + (int64_t)gbelow(&g, 30000000);
-  }
+  if (faults) gen_faults(&g);
   int streams = 1 + (int)gbelow(&g, 3);
   for (int s = 0; s < streams; s++) {
     sc_stream *st = &sc->streams[sc->stream_count++];
@@ -733,88 +1020,8 @@ void sc_generate(uint64_t seed, bool faults, scenario *sc) {
     st->cap = gen_cap(&g);
     gen_stream_tasks(&g, s, 1);
   }
-  int generations[SC_STREAMS_MAX];
-  for (int s = 0; s < streams; s++) generations[s] = 1;
-  /* Closers: close a stream and maybe reopen it (the kernel reuses the fd
-   * number, the cache the pd); the reopened generation gets new actors. */
-  int closers = (int)gbelow(&g, 4);
-  for (int c = 0; c < closers && gen_room(&g); c++) {
-    int s = (int)gbelow(&g, (uint64_t)streams);
-    int t = gen_task(&g, "killer%d", c, 0);
-    /* Kill the generation that is newest now (a chain: a later killer
-     * waits for the reopen of an earlier one). */
-    if (generations[s] > 1) gen_act(&g, t, (sc_action){.op = SC_WAIT_GEN, .stream = s, .n = generations[s]});
-    gen_act(&g, t, (sc_action){.op = SC_SLEEP, .n = (int64_t)gbelow(&g, 10000000)});
-    gen_act(&g, t, (sc_action){.op = SC_CLOSE, .stream = s});
-    if (gbelow(&g, 10) < 7 && generations[s] < 4 && gen_room(&g)) {
-      sc_kind kind = (sc_kind)gbelow(&g, 3);
-      gen_act(&g, t, (sc_action){.op = SC_REOPEN, .stream = s, .kind = kind, .cap = gen_cap(&g)});
-      generations[s]++;
-      sc_kind saved = sc->streams[s].kind;
-      sc->streams[s].kind = kind; /* gen_stream_tasks reads the kind of this generation */
-      gen_stream_tasks(&g, s, generations[s]);
-      sc->streams[s].kind = saved;
-    }
-  }
-  if (gbelow(&g, 10) < 7 && sc->task_count < SC_TASKS_MAX) {
-    int t = gen_task(&g, "setter%d", 0, 0);
-    int rounds = 1 + (int)gbelow(&g, 24); /* 48 + 3 actions: within the reserve below */
-    for (int i = 0; i < rounds; i++) {
-      gen_act(&g, t, (sc_action){.op = SC_SLEEP, .n = (int64_t)gbelow(&g, 3000000)});
-      static const int modes[] = {'r', 'w', 'r' + 'w'};
-      sc_action a = {
-          .op = SC_DEADLINE, .stream = (int)gbelow(&g, (uint64_t)streams), .mode = modes[gbelow(&g, 3)]};
-      switch (gbelow(&g, 7)) {
-        case 0: a.when = SC_DL_NONE; break;
-        case 1: a.when = SC_DL_MINUS, a.n = 1 + (int64_t)gbelow(&g, 1000000); break;
-        case 2: a.when = SC_DL_NOW; break;
-        case 3: a.when = SC_DL_PLUS, a.n = 1 + (int64_t)gbelow(&g, 1000); break;
-        case 4: a.when = SC_DL_PLUS, a.n = 1 + (int64_t)gbelow(&g, 5000000); break;
-        case 5: a.when = SC_DL_PLUS, a.n = 1000000000; break;
-        default: a.when = SC_DL_MAX; break;
-      }
-      gen_act(&g, t, a);
-    }
-    /* Liveness phase: no deadline may keep anybody from finishing. */
-    for (int s = 0; s < streams; s++)
-      gen_act(&g, t, (sc_action){.op = SC_DEADLINE, .stream = s, .mode = 'r' + 'w', .when = SC_DL_NONE});
-  }
-  /* A listener: connections accepted as generations of an accepted stream,
-   * each with its own actors; aborted connections are made again. */
-  if (gbelow(&g, 10) < 3 && sc->stream_count + 2 <= SC_STREAMS_MAX &&
-      sc->task_count + 3 + 4 * 3 <= SC_TASKS_MAX && sc->action_count + 8 + 16 * 3 <= SC_ACTIONS_MAX) {
-    int l = sc->stream_count++, c = sc->stream_count++;
-    snprintf(sc->streams[l].name, sizeof(sc->streams[l].name), "l%d", l);
-    sc->streams[l].kind = SC_LISTEN;
-    sc->streams[l].cap = 1;
-    snprintf(sc->streams[c].name, sizeof(sc->streams[c].name), "c%d", c);
-    sc->streams[c].kind = SC_ACCEPTED;
-    sc->streams[c].cap = 4096;
-    int k = 1 + (int)gbelow(&g, 3);
-    int acceptor = gen_task(&g, "acceptor%d", l, 0);
-    for (int i = 0; i < k; i++)
-      gen_act(&g, acceptor, (sc_action){.op = SC_ACCEPT, .stream = l, .stream2 = c});
-    int connector = gen_task(&g, "connector%d", l, 0);
-    for (int i = 0; i < k; i++) {
-      gen_act(&g, connector, (sc_action){.op = SC_SLEEP, .n = (int64_t)gbelow(&g, 3000000)});
-      gen_act(&g, connector, (sc_action){.op = SC_CONNECT, .stream = l, .stream2 = c});
-    }
-    int closer = gen_task(&g, "lcloser%d", l, 0);
-    gen_act(&g, closer, (sc_action){.op = SC_JOIN, .task = acceptor});
-    gen_act(&g, closer, (sc_action){.op = SC_CLOSE, .stream = l});
-    for (int i = 1; i <= k; i++) gen_stream_tasks(&g, c, i);
-    if (faults) {
-      static const uint32_t rates[] = {0, 0, 100000, 300000};
-      sc->faults.accept_abort = rates[gbelow(&g, 4)];
-      sc->faults.accept_emfile = rates[gbelow(&g, 4)];
-    }
-  }
-  if (gbelow(&g, 10) < 3 && sc->task_count < SC_TASKS_MAX) {
-    int t = gen_task(&g, "nbpoller%d", 0, 0);
-    int rounds = 1 + (int)gbelow(&g, 100); /* at most 200 actions */
-    for (int i = 0; i < rounds; i++) {
-      gen_act(&g, t, (sc_action){.op = SC_SLEEP, .n = gbelow(&g, 2) ? 0 : (int64_t)gbelow(&g, 1000000)});
-      gen_act(&g, t, (sc_action){.op = SC_POLL});
-    }
-  }
+  gen_closers(&g, streams);
+  gen_setter(&g, streams);
+  gen_listener(&g, faults);
+  gen_nbpoller(&g);
 }

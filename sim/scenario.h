@@ -22,6 +22,12 @@
 #define SC_ACTIONS_MAX 512
 #define SC_NAME_MAX 24
 #define SC_WRITE_MAX 16384 /* bytes of one write action */
+/* The simulator's clock ends at 100 years (SIM_TIME_MAX_NS in sched.h): a
+ * task whose start and sleeps add up to more is rejected when parsed. */
+#define SC_TIME_MAX_NS INT64_C(3153600000000000000)
+/* Deadline actions per stream and direction: the world keeps each stream's
+ * deadline history for its oracles in HIST_MAX (world.c) entries. */
+#define SC_DEADLINES_MAX 96
 
 typedef enum sc_kind { SC_PIPE_IN, SC_PIPE_OUT, SC_SOCK, SC_LISTEN, SC_ACCEPTED } sc_kind;
 
@@ -116,14 +122,28 @@ typedef struct scenario {
   int task_count;
   sc_action actions[SC_ACTIONS_MAX];
   int action_count;
+  bool has_build; /* a replay file: "build ID", checked against this build */
+  char build[64];
 } scenario;
 
 /* Parses text (len bytes, need not be NUL-terminated). Returns 0, or -1
  * with "LINE: message" in err. */
 int sc_parse(const char *text, size_t len, scenario *out, char *err, size_t err_len);
 int sc_parse_file(const char *path, scenario *out, char *err, size_t err_len);
-/* Writes a scenario that sc_parse reads back to the same struct. */
+/* Writes a scenario that sc_parse reads back to the same struct (without
+ * the build line, which only replay files carry). */
 void sc_dump(const scenario *sc, FILE *out);
+/* A replay file: "# COMMENT" lines (comment may be NULL or hold newlines),
+ * "build BUILD", the scenario, then "checksum fnv1a64:HEX" over every byte
+ * before it, so that a damaged or truncated file is rejected. Returns 0 or
+ * -1 (errno). */
+int sc_write_replay(const scenario *sc, const char *comment, const char *build, FILE *out);
+/* Scenario names become file names: [A-Za-z0-9_][A-Za-z0-9_.-]*, no "..". */
+bool sc_valid_scenario_name(const char *s);
+uint64_t sc_fnv1a64(const char *p, size_t n);
+/* Rewrites s (capacity cap) with bytes outside printable ASCII, and '\',
+ * as \xNN: error messages never echo raw input bytes. */
+void sc_escape(char *s, size_t cap);
 /* A random world, from the seed alone (its own PRNG stream). */
 void sc_generate(uint64_t seed, bool faults, scenario *out);
 /* Checks cross references (join targets, streams); 0 or -1 with a message. */

@@ -30,6 +30,7 @@
 #endif
 
 sim_sched *sim;
+sim_pct_stats sim_pct_last;
 void (*sim_on_store)(const void *addr, uint64_t old_value, uint64_t new_value);
 
 /* ---- context switch ----------------------------------------------------
@@ -138,6 +139,34 @@ static uint64_t splitmix64(uint64_t *x) {
 
 /* ---- lifecycle -------------------------------------------------------------- */
 
+/* PCT (Burckhardt et al., ASPLOS 2010): tasks get random initial priorities
+ * above d (sim_spawn); d-1 change points k_1..k_{d-1} are drawn uniformly
+ * from [1, k], k the length of the run; at step k_i the running task drops
+ * to priority i. The points come from their own stream (not the run's
+ * PRNG), so a run with change points is the run without them up to the
+ * first point: a probe with d = 1 measures exactly the k this run has. */
+static void pct_init(sim_sched *s) {
+  int depth = s->cfg.pct_depth < 1 ? 3 : s->cfg.pct_depth;
+  if (depth > 16) depth = 16;
+  s->cfg.pct_depth = depth;
+  uint64_t k = s->cfg.pct_steps > 0 ? s->cfg.pct_steps : SIM_PCT_STEPS_DEFAULT;
+  uint64_t x = s->cfg.seed ^ 0x9c7c4a1e5d3b2f01ull;
+  for (int i = 0; i < depth - 1; i++) s->pct_changes[i] = 1 + splitmix64(&x) % k;
+  s->pct_change_count = depth - 1;
+  sim_pct_last = (sim_pct_stats){.k = k, .points = depth - 1};
+}
+
+bool sim_failure_is_input_error(const char *failure) {
+  return strncmp(failure, SIM_INPUT_ERROR, strlen(SIM_INPUT_ERROR)) == 0;
+}
+
+static _Noreturn void time_limit(int64_t until) {
+  sim_fail(SIM_INPUT_ERROR "virtual time would pass 100 years (at %" PRId64
+                           " ns the next wake-up is at %" PRId64
+                           " ns): the scenario's durations add up to more than the simulator's clock",
+           sim->now, until);
+}
+
 static void panic_hook(const char *file, int line, const char *msg) {
   sim_fail("core invariant: %s (%s:%d)", msg, file, line);
 }
@@ -159,15 +188,8 @@ void sim_init(sim_sched *s, const sim_config *cfg) {
   s->stickiness = stickiness[sim_rand_below(5)];
   static const int64_t quanta[] = {1, 10000, 100000, 250000, 1000000};
   s->quantum = quanta[sim_rand_below(5)];
-  if (s->cfg.strategy == SIM_PCT) {
-    int depth = s->cfg.pct_depth < 1 ? 3 : s->cfg.pct_depth;
-    if (depth > 16) depth = 16;
-    s->cfg.pct_depth = depth;
-    /* Change points spread over an estimated run length. */
-    for (int i = 0; i < depth - 1; i++) s->pct_changes[i] = 1 + sim_rand_below(20000);
-    s->pct_change_count = depth - 1;
-    s->pct_low = (uint64_t)depth;
-  }
+  sim_pct_last = (sim_pct_stats){0};
+  if (s->cfg.strategy == SIM_PCT) pct_init(s);
 }
 
 /* Task stacks are reused across runs (a fuzzer makes thousands of runs a
@@ -258,6 +280,7 @@ static bool advance_clock(void) {
     if (t->state == SIM_BLOCKED && t->wake_at >= 0 && (next < 0 || t->wake_at < next)) next = t->wake_at;
   }
   if (next < 0) return false;
+  if (next > SIM_TIME_MAX_NS) time_limit(next);
   if (next > sim->now) sim->now = next;
   for (int i = 0; i < sim->task_count; i++) {
     sim_task *t = sim->tasks[i];
@@ -328,8 +351,10 @@ void sim_point(void) {
   }
   if (sim->cfg.strategy == SIM_PCT) {
     for (int i = 0; i < sim->pct_change_count; i++)
-      if (sim->pct_changes[i] == sim->steps && sim->current != &sim->main_task)
-        sim->current->priority = sim->pct_low > 0 ? sim->pct_low-- : 0;
+      if (sim->pct_changes[i] == sim->steps && sim->current != &sim->main_task) {
+        sim->current->priority = (uint64_t)i + 1;
+        sim_pct_last.reached++;
+      }
   }
   switch_to(pick());
 }
@@ -386,7 +411,9 @@ void sim_wake(sim_task *t) {
 
 void sim_sleep(int64_t ns) {
   sim_point();
-  int64_t until = sim->now + (ns > 0 ? ns : 0);
+  int64_t d = ns > 0 ? ns : 0;
+  if (d > SIM_TIME_MAX_NS - sim->now) time_limit(d > INT64_MAX - sim->now ? INT64_MAX : sim->now + d);
+  int64_t until = sim->now + d;
   int64_t q = sim->quantum;
   if (q > 1 && until % q != 0) until += q - until % q; /* round up to the run's grain */
   (void)sim_block("sleep", until);

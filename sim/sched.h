@@ -72,10 +72,33 @@ typedef struct sim_config {
   FILE *trace_out;        /* if set, every trace line is printed live */
   const uint8_t *choices; /* if set, random decisions are read from here first (fuzzing) */
   size_t choices_len;
-  bool allow_stuck; /* a run where tasks block forever, with every quiescence
-                       invariant holding, ends quietly (fuzzed programs may
-                       legitimately wait forever) instead of failing I8 */
+  bool allow_stuck;   /* a run where tasks block forever, with every quiescence
+                         invariant holding, ends quietly (fuzzed programs may
+                         legitimately wait forever) instead of failing I8 */
+  uint64_t pct_steps; /* PCT: the run length k the d-1 change points are spread
+                         over, uniformly in [1, k] (0: SIM_PCT_STEPS_DEFAULT);
+                         sim_world_run (run.h) measures it with a probe run */
 } sim_config;
+
+#define SIM_PCT_STEPS_DEFAULT 20000
+
+/* PCT bookkeeping of the last run (for npsim replay and its test): the run
+ * length k the change points were drawn from, how many there were, and how
+ * many the run reached. */
+typedef struct sim_pct_stats {
+  uint64_t k;
+  int points, reached;
+} sim_pct_stats;
+extern sim_pct_stats sim_pct_last;
+
+/* Virtual time never passes 100 years: durations are capped one by one, but
+ * their sum is not, and int64 nanoseconds end at 292 years. A run that
+ * would go further fails with SIM_INPUT_ERROR: the input's fault, never a
+ * verdict on the library. */
+#define SIM_TIME_MAX_NS INT64_C(3153600000000000000)
+#define SIM_INPUT_ERROR "input error: "
+/* True for a failure message that blames the input, not the library. */
+bool sim_failure_is_input_error(const char *failure);
 
 /* Called at every schedule point (state invariants) and at quiescence. */
 typedef void (*sim_check_fn)(void *ctx, bool quiescent);
@@ -95,7 +118,6 @@ typedef struct sim_sched {
   uint64_t ring_len;
   uint64_t pct_changes[16];
   int pct_change_count;
-  uint64_t pct_low;    /* next low priority handed out at a change point */
   int64_t quantum;     /* sleeps end on multiples of this (swarm): actors that wake together race */
   uint32_t stickiness; /* per million: keep running the current task at a point (swarm, from the seed) */
   sim_check_fn check;

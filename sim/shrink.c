@@ -8,6 +8,8 @@
 
 #include <string.h>
 
+#include "run.h"
+
 static void signature(const char *failure, char *out, size_t len) {
   size_t n = strcspn(failure, ":");
   if (n >= len) n = len - 1;
@@ -37,7 +39,7 @@ static bool still_fails(shrinker *s, const scenario *candidate) {
     o.report = NULL;
     o.trace_out = NULL;
     world_result r;
-    if (world_run(&o, &r) == 0) continue;
+    if (sim_world_run(&o, &r) == 0) continue;
     char got[128];
     signature(r.failure, got, sizeof(got));
     if (strcmp(got, s->want) != 0) continue;
@@ -94,9 +96,75 @@ static bool try_candidate(shrinker *s, scenario *cur, scenario *cand, const char
   return true;
 }
 
+/* The passes: each tries every candidate of its kind once; true if any was
+ * accepted. cur and cand are the shrinker's two (large, static) scenarios. */
+static scenario cur, cand;
+
+static bool pass_tasks(shrinker *s) { /* whole tasks, last first (later tasks depend on earlier ones less) */
+  bool progress = false;
+  for (int t = cur.task_count - 1; t >= 0 && cur.task_count > 1; t--) {
+    cand = cur;
+    delete_task(&cand, t);
+    if (try_candidate(s, &cur, &cand, "task removed")) progress = true;
+  }
+  return progress;
+}
+
+static bool pass_actions(shrinker *s) {
+  bool progress = false;
+  for (int i = cur.action_count - 1; i >= 0; i--) {
+    cand = cur;
+    delete_action(&cand, i);
+    if (try_candidate(s, &cur, &cand, "action removed")) progress = true;
+  }
+  return progress;
+}
+
+static bool pass_faults(shrinker *s) { /* all at once, then one kind at a time */
+  if (!cur.faults.active) return false;
+  bool progress = false;
+  cand = cur;
+  memset(&cand.faults, 0, sizeof(cand.faults));
+  if (try_candidate(s, &cur, &cand, "faults removed")) progress = true;
+  uint32_t *rates[] = {&cand.faults.epoll_eintr,   &cand.faults.rw_eintr,       &cand.faults.spurious_eagain,
+                       &cand.faults.short_io,      &cand.faults.spurious_ready, &cand.faults.err_only,
+                       &cand.faults.maxevents_cut, &cand.faults.accept_abort,   &cand.faults.accept_emfile};
+  for (size_t k = 0; k < sizeof(rates) / sizeof(rates[0]) && cur.faults.active; k++) {
+    cand = cur;
+    if (*rates[k] == 0) continue;
+    *rates[k] = 0;
+    if (try_candidate(s, &cur, &cand, "fault kind removed")) progress = true;
+  }
+  return progress;
+}
+
+static bool pass_numbers(shrinker *s) { /* bytes and durations halved */
+  bool progress = false;
+  for (int i = 0; i < cur.action_count; i++) {
+    sc_action *a = &cur.actions[i];
+    bool numeric = a->op == SC_SLEEP || a->op == SC_WRITE || a->op == SC_WRITE_ALL || a->op == SC_PRODUCE ||
+                   a->op == SC_PEER_WRITE || a->op == SC_READ;
+    if (!numeric || a->n <= 1) continue;
+    cand = cur;
+    cand.actions[i].n = a->n / 2;
+    if (try_candidate(s, &cur, &cand, "number halved")) progress = true;
+  }
+  return progress;
+}
+
+static bool pass_streams(shrinker *s) { /* unused streams */
+  bool progress = false;
+  for (int st = cur.stream_count - 1; st >= 0; st--) {
+    if (stream_used(&cur, st)) continue;
+    cand = cur;
+    delete_stream(&cand, st);
+    if (try_candidate(s, &cur, &cand, "stream removed")) progress = true;
+  }
+  return progress;
+}
+
 int sc_shrink(const scenario *in, uint64_t seed, const world_options *base, int seeds_per_candidate,
               scenario *out, shrink_stats *stats, FILE *log) {
-  static scenario cur, cand; /* large: not on the stack */
   memset(stats, 0, sizeof(*stats));
   shrinker s = {.base = base, .seeds = 1, .seed = seed, .stats = stats, .log = log};
   world_options o = *base;
@@ -105,60 +173,18 @@ int sc_shrink(const scenario *in, uint64_t seed, const world_options *base, int 
   o.report = NULL;
   o.trace_out = NULL;
   world_result r;
-  if (world_run(&o, &r) == 0) return -1;
-  signature(r.failure, s.want, sizeof(s.want));
+  if (sim_world_run(&o, &r) == 0) return -1;
   snprintf(stats->failure, sizeof(stats->failure), "%s", r.failure);
+  if (sim_failure_is_input_error(r.failure)) return -2; /* not a library failure: nothing to reduce */
+  signature(r.failure, s.want, sizeof(s.want));
   s.seeds = seeds_per_candidate < 1 ? 1 : seeds_per_candidate;
   cur = *in;
-
-  for (bool progress = true; progress;) {
-    progress = false;
-    /* 1. whole tasks, last first (later tasks depend on earlier ones less) */
-    for (int t = cur.task_count - 1; t >= 0 && cur.task_count > 1; t--) {
-      cand = cur;
-      delete_task(&cand, t);
-      if (try_candidate(&s, &cur, &cand, "task removed")) progress = true;
-    }
-    /* 2. single actions */
-    for (int i = cur.action_count - 1; i >= 0; i--) {
-      cand = cur;
-      delete_action(&cand, i);
-      if (try_candidate(&s, &cur, &cand, "action removed")) progress = true;
-    }
-    /* 3. faults, one kind at a time, then all */
-    if (cur.faults.active) {
-      cand = cur;
-      memset(&cand.faults, 0, sizeof(cand.faults));
-      if (try_candidate(&s, &cur, &cand, "faults removed")) progress = true;
-      uint32_t *rates[] = {
-          &cand.faults.epoll_eintr,   &cand.faults.rw_eintr,       &cand.faults.spurious_eagain,
-          &cand.faults.short_io,      &cand.faults.spurious_ready, &cand.faults.err_only,
-          &cand.faults.maxevents_cut, &cand.faults.accept_abort,   &cand.faults.accept_emfile};
-      for (size_t k = 0; k < sizeof(rates) / sizeof(rates[0]) && cur.faults.active; k++) {
-        cand = cur;
-        if (*rates[k] == 0) continue;
-        *rates[k] = 0;
-        if (try_candidate(&s, &cur, &cand, "fault kind removed")) progress = true;
-      }
-    }
-    /* 4. numbers: bytes and durations halved */
-    for (int i = 0; i < cur.action_count; i++) {
-      sc_action *a = &cur.actions[i];
-      bool numeric = a->op == SC_SLEEP || a->op == SC_WRITE || a->op == SC_WRITE_ALL || a->op == SC_PRODUCE ||
-                     a->op == SC_PEER_WRITE || a->op == SC_READ;
-      if (!numeric || a->n <= 1) continue;
-      cand = cur;
-      cand.actions[i].n = a->n / 2;
-      if (try_candidate(&s, &cur, &cand, "number halved")) progress = true;
-    }
-    /* 5. unused streams */
-    for (int st = cur.stream_count - 1; st >= 0; st--) {
-      if (stream_used(&cur, st)) continue;
-      cand = cur;
-      delete_stream(&cand, st);
-      if (try_candidate(&s, &cur, &cand, "stream removed")) progress = true;
-    }
-    if (stats->candidates > 20000) break; /* bounded */
+  for (bool progress = true; progress && stats->candidates <= 20000;) { /* bounded */
+    progress = pass_tasks(&s);
+    progress |= pass_actions(&s);
+    progress |= pass_faults(&s);
+    progress |= pass_numbers(&s);
+    progress |= pass_streams(&s);
   }
   *out = cur;
   out->has_seed = true;

@@ -18,7 +18,9 @@ typedef struct shrink_stats {
 } shrink_stats;
 
 /* in must fail with seed under base options. Returns 0 with *out reduced
- * (out->seed/has_seed set), or -1 if in does not fail to begin with. */
+ * (out->seed/has_seed set), -1 if in does not fail to begin with, or -2 if
+ * it stops on an input error (SIM_INPUT_ERROR, in stats->failure), which
+ * is the scenario's fault and must not be "reduced" as a library bug. */
 int sc_shrink(const scenario *in, uint64_t seed, const world_options *base, int seeds_per_candidate,
               scenario *out, shrink_stats *stats, FILE *log);
 

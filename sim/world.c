@@ -374,6 +374,21 @@ static int64_t deadline_value(const sc_action *a) {
   return v == 0 ? -1 : v; /* 0 would mean "none" */
 }
 
+/* The loops (read-all, write-all, produce, consume) need a direction the
+ * stream's current generation has: on another kind every call fails
+ * (EBADF, EINVAL) and the loop would report that as the library's fault.
+ * It is the scenario's: an input error. */
+static void check_kind(const sc_action *a, const rec *r) {
+  if (r == NULL) return;
+  bool in = r->kind == SC_PIPE_IN || r->kind == SC_SOCK, out = r->kind == SC_PIPE_OUT || r->kind == SC_SOCK;
+  bool ok = a->op == SC_READ_ALL || a->op == SC_PRODUCE ? in : out;
+  if (!ok)
+    sim_fail(SIM_INPUT_ERROR "line %d: %s on a stream of kind %s", a->line, sc_op_name(a->op),
+             r->kind == SC_PIPE_IN    ? "pipe-in"
+             : r->kind == SC_PIPE_OUT ? "pipe-out"
+                                      : "listen");
+}
+
 static void do_read_all(rec *r) {
   uint8_t buf[2048];
   for (int iter = 0; iter < 200000; iter++) {
@@ -409,6 +424,8 @@ static void do_read_all(rec *r) {
     }
     if (n == NP_ECLOSING) return;
     if ((n == -ECONNRESET || n == 0) && r->in_reset) return;
+    /* A peer closing with our data unread resets the connection (af_unix). */
+    if (n == -ECONNRESET && r->peer_fd_closed) return;
     sim_fail("np_read on stream %d: unexpected %s", r->id, np_strerror((int)n));
   }
   sim_fail("reader of stream %d never finished", r->id);
@@ -447,7 +464,9 @@ static void do_write_all(rec *r, uint64_t total) {
       continue;
     }
     if (err == NP_ECLOSING) return;
-    if ((err == -ECONNRESET || err == -EPIPE) && r->in_reset) return;
+    /* EPIPE/ECONNRESET are expected once the stream was reset or its peer
+     * closed (a scenario may close the peer while a writer runs). */
+    if ((err == -ECONNRESET || err == -EPIPE) && (r->in_reset || r->peer_fd_closed)) return;
     sim_fail("np_write on stream %d: unexpected %s", r->id, np_strerror(err));
   }
 }
@@ -458,6 +477,7 @@ static void do_produce(rec *r, uint64_t total, int64_t gap) {
   for (int iter = 0; sent < total; iter++) {
     if (iter > 400000) sim_fail("producer of stream %d never finished", r->id);
     sim_sleep(sim_chance(300000) || gap == 0 ? 0 : (int64_t)sim_rand_below((uint64_t)gap));
+    if (r->peer_fd_closed) return; /* another task closed the peer end (its number may be reused) */
     size_t chunk = 1 + sim_rand_below(total - sent < sizeof(buf) ? total - sent : sizeof(buf));
     fill(r->id * 2, r->in_produced, buf, chunk);
     ssize_t n = (ssize_t)act("peer write", r->peer_fd, kern_write(r->peer_fd, buf, chunk));
@@ -477,6 +497,7 @@ static void do_produce(rec *r, uint64_t total, int64_t gap) {
 static void do_consume(rec *r) {
   uint8_t buf[4096];
   for (int iter = 0; iter < 400000; iter++) {
+    if (r->peer_fd_closed) return; /* another task closed the peer end (its number may be reused) */
     size_t want = 1 + sim_rand_below(sizeof(buf));
     ssize_t n = (ssize_t)act("peer read", r->peer_fd, kern_read(r->peer_fd, buf, want));
     if (n > 0) {
@@ -524,6 +545,7 @@ static void run_action(task_view *view, const sc_action *a) {
       return expect(a, v, true);
     }
     case SC_READ_ALL:
+      check_kind(a, r);
       if (!dead) do_read_all(r);
       return;
     case SC_WRITE: {
@@ -544,6 +566,7 @@ static void run_action(task_view *view, const sc_action *a) {
       return expect(a, v, false);
     }
     case SC_WRITE_ALL:
+      check_kind(a, r);
       if (!dead) do_write_all(r, (uint64_t)a->n);
       return;
     case SC_WAIT_READ:
@@ -560,9 +583,11 @@ static void run_action(task_view *view, const sc_action *a) {
       return expect(a, v, false);
     }
     case SC_PRODUCE:
+      check_kind(a, r);
       if (r != NULL && !r->peer_fd_closed) do_produce(r, (uint64_t)a->n, a->gap);
       return;
     case SC_CONSUME:
+      check_kind(a, r);
       if (r != NULL && !r->peer_fd_closed) do_consume(r);
       return;
     case SC_PEER_WRITE: {
@@ -1003,6 +1028,7 @@ int world_run(const world_options *opts, world_result *result) {
       .choices = opts->choices,
       .choices_len = opts->choices_len,
       .allow_stuck = opts->allow_stuck,
+      .pct_steps = opts->pct_steps,
   };
   sim_init(&s, &cfg);
   if (sc->quantum > 0) s.quantum = sc->quantum;

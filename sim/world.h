@@ -26,7 +26,8 @@ typedef struct world_options {
   FILE *outcome;          /* "task index action result" per checked action, or NULL */
   const uint8_t *choices; /* fuzzing: random decisions read from here first */
   size_t choices_len;
-  bool allow_stuck; /* fuzzing: a legitimately blocked-forever program passes */
+  bool allow_stuck;   /* fuzzing: a legitimately blocked-forever program passes */
+  uint64_t pct_steps; /* PCT run length k for the change points (0: default); see run.h */
 } world_options;
 
 typedef struct world_result {

@@ -326,120 +326,137 @@ static void do_consume(task_ctx *t, rec *r) {
 
 /* ---- the interpreter (sim/world.c run_action) ----------------------------------- */
 
+/* One action kind each; r is the stream's current generation (NULL if it
+ * has none: dead is then true for library-side actions). */
+static void act_read(task_ctx *t, rec *r, bool dead, const sc_action *a) {
+  uint8_t buf[IO_MAX];
+  if (dead) return expect(t, a, NP_ECLOSING, true);
+  size_t want = (size_t)(a->n < IO_MAX ? a->n : IO_MAX);
+  int64_t v = np_read(r->f, buf, want);
+  if (v > 0) {
+    if ((size_t)v > want) failure("np_read returned more than asked");
+    uint64_t off = atomic_fetch_add(&r->in_consumed, (uint64_t)v);
+    if (g_verify_in[a->stream]) verify(r, r->id * 2, off, buf, (size_t)v, "reader");
+  }
+  expect(t, a, v, true);
+}
+
+static void act_write(task_ctx *t, rec *r, bool dead, const sc_action *a) {
+  if (dead) return expect(t, a, NP_ECLOSING, false);
+  static _Thread_local uint8_t data[SC_WRITE_MAX];
+  size_t len = (size_t)a->n, written = SIZE_MAX;
+  fill(r->id * 2 + 1, atomic_load(&r->out_written), data, len);
+  int64_t v = np_write(r->f, data, len, &written);
+  if (written > len) failure("np_write reported %zu of %zu bytes", written, len);
+  if (v == 0 && written != len) failure("np_write succeeded with %zu of %zu bytes", written, len);
+  if (written <= len) atomic_fetch_add(&r->out_written, (uint64_t)written);
+  expect(t, a, v, false);
+}
+
+static void act_peer_write(task_ctx *t, rec *r, const sc_action *a) {
+  uint8_t buf[IO_MAX];
+  if (r == NULL) return expect(t, a, -EPIPE, false);
+  size_t len = (size_t)(a->n < IO_MAX ? a->n : IO_MAX);
+  /* The offset is read before the write: exact with one peer writer
+   * (g_verify_in), and the bytes are not checked otherwise. */
+  fill(r->id * 2, atomic_load(&r->in_produced), buf, len);
+  int64_t v = peer_write(r, buf, len);
+  if (v > 0) atomic_fetch_add(&r->in_produced, (uint64_t)v);
+  expect(t, a, v, false);
+}
+
+static void act_peer_end(task_ctx *t, rec *r, const sc_action *a) { /* peer-close, peer-shutdown */
+  if (r == NULL) return;
+  int64_t v;
+  pthread_mutex_lock(&r->peer_mu);
+  if (r->peer_fd < 0) {
+    v = -EBADF;
+  } else if (a->op == SC_PEER_SHUTDOWN) {
+    v = shutdown(r->peer_fd, SHUT_WR) == 0 ? 0 : -errno;
+  } else {
+    v = close(r->peer_fd) == 0 ? 0 : -errno;
+    r->peer_fd = -1;
+  }
+  pthread_mutex_unlock(&r->peer_mu);
+  expect(t, a, v, false);
+}
+
+static void act_deadline(task_ctx *t, rec *r, bool dead, const sc_action *a) {
+  if (dead) return expect(t, a, NP_ECLOSING, false);
+  int64_t value = deadline_value(a);
+  int64_t v = a->mode == 'r'   ? np_set_read_deadline(r->f, value)
+              : a->mode == 'w' ? np_set_write_deadline(r->f, value)
+                               : np_set_deadline(r->f, value);
+  if (v != 0 && v != NP_ECLOSING) failure("set deadline: %s", np_strerror((int)v));
+  expect(t, a, v, false);
+}
+
+static void act_close(task_ctx *t, rec *r, bool dead, const sc_action *a) {
+  uint8_t buf[1];
+  if (dead) return expect(t, a, NP_ECLOSING, false);
+  int64_t v = np_close(r->f);
+  if (v != 0 && v != NP_ECLOSING) failure("np_close: %s", np_strerror((int)v));
+  if (v == 0 && np_read(r->f, buf, 1) != NP_ECLOSING) failure("read after close not refused");
+  expect(t, a, v, false);
+}
+
+static void act_reopen(task_view *view, const sc_action *a) {
+  rec *nr = open_stream(a->stream, a->kind);
+  pthread_mutex_lock(&g_mu);
+  if (g_gen[a->stream] + 1 >= GEN_MAX) {
+    pthread_mutex_unlock(&g_mu);
+    failure("line %d: too many generations of a stream", a->line);
+    return;
+  }
+  int g = ++g_gen[a->stream];
+  g_gen_rec[a->stream][g] = nr == NULL ? -1 : nr->id;
+  view->gen[a->stream] = g;
+  pthread_cond_broadcast(&g_cv);
+  pthread_mutex_unlock(&g_mu);
+}
+
+static void act_wait(task_view *view, const sc_action *a) { /* wait-gen, join */
+  pthread_mutex_lock(&g_mu);
+  if (a->op == SC_JOIN) {
+    while (!g_done[a->task]) pthread_cond_wait(&g_cv, &g_mu);
+  } else {
+    while (g_gen[a->stream] < a->n) pthread_cond_wait(&g_cv, &g_mu);
+    view->gen[a->stream] = (int)a->n;
+  }
+  pthread_mutex_unlock(&g_mu);
+}
+
 static void run_action(task_ctx *t, task_view *view, const sc_action *a) {
   rec *r = a->stream >= 0 ? bound(view, a->stream) : NULL;
   bool dead = a->stream >= 0 && r == NULL;
-  int64_t v = 0;
-  uint8_t buf[IO_MAX];
   switch (a->op) {
     case SC_SLEEP: sleep_ns(a->n); return;
-    case SC_READ: {
-      if (dead) return expect(t, a, NP_ECLOSING, true);
-      size_t want = (size_t)(a->n < IO_MAX ? a->n : IO_MAX);
-      v = np_read(r->f, buf, want);
-      if (v > 0) {
-        if ((size_t)v > want) failure("np_read returned more than asked");
-        uint64_t off = atomic_fetch_add(&r->in_consumed, (uint64_t)v);
-        if (g_verify_in[a->stream]) verify(r, r->id * 2, off, buf, (size_t)v, "reader");
-      }
-      return expect(t, a, v, true);
-    }
+    case SC_READ: return act_read(t, r, dead, a);
     case SC_READ_ALL:
       if (!dead) do_read_all(t, r);
       return;
-    case SC_WRITE: {
-      if (dead) return expect(t, a, NP_ECLOSING, false);
-      static _Thread_local uint8_t data[SC_WRITE_MAX];
-      size_t len = (size_t)a->n, written = SIZE_MAX;
-      fill(r->id * 2 + 1, atomic_load(&r->out_written), data, len);
-      v = np_write(r->f, data, len, &written);
-      if (written > len) failure("np_write reported %zu of %zu bytes", written, len);
-      if (v == 0 && written != len) failure("np_write succeeded with %zu of %zu bytes", written, len);
-      if (written <= len) atomic_fetch_add(&r->out_written, (uint64_t)written);
-      return expect(t, a, v, false);
-    }
+    case SC_WRITE: return act_write(t, r, dead, a);
     case SC_WRITE_ALL:
       if (!dead) do_write_all(t, r, (uint64_t)a->n);
       return;
     case SC_WAIT_READ:
     case SC_WAIT_WRITE:
       if (dead) return expect(t, a, NP_ECLOSING, false);
-      v = a->op == SC_WAIT_READ ? np_wait_read(r->f) : np_wait_write(r->f);
-      return expect(t, a, v, false);
+      return expect(t, a, a->op == SC_WAIT_READ ? np_wait_read(r->f) : np_wait_write(r->f), false);
     case SC_PRODUCE:
       if (r != NULL) do_produce(t, r, (uint64_t)a->n, a->gap);
       return;
     case SC_CONSUME:
       if (r != NULL) do_consume(t, r);
       return;
-    case SC_PEER_WRITE: {
-      if (r == NULL) return expect(t, a, -EPIPE, false);
-      size_t len = (size_t)(a->n < IO_MAX ? a->n : IO_MAX);
-      /* The offset is read before the write: exact with one peer writer
-       * (g_verify_in), and the bytes are not checked otherwise. */
-      fill(r->id * 2, atomic_load(&r->in_produced), buf, len);
-      v = peer_write(r, buf, len);
-      if (v > 0) atomic_fetch_add(&r->in_produced, (uint64_t)v);
-      return expect(t, a, v, false);
-    }
+    case SC_PEER_WRITE: return act_peer_write(t, r, a);
     case SC_PEER_CLOSE:
-      if (r == NULL) return;
-      pthread_mutex_lock(&r->peer_mu);
-      if (r->peer_fd < 0) {
-        v = -EBADF;
-      } else {
-        v = close(r->peer_fd) == 0 ? 0 : -errno;
-        r->peer_fd = -1;
-      }
-      pthread_mutex_unlock(&r->peer_mu);
-      return expect(t, a, v, false);
-    case SC_PEER_SHUTDOWN:
-      if (r == NULL) return;
-      pthread_mutex_lock(&r->peer_mu);
-      v = r->peer_fd < 0 ? -EBADF : shutdown(r->peer_fd, SHUT_WR) == 0 ? 0 : -errno;
-      pthread_mutex_unlock(&r->peer_mu);
-      return expect(t, a, v, false);
-    case SC_DEADLINE: {
-      if (dead) return expect(t, a, NP_ECLOSING, false);
-      int64_t value = deadline_value(a);
-      v = a->mode == 'r'   ? np_set_read_deadline(r->f, value)
-          : a->mode == 'w' ? np_set_write_deadline(r->f, value)
-                           : np_set_deadline(r->f, value);
-      if (v != 0 && v != NP_ECLOSING) failure("set deadline: %s", np_strerror((int)v));
-      return expect(t, a, v, false);
-    }
-    case SC_CLOSE:
-      if (dead) return expect(t, a, NP_ECLOSING, false);
-      v = np_close(r->f);
-      if (v != 0 && v != NP_ECLOSING) failure("np_close: %s", np_strerror((int)v));
-      if (v == 0 && np_read(r->f, buf, 1) != NP_ECLOSING) failure("read after close not refused");
-      return expect(t, a, v, false);
-    case SC_REOPEN: {
-      rec *nr = open_stream(a->stream, a->kind);
-      pthread_mutex_lock(&g_mu);
-      if (g_gen[a->stream] + 1 >= GEN_MAX) {
-        pthread_mutex_unlock(&g_mu);
-        failure("line %d: too many generations of a stream", a->line);
-        return;
-      }
-      int g = ++g_gen[a->stream];
-      g_gen_rec[a->stream][g] = nr == NULL ? -1 : nr->id;
-      view->gen[a->stream] = g;
-      pthread_cond_broadcast(&g_cv);
-      pthread_mutex_unlock(&g_mu);
-      return;
-    }
+    case SC_PEER_SHUTDOWN: return act_peer_end(t, r, a);
+    case SC_DEADLINE: return act_deadline(t, r, dead, a);
+    case SC_CLOSE: return act_close(t, r, dead, a);
+    case SC_REOPEN: return act_reopen(view, a);
     case SC_WAIT_GEN:
-      pthread_mutex_lock(&g_mu);
-      while (g_gen[a->stream] < a->n) pthread_cond_wait(&g_cv, &g_mu);
-      pthread_mutex_unlock(&g_mu);
-      view->gen[a->stream] = (int)a->n;
-      return;
-    case SC_JOIN:
-      pthread_mutex_lock(&g_mu);
-      while (!g_done[a->task]) pthread_cond_wait(&g_cv, &g_mu);
-      pthread_mutex_unlock(&g_mu);
-      return;
+    case SC_JOIN: return act_wait(view, a);
     default: failure("line %d: %s cannot run on a real kernel", a->line, sc_op_name(a->op)); return;
   }
 }
@@ -524,31 +541,96 @@ static void usage(void) {
       stderr);
 }
 
+/* Command line: FILE [--timeout SECONDS] [--any]; 0 or 2 (usage printed). */
+static int parse_cmdline(int argc, char **argv, const char **path, long *timeout_s, bool *any) {
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+      char *end;
+      *timeout_s = strtol(argv[++i], &end, 10);
+      if (*end != 0 || *timeout_s <= 0) {
+        *timeout_s = 0;
+        break;
+      }
+    } else if (strcmp(argv[i], "--any") == 0) {
+      *any = true;
+    } else if (*path == NULL && argv[i][0] != '-') {
+      *path = argv[i];
+    } else {
+      *path = NULL;
+      break;
+    }
+  }
+  if (*path != NULL && *timeout_s > 0) return 0;
+  usage();
+  return 2;
+}
+
+static int start_tasks(const scenario *sc) {
+  g_t0 = np_now();
+  for (int t = 0; t < sc->task_count; t++) {
+    task_ctx *tc = &g_tasks[t];
+    tc->index = t;
+    tc->rng = 0x6e70u + (uint64_t)t;
+    tc->outf = open_memstream(&tc->out, &tc->out_len);
+    if (tc->outf == NULL || pthread_create(&tc->thread, NULL, task_main, tc) != 0) {
+      fprintf(stderr, "np_scenario_native: cannot start task %s\n", sc->tasks[t].name);
+      return 2;
+    }
+  }
+  return 0;
+}
+
+/* Every task must finish (the simulator reports a deadlock otherwise). */
+static void wait_tasks(const scenario *sc, long timeout_s) {
+  struct timespec limit;
+  clock_gettime(CLOCK_REALTIME, &limit);
+  limit.tv_sec += timeout_s;
+  pthread_mutex_lock(&g_mu);
+  for (int t = 0; t < sc->task_count; t++) {
+    while (!g_done[t]) {
+      if (pthread_cond_timedwait(&g_cv, &g_mu, &limit) == ETIMEDOUT && !g_done[t]) {
+        fprintf(stderr, "np_scenario_native: %s: not finished after %ld s; blocked tasks:", sc->name,
+                timeout_s);
+        for (int u = 0; u < sc->task_count; u++)
+          if (!g_done[u]) fprintf(stderr, " %s", sc->tasks[u].name);
+        fputc('\n', stderr);
+        fflush(NULL);
+        _exit(3);
+      }
+    }
+  }
+  pthread_mutex_unlock(&g_mu);
+  for (int t = 0; t < sc->task_count; t++) {
+    pthread_join(g_tasks[t].thread, NULL);
+    fclose(g_tasks[t].outf);
+    fwrite(g_tasks[t].out, 1, g_tasks[t].out_len, stdout);
+    free(g_tasks[t].out);
+  }
+}
+
+/* Byte accounting at the end, then every stream closed and freed. */
+static void finish_streams(void) {
+  for (int i = 0; i < g_rec_count; i++) {
+    rec *r = &g_recs[i];
+    if (r->kind != SC_PIPE_IN && g_verify_out[r->stream] && atomic_load(&r->out_eof) &&
+        atomic_load(&r->out_received) != atomic_load(&r->out_written))
+      failure("data: stream %d: library wrote %" PRIu64 " bytes, peer received %" PRIu64, r->id,
+              atomic_load(&r->out_written), atomic_load(&r->out_received));
+    if (atomic_load(&r->in_consumed) > atomic_load(&r->in_produced))
+      failure("data: stream %d: read more than was sent", r->id);
+    np_free(r->f);
+    r->f = NULL;
+    if (r->peer_fd >= 0) close(r->peer_fd);
+    r->peer_fd = -1;
+    pthread_mutex_destroy(&r->peer_mu);
+  }
+}
+
 int main(int argc, char **argv) {
   const char *path = NULL;
   long timeout_s = 60;
   bool any = false;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-      char *end;
-      timeout_s = strtol(argv[++i], &end, 10);
-      if (*end != 0 || timeout_s <= 0) {
-        usage();
-        return 2;
-      }
-    } else if (strcmp(argv[i], "--any") == 0) {
-      any = true;
-    } else if (path == NULL && argv[i][0] != '-') {
-      path = argv[i];
-    } else {
-      usage();
-      return 2;
-    }
-  }
-  if (path == NULL) {
-    usage();
-    return 2;
-  }
+  if (parse_cmdline(argc, argv, &path, &timeout_s, &any) != 0) return 2;
   static scenario sc;
   char err[512];
   if (sc_parse_file(path, &sc, err, sizeof(err)) != 0) {
@@ -572,60 +654,9 @@ int main(int argc, char **argv) {
     g_gen_rec[s][1] = r->id;
     g_gen[s] = 1;
   }
-
-  g_t0 = np_now();
-  for (int t = 0; t < sc.task_count; t++) {
-    task_ctx *tc = &g_tasks[t];
-    tc->index = t;
-    tc->rng = 0x6e70u + (uint64_t)t;
-    tc->outf = open_memstream(&tc->out, &tc->out_len);
-    if (tc->outf == NULL || pthread_create(&tc->thread, NULL, task_main, tc) != 0) {
-      fprintf(stderr, "np_scenario_native: cannot start task %s\n", sc.tasks[t].name);
-      return 2;
-    }
-  }
-
-  /* Every task must finish (the simulator reports a deadlock otherwise). */
-  struct timespec limit;
-  clock_gettime(CLOCK_REALTIME, &limit);
-  limit.tv_sec += timeout_s;
-  pthread_mutex_lock(&g_mu);
-  for (int t = 0; t < sc.task_count; t++) {
-    while (!g_done[t]) {
-      if (pthread_cond_timedwait(&g_cv, &g_mu, &limit) == ETIMEDOUT && !g_done[t]) {
-        fprintf(stderr, "np_scenario_native: %s: not finished after %ld s; blocked tasks:", sc.name,
-                timeout_s);
-        for (int u = 0; u < sc.task_count; u++)
-          if (!g_done[u]) fprintf(stderr, " %s", sc.tasks[u].name);
-        fputc('\n', stderr);
-        fflush(NULL);
-        _exit(3);
-      }
-    }
-  }
-  pthread_mutex_unlock(&g_mu);
-
-  for (int t = 0; t < sc.task_count; t++) {
-    pthread_join(g_tasks[t].thread, NULL);
-    fclose(g_tasks[t].outf);
-    fwrite(g_tasks[t].out, 1, g_tasks[t].out_len, stdout);
-    free(g_tasks[t].out);
-  }
-
-  for (int i = 0; i < g_rec_count; i++) {
-    rec *r = &g_recs[i];
-    if (r->kind != SC_PIPE_IN && g_verify_out[r->stream] && atomic_load(&r->out_eof) &&
-        atomic_load(&r->out_received) != atomic_load(&r->out_written))
-      failure("data: stream %d: library wrote %" PRIu64 " bytes, peer received %" PRIu64, r->id,
-              atomic_load(&r->out_written), atomic_load(&r->out_received));
-    if (atomic_load(&r->in_consumed) > atomic_load(&r->in_produced))
-      failure("data: stream %d: read more than was sent", r->id);
-    np_free(r->f);
-    r->f = NULL;
-    if (r->peer_fd >= 0) close(r->peer_fd);
-    r->peer_fd = -1;
-    pthread_mutex_destroy(&r->peer_mu);
-  }
+  if (start_tasks(&sc) != 0) return 2;
+  wait_tasks(&sc, timeout_s);
+  finish_streams();
   np_poller_destroy(g_p);
   fflush(stdout);
   return atomic_load(&g_failed) ? 1 : 0;
