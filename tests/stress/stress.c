@@ -52,7 +52,7 @@
  * once); the poller is destroyed and /proc/self/fd must count what it did at
  * the start. Under ASan, LeakSanitizer checks memory at exit.
  *
- *   np_stress [--seconds S] [--ops N] [--fds N] [--threads T] [--seed N]
+ *   np_stress [--seconds S] [--ops N] [--fds N] [--threads T] [--seed N] [--tasks]
  *             [--soak] [--progress] [--verbose]
  *
  * Output (stdout, last line):
@@ -114,6 +114,7 @@ static struct {
   bool soak;
   bool progress;
   bool verbose;
+  bool tasks; /* workers are tasks of the poller, not threads */
 } opt;
 
 /* ---- random ------------------------------------------------------------- */
@@ -301,10 +302,32 @@ static struct timespec realtime_in(int seconds) {
   return ts;
 }
 
+/* A task must not block its scheduler thread on a lock whose holder may be
+ * another task of that scheduler: it tries, and sleeps the task in between. */
+static int task_try_until(int (*try_fn)(void *), void *lock, int seconds) {
+  int64_t end = np_now() + (int64_t)seconds * NS_PER_MS * 1000;
+  for (;;) {
+    int r = try_fn(lock);
+    if (r != EBUSY) return r;
+    if (np_now() >= end) return ETIMEDOUT;
+    np_sleep(20000);
+  }
+}
+static int try_mutex(void *m) { return pthread_mutex_trylock(m); }
+static int try_wrlock(void *rw) { return pthread_rwlock_trywrlock(rw); }
+static int try_rdlock(void *rw) { return pthread_rwlock_tryrdlock(rw); }
+
+static void slot_rdlock(slot *s) {
+  if (np_in_task())
+    (void)task_try_until(try_rdlock, &s->rw, 3600);
+  else
+    pthread_rwlock_rdlock(&s->rw);
+}
+
 static void lock_or_fail(worker *w, pthread_mutex_t *m, const char *what, int idx) {
   op_begin(w, OP_LOCK, idx, -1);
   struct timespec ts = realtime_in(LOCK_WAIT_S);
-  int r = pthread_mutex_timedlock(m, &ts);
+  int r = np_in_task() ? task_try_until(try_mutex, m, LOCK_WAIT_S) : pthread_mutex_timedlock(m, &ts);
   op_end(w);
   if (r != 0)
     fail("%s of slot %d not released in %d s (its holder is stuck in an operation)", what, idx, LOCK_WAIT_S);
@@ -313,7 +336,8 @@ static void lock_or_fail(worker *w, pthread_mutex_t *m, const char *what, int id
 static void wrlock_or_fail(worker *w, slot *s, int idx) {
   op_begin(w, OP_LOCK, idx, -1);
   struct timespec ts = realtime_in(LOCK_WAIT_S);
-  int r = pthread_rwlock_timedwrlock(&s->rw, &ts);
+  int r = np_in_task() ? task_try_until(try_wrlock, &s->rw, LOCK_WAIT_S)
+                       : pthread_rwlock_timedwrlock(&s->rw, &ts);
   op_end(w);
   if (r != 0)
     fail("slot %d: operations on its closed handles did not return in %d s (pthread_rwlock_timedwrlock: %s)",
@@ -356,11 +380,10 @@ static void maybe_pause(worker *w) {
   uint64_t r = rnd_below(&w->rng, 8);
   if (r < 3) return;
   if (r < 6) {
-    sched_yield();
+    np_yield(); /* a thread: sched_yield */
     return;
   }
-  struct timespec ts = {0, (long)rnd_below(&w->rng, 2 * NS_PER_MS)};
-  nanosleep(&ts, NULL);
+  np_sleep((int64_t)rnd_below(&w->rng, 2 * NS_PER_MS)); /* a thread: nanosleep */
 }
 
 /* Before a blocking operation, sometimes its own near deadline (racing the
@@ -716,7 +739,7 @@ static void drain_exact(worker *w, slot *s, int idx, stream *st) {
       w->c.timeouts++;
       int err = np_set_read_deadline(r, 0);
       if (err != 0) fail("slot %d: np_set_read_deadline(0) while draining: %s", idx, np_strerror(err));
-      if (tries % 16 == 15) sched_yield();
+      if (tries % 16 == 15) np_yield();
       continue;
     }
     if (n == -ECONNRESET && s->kind == KIND_SOCK) { /* the peer closed with data unread: once */
@@ -752,7 +775,7 @@ static void do_reopen(worker *w, int idx) {
     w->c.busy++;
     return;
   }
-  pthread_rwlock_rdlock(&s->rw); /* the only writer is a reopen: ours */
+  slot_rdlock(s); /* the only writer is a reopen: ours */
   uint64_t r = rnd_below(&w->rng, 100);
   int how = r < 40 ? REOPEN_GRACEFUL : r < 70 ? REOPEN_HALF : REOPEN_HARD;
   atomic_store(&g_last_reopen, idx);
@@ -814,12 +837,15 @@ static bool should_stop(uint64_t n) {
   return false;
 }
 
+static void *worker_main(void *arg);
+static void worker_task(void *arg) { (void)worker_main(arg); }
+
 static void *worker_main(void *arg) {
   worker *w = arg;
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGUSR2);
-  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  if (!opt.tasks) pthread_sigmask(SIG_UNBLOCK, &set, NULL); /* a task: not its scheduler's mask */
   for (uint64_t n = 0; !should_stop(n); n++) {
     w->c.ops++;
     int idx = pick_slot(w);
@@ -835,7 +861,7 @@ static void *worker_main(void *arg) {
       continue;
     }
     slot *s = &g_slots[idx];
-    pthread_rwlock_rdlock(&s->rw);
+    slot_rdlock(s);
     if (r < 40)
       do_sysfd(w, s, idx);
     else if (r < 350)
@@ -973,6 +999,7 @@ static void usage(FILE *out) {
           "  --threads T   worker threads (default 16; soak 32)\n"
           "  --seed N      PRNG seed for the threads' choices (default: time)\n"
           "  --soak        longer defaults, progress every 10 s\n"
+          "  --tasks       workers are tasks (np_go) on the poller's schedulers, not threads\n"
           "  --progress    progress line every 10 s\n"
           "  --verbose     print a detail line before the summary\n");
 }
@@ -995,7 +1022,9 @@ static void parse_args(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     bool has_value = i + 1 < argc;
-    if (strcmp(a, "--soak") == 0) {
+    if (strcmp(a, "--tasks") == 0) {
+      opt.tasks = true;
+    } else if (strcmp(a, "--soak") == 0) {
       opt.soak = true;
     } else if (strcmp(a, "--progress") == 0) {
       opt.progress = true;
@@ -1097,9 +1126,15 @@ int main(int argc, char **argv) {
   pthread_t kicker;
   if (pthread_create(&kicker, NULL, kicker_main, NULL) != 0) fail("pthread_create");
   pthread_mutex_lock(&g_sig_lock);
-  for (int i = 0; i < opt.threads; i++)
-    if (pthread_create(&g_workers[i].thread, NULL, worker_main, &g_workers[i]) != 0) fail("pthread_create");
-  g_sig_workers = true;
+  for (int i = 0; i < opt.threads; i++) {
+    if (opt.tasks) {
+      err = np_go(g_poller, worker_task, &g_workers[i]);
+      if (err != 0) fail("np_go: %s", np_strerror(err));
+    } else if (pthread_create(&g_workers[i].thread, NULL, worker_main, &g_workers[i]) != 0) {
+      fail("pthread_create");
+    }
+  }
+  g_sig_workers = !opt.tasks; /* SIGUSR2 goes to worker threads (futex waits) */
   pthread_mutex_unlock(&g_sig_lock);
   while (!atomic_load(&g_stop)) {
     struct timespec ts = {0, 20 * NS_PER_MS};
@@ -1108,7 +1143,12 @@ int main(int argc, char **argv) {
   pthread_mutex_lock(&g_sig_lock); /* no pthread_kill on a joined thread */
   g_sig_workers = false;
   pthread_mutex_unlock(&g_sig_lock);
-  for (int i = 0; i < opt.threads; i++) pthread_join(g_workers[i].thread, NULL);
+  if (opt.tasks) {
+    err = np_wait_tasks(g_poller, 0);
+    if (err != 0) fail("np_wait_tasks: %s", np_strerror(err));
+  } else {
+    for (int i = 0; i < opt.threads; i++) pthread_join(g_workers[i].thread, NULL);
+  }
   double seconds = (double)(np_now() - g_start_ns) / 1e9;
 
   /* Every worker is gone: nobody can be parked, every handle is open. */
