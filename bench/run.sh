@@ -185,15 +185,27 @@ run_micro() { # file runs seconds wake_iterations tests [command prefix...]
   done
 }
 if [ "${BENCH_MICRO:-1}" != 0 ]; then
-  run_micro "$RES/micro.txt" "$REPEAT" 1 5000 wake,pingpong,openclose,deadline
+  run_micro "$RES/micro.txt" "$REPEAT" 1 5000 wake,pingpong,tasks,openclose,deadline
   # Everything on one CPU: no wake-up has to cross to the other (possibly
   # halted) vCPU, which separates the runtime's own cost from the machine's.
   if command -v taskset >/dev/null; then
-    run_micro "$RES/micro-1cpu.txt" 3 0.5 2000 wake,pingpong taskset -c 0
+    run_micro "$RES/micro-1cpu.txt" 3 0.5 2000 wake,pingpong,tasks taskset -c 0
   fi
 fi
 
 # ---- report -------------------------------------------------------------------------------
+# ---- idle cost: memory per idle connection (bench/idle.sh) -------------------------------
+if [ "${BENCH_IDLE:-1}" != 0 ]; then
+  IDLE_CONNS=${BENCH_IDLE_CONNS:-"1000 9000"}
+  for s in netpoll netpoll_threads go; do
+    [ -x "${SRV_CMD[$s]:-/nonexistent}" ] || continue
+    log "idle cost: $s at $IDLE_CONNS connections"
+    # shellcheck disable=SC2086
+    "$ROOT/bench/idle.sh" "$s" "${SRV_CMD[$s]} ${SRV_ARGS[$s]:-}" $IDLE_CONNS >>"$RES/idle.txt" ||
+      log "idle cost: $s failed"
+  done
+fi
+
 T_END=$(date +%s.%N)
 model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 echo "### Machine"
@@ -311,8 +323,9 @@ micro_table() { # file title [wake_and_pingpong_only]
       cnt[key]++; val[key, cnt[key]] = kv[fl]
     }
   }
-  function row(label, name, field, rawimpl,    x, raw, g) {
-    x = med(name SUBSEP "netpoll" SUBSEP field); raw = rawimpl == "" ? "" : med(name SUBSEP rawimpl SUBSEP field)
+  function row(label, name, field, rawimpl, impl,    x, raw, g) {
+    if (impl == "") impl = "netpoll"
+    x = med(name SUBSEP impl SUBSEP field); raw = rawimpl == "" ? "" : med(name SUBSEP rawimpl SUBSEP field)
     g = med(name SUBSEP "go" SUBSEP field)
     printf "| %s | %s | %s | %s | %s | %s |\n", label, f(raw), f(x), f(g), r(x, raw), r(x, g)
   }
@@ -326,6 +339,8 @@ micro_table() { # file title [wake_and_pingpong_only]
     row("wake latency p50, ns (raw: thread in blocking read)", "wake", "p50_ns", "raw_read")
     row("wake latency p99, ns (raw: thread in blocking read)", "wake", "p99_ns", "raw_read")
     row("park/unpark ping-pong, round trips/s (raw: blocking pipes)", "pingpong", "per_s", "raw")
+    row("the same, both sides tasks of one scheduler", "pingpong", "per_s", "raw", "netpoll_tasks")
+    row("task park + ready + 2 switches, round trips/s", "task_park_unpark", "per_s", "")
     if (short) { print ""; exit }
     row("open+close, descriptors/s (raw: epoll_ctl ADD + close)", "openclose", "per_s", "raw")
     row("set deadline, calls/s, 1 descriptor", "deadline1", "per_s", "")
@@ -338,6 +353,16 @@ if [ -s "$RES/micro.txt" ]; then
 fi
 if [ -s "$RES/micro-1cpu.txt" ]; then
   micro_table "$RES/micro-1cpu.txt" "### The same on one CPU (taskset -c 0: no cross-CPU wake-ups; median of 3 runs)" 1
+fi
+
+if [ -s "$RES/idle.txt" ]; then
+  echo "### Idle cost: server memory per idle connection (RSS + page tables + 16 KiB kernel stack a thread)"
+  echo
+  echo "| conns | server | threads | bytes per connection |"
+  echo "|---:|---|---:|---:|"
+  awk '{ for (i = 2; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2] }
+         printf "| %s | %s | %s | %s |\n", kv["conns"], kv["server"], kv["threads"], kv["bytes_per_conn"] }' "$RES/idle.txt"
+  echo
 fi
 
 awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "Total run time: %.0f s (raw output in build dir results/)\n", b - a }'
