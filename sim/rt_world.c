@@ -58,6 +58,9 @@ static struct {
   np__au32 stop;
   int done;
   int remote_parks_left; /* remote parks still to be woken */
+  sim_task *actors[RT_SCHEDS_MAX + RT_WAKERS_MAX];
+  int nactors;
+  bool torn_down; /* the pollers are gone: nothing left to check */
 } R;
 
 #define GROUP ((struct np__group *)&R) /* one group: any non-NULL tag */
@@ -257,6 +260,7 @@ static void check_sleepers(void) { /* R3, at quiescence: every actor is blocked 
 
 static void check(void *ctx, bool quiescent) {
   (void)ctx;
+  if (R.torn_down) return;
   for (int i = 0; i < R.ntasks; i++) {
     rt_task *t = &R.tasks[i];
     int where = -1, n = memberships(&t->t, &where);
@@ -308,23 +312,32 @@ static void world_init(void) {
   }
 }
 
-static void main_task(void *arg) {
-  (void)arg;
-  for (int i = 0; i < R.nscheds; i++) sim_spawn("sched", sched_main, &R.scheds[i]);
-  for (int i = 0; i < R.nwakers; i++) sim_spawn("waker", waker_main, NULL);
-  for (int i = 0; i < R.ntasks; i++) np__task_ready(&R.tasks[i].t); /* np_go from a thread */
+/* Inside the run (the port's primitives are schedule points): tears the
+ * pollers down once every scheduler and waker has returned. */
+static void teardown(void) {
+  R.torn_down = true;
+  for (int i = 0; i < R.nscheds; i++) {
+    np__sched_fini(&R.scheds[i]);
+    np__poller_fini(&R.pollers[i]);
+  }
 }
 
+static void main_task(void *arg) {
+  (void)arg;
+  for (int i = 0; i < R.nscheds; i++) R.actors[R.nactors++] = sim_spawn("sched", sched_main, &R.scheds[i]);
+  for (int i = 0; i < R.nwakers; i++) R.actors[R.nactors++] = sim_spawn("waker", waker_main, NULL);
+  for (int i = 0; i < R.ntasks; i++) np__task_ready(&R.tasks[i].t); /* np_go from a thread */
+  for (int i = 0; i < R.nactors; i++) sim_join(R.actors[i]);
+  teardown();
+}
+
+/* After a failed run (cut short: locks may be held, timers armed): memory only. */
 static void world_fini(bool failed) {
+  if (!failed || R.torn_down) return;
   for (int i = 0; i < R.nscheds; i++) {
     np_poller *p = &R.pollers[i];
-    if (failed) { /* cut short: locks may be held, timers armed; just release memory */
-      p->backend->destroy(p->backend_state);
-      free(p->heap);
-      continue;
-    }
-    np__sched_fini(&R.scheds[i]);
-    np__poller_fini(p);
+    if (p->backend_state != NULL) p->backend->destroy(p->backend_state);
+    free(p->heap);
   }
 }
 

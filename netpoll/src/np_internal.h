@@ -218,7 +218,8 @@ int np__netpoll(np_poller *p, int64_t delay_ns);
 /* Go's netpollBreak: wake a poller blocked in np__netpoll; coalesced. */
 void np__netpoll_break(np_poller *p);
 /* One turn of the poller loop: run expired timers, then netpoll until the
- * next timer (block=false: poll only). Returns np__netpoll's result. */
+ * next timer (block=false, or a timer ran: poll only). Returns
+ * np__netpoll's result. */
 int np__poll_once(np_poller *p, bool block);
 /* Run timers whose time has come; returns how many ran. */
 int np__run_timers(np_poller *p, int64_t now_ns);

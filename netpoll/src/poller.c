@@ -202,7 +202,10 @@ int np__netpoll(np_poller *p, int64_t delay_ns) {
 }
 
 int np__poll_once(np_poller *p, bool block) {
-  np__run_timers(p, np__now());
+  /* Timers that ran may have made tasks of this poller's scheduler ready:
+   * then it must not block (np_rtsim found it: a task woken by its sleep
+   * timer waited for the next timer or event). */
+  if (np__run_timers(p, np__now()) > 0) block = false;
   if (!block) return np__netpoll(p, 0); /* leaves sleep_until to the sleeper */
 
   /* sleep_until belongs to the one blocking poller: a concurrent

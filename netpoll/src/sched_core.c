@@ -124,8 +124,9 @@ void np__sched_maybe_poll(np__sched *s) {
 }
 
 void np__sched_idle(np__sched *s) {
-  poll_now(s, false);
-  if (!np__runq_empty(&s->rq)) return;
+  /* One blocking poll: it returns at once when events are pending or when
+   * its timers made a task ready, so a non-blocking poll first would only
+   * add a system call per idle turn. */
   np__store_u32(&s->sleeping, 1);
   if (np__load_u32(&s->inbox_n) == 0 && !np__load_u32(s->stop)) poll_now(s, true);
   np__store_u32(&s->sleeping, 0);

@@ -91,8 +91,8 @@ void np__sched_begin(np__sched *s, np__task *t);
 bool np__sched_after(np__sched *s, np__task *t);
 /* Busy: polls without blocking now and then (fairness for the parked). */
 void np__sched_maybe_poll(np__sched *s);
-/* Nothing to run: poll without blocking, then sleep in epoll_wait until
- * readiness, a timer or the break (an inbox push) wakes it. */
+/* Nothing to run: sleep in epoll_wait until readiness, a timer or the
+ * break (an inbox push) wakes it; returns at once if any is pending. */
 void np__sched_idle(np__sched *s);
 
 #endif
