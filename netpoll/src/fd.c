@@ -29,11 +29,18 @@ static int poll_error(int poll_err) {
   }
 }
 
+#ifdef NP_TEST_HOOKS
+void *(*np__test_hook_fd_alloc)(size_t size);
+void (*np__test_hook_fd_free)(void *f);
+#endif
+
 #define BE(f) ((f)->poller->backend)
 #define BS(f) ((f)->poller->backend_state)
 
 /* The last reference after close: close the pd (deregister, back to the
- * cache), then the descriptor, then let np_close return. */
+ * cache), then the descriptor, then release csema, which lets the closer
+ * return. That release is this thread's last touch of the handle: it may be
+ * freed the instant after. */
 static void destroy(np_fd *f) {
   np__pd_close(f->pd);
   f->pd = NULL;
@@ -51,21 +58,30 @@ static void fd_unlock(np_fd *f, bool read) {
   if (np__fdmu_rwunlock(&f->mu, read)) destroy(f);
 }
 
+/* The read or write lock; a queued thread refused after close may have held
+ * the last reference: then it destroys, and touches the handle no more. */
+static int fd_lock(np_fd *f, bool read) {
+  int err = np__fdmu_rwlock(&f->mu, read);
+  if (err != NP__MU_LAST) return err;
+  destroy(f);
+  return NP_ECLOSING;
+}
+
 int np__fd_open(np_poller *p, int fd, np_fd **out) {
-  np_fd *f = calloc(1, sizeof(*f));
+  np_fd *f = np__fd_alloc();
   if (f == NULL) return -ENOMEM;
   f->poller = p;
   f->sysfd = fd;
   int err = np__pd_open(p, fd, &f->pd);
   if (err != 0) {
-    free(f);
+    np__fd_release(f);
     return err;
   }
   err = p->backend->setnonblock(p->backend_state, fd);
   if (err != 0) {
     np__pd_unblock(f->pd);
     np__pd_close(f->pd);
-    free(f);
+    np__fd_release(f);
     return err;
   }
   np__mutex_lock(&p->fds_lock);
@@ -86,19 +102,36 @@ int np_open(np_poller *p, int fd, np_fd **out) {
   return np__fd_open(p, fd, out);
 }
 
-int np_close(np_fd *f) {
-  if (f == NULL) return -EINVAL;
+/* The one close that wins (marks the fd mutex closed) wakes every waiter,
+ * drops its reference and waits on csema until the last reference (held by
+ * every thread inside a call on f, queued ones included) has run destroy.
+ * Releasing dsema is its last touch of f: np_free waits for it. */
+static int close_handle(np_fd *f, bool *won) {
+  *won = false;
   int err = np__fdmu_incref_and_close(&f->mu);
   if (err != 0) return err;
+  *won = true;
   np__pd_unblock(f->pd); /* wakes every waiter with closing (I7) */
   fd_decref(f);
-  np__sema_acquire(&f->csema); /* until the last reference has closed it */
-  return f->close_err;
+  np__sema_acquire(&f->csema);
+  err = f->close_err;
+  np__sema_release(&f->dsema);
+  return err;
+}
+
+int np_close(np_fd *f) {
+  if (f == NULL) return -EINVAL;
+  bool won;
+  return close_handle(f, &won);
 }
 
 void np_free(np_fd *f) {
   if (f == NULL) return;
-  (void)np_close(f); /* NP_ECLOSING if already closed: fine */
+  bool won;
+  (void)close_handle(f, &won);
+  /* Closed before, perhaps by another thread whose np_close has not
+   * finished: wait until that close is done with the handle. */
+  if (!won) np__sema_acquire(&f->dsema);
   np_poller *p = f->poller;
   np__mutex_lock(&p->fds_lock);
   if (f->prev != NULL)
@@ -107,7 +140,17 @@ void np_free(np_fd *f) {
     p->fds = f->next;
   if (f->next != NULL) f->next->prev = f->prev;
   np__mutex_unlock(&p->fds_lock);
-  free(f);
+  np__fd_release(f);
+}
+
+void np__fd_free_all(np_poller *p) {
+  for (;;) {
+    np__mutex_lock(&p->fds_lock);
+    np_fd *f = p->fds;
+    np__mutex_unlock(&p->fds_lock);
+    if (f == NULL) return;
+    np_free(f); /* closes: blocked and queued threads wake with NP_ECLOSING */
+  }
 }
 
 int np_sysfd(const np_fd *cf) {
@@ -132,7 +175,7 @@ static bool iov_valid(const struct iovec *iov, int iovcnt, size_t *total) {
 
 /* Shared read loop: one successful syscall, EINTR retried, EAGAIN parks. */
 static ssize_t read_loop(np_fd *f, void *buf, size_t len, const struct iovec *iov, int iovcnt) {
-  int err = np__fdmu_rwlock(&f->mu, true);
+  int err = fd_lock(f, true);
   if (err != 0) return err;
   ssize_t ret;
   if (len == 0) {
@@ -177,7 +220,7 @@ ssize_t np_readv(np_fd *f, const struct iovec *iov, int iovcnt) {
 int np_write(np_fd *f, const void *buf, size_t len, size_t *written) {
   if (written != NULL) *written = 0;
   if (f == NULL || (buf == NULL && len > 0)) return -EINVAL;
-  int err = np__fdmu_rwlock(&f->mu, false);
+  int err = fd_lock(f, false);
   if (err != 0) return err;
   size_t nn = 0;
   int ret;
@@ -223,7 +266,7 @@ int np_writev(np_fd *f, const struct iovec *iov, int iovcnt, size_t *written) {
   if (written != NULL) *written = 0;
   size_t total;
   if (f == NULL || !iov_valid(iov, iovcnt, &total)) return -EINVAL;
-  int err = np__fdmu_rwlock(&f->mu, false);
+  int err = fd_lock(f, false);
   if (err != 0) return err;
   size_t nn = 0;
   int ret = 0;
@@ -288,7 +331,7 @@ out:
 int np_accept(np_fd *f, np_fd **out, struct sockaddr *addr, socklen_t *addrlen) {
   if (out != NULL) *out = NULL;
   if (f == NULL || out == NULL || (addr != NULL && addrlen == NULL)) return -EINVAL;
-  int err = np__fdmu_rwlock(&f->mu, true);
+  int err = fd_lock(f, true);
   if (err != 0) return err;
   int s;
   err = np__pd_reset(f->pd, 'r');
@@ -307,17 +350,21 @@ int np_accept(np_fd *f, np_fd **out, struct sockaddr *addr, socklen_t *addrlen) 
     }
     break;
   }
+  /* Register the connection while the listener's reference keeps the
+   * poller alive: np_poller_destroy cannot finish before fd_unlock. */
   np_poller *p = f->poller;
+  if (s >= 0) {
+    err = np__fd_open(p, s, out);
+    if (err != 0) p->backend->close_fd(p->backend_state, s);
+    s = err;
+  }
   fd_unlock(f, true);
-  if (s < 0) return s;
-  err = np__fd_open(p, s, out);
-  if (err != 0) p->backend->close_fd(p->backend_state, s);
-  return err;
+  return s;
 }
 
 int np_connect(np_fd *f, const struct sockaddr *addr, socklen_t addrlen) {
   if (f == NULL || addr == NULL) return -EINVAL;
-  int err = np__fdmu_rwlock(&f->mu, false);
+  int err = fd_lock(f, false);
   if (err != 0) return err;
   int ret = 0;
   err = np__pd_reset(f->pd, 'w');
@@ -361,7 +408,7 @@ out:
 static int wait_mode(np_fd *f, int mode) {
   if (f == NULL) return -EINVAL;
   bool read = mode == 'r';
-  int err = np__fdmu_rwlock(&f->mu, read);
+  int err = fd_lock(f, read);
   if (err != 0) return err;
   int ret = poll_error(np__pd_wait(f->pd, mode));
   fd_unlock(f, read);

@@ -246,7 +246,10 @@ typedef struct np__fdmutex {
 int np__fdmu_incref(np__fdmutex *mu);            /* 0, NP_ECLOSING, -EOVERFLOW */
 int np__fdmu_incref_and_close(np__fdmutex *mu);  /* 0, NP_ECLOSING, -EOVERFLOW */
 bool np__fdmu_decref(np__fdmutex *mu);           /* true: last ref after close */
-int np__fdmu_rwlock(np__fdmutex *mu, bool read); /* 0, NP_ECLOSING, -EOVERFLOW */
+/* 0, NP_ECLOSING, -EOVERFLOW, or NP__MU_LAST: refused after close, and the
+ * reference this thread held while it queued was the last (destroy). */
+#define NP__MU_LAST 1
+int np__fdmu_rwlock(np__fdmutex *mu, bool read);
 bool np__fdmu_rwunlock(np__fdmutex *mu, bool read);
 
 /* ---- fd handle -------------------------------------------------------------*/
@@ -256,10 +259,13 @@ struct np_fd {
   np_poller *poller;  /* constant */
   int sysfd;          /* -1 after destroy; read only under a reference */
   int close_err;      /* result of close(2), set by destroy */
-  np__sema csema;     /* released by destroy; Close waits on it */
+  np__sema csema;     /* released by destroy; the closer waits on it */
+  np__sema dsema;     /* released by the closer when done with f; np_free waits */
   np_fd *next, *prev; /* poller->fds; protected by poller->fds_lock */
 };
 
 int np__fd_open(np_poller *p, int fd, np_fd **out);
+/* np_poller_destroy's first half: np_free every handle still on p->fds. */
+void np__fd_free_all(np_poller *p);
 
 #endif

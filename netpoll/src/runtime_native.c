@@ -157,13 +157,7 @@ int np__poller_new(np_poller **out, const np__backend *backend, int events_max, 
 void np_poller_destroy(np_poller *p) {
   if (p == NULL) return;
   np__store_u32(&p->shutdown, 1); /* np_open refuses from now on */
-  for (;;) {
-    np__mutex_lock(&p->fds_lock);
-    np_fd *f = p->fds;
-    np__mutex_unlock(&p->fds_lock);
-    if (f == NULL) break;
-    np_free(f); /* closes: blocked waiters wake with NP_ECLOSING */
-  }
+  np__fd_free_all(p); /* closes: blocked and queued threads wake with NP_ECLOSING */
   native_runtime *rt = p->runtime;
   if (rt->threaded) {
     np__netpoll_break(p);
