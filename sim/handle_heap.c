@@ -28,7 +28,6 @@ typedef struct block {
   void *addr;
   size_t size;
   bool freed;
-  int sysfd;          /* the handle's descriptor when it was freed (messages) */
   uint64_t free_step; /* schedule step of the free */
 } block;
 
@@ -66,10 +65,10 @@ static void chain(const struct sigaction *prev, int sig, siginfo_t *info, void *
 static void on_fault(int sig, siginfo_t *info, void *uc) {
   const block *b = sim != NULL ? freed_block_of(info->si_addr) : NULL;
   if (b != NULL && !sim->failed)
-    sim_fail("use after free: %s touched the np_fd of fd %d at offset %td, freed at step %" PRIu64
+    sim_fail("I13: use after free: %s touched a freed np_fd at offset %td, freed at step %" PRIu64
              " (np_free / destroy returned while a thread was still inside a call)",
-             sim->current != NULL ? sim->current->name : "?", b->sysfd,
-             (const char *)info->si_addr - (const char *)b->addr, b->free_step);
+             sim->current != NULL ? sim->current->name : "?", (const char *)info->si_addr - (const char *)b->addr,
+             b->free_step);
   chain(sig == SIGBUS ? &previous_bus : &previous_segv, sig, info, uc);
 }
 
@@ -100,9 +99,8 @@ void np__fd_release(struct np_fd *f) {
   for (int i = 0; i < block_count; i++) {
     block *b = &blocks[i];
     if (b->addr != (void *)f) continue;
-    if (b->freed) sim_fail("double free of the np_fd of fd %d", b->sysfd);
+    if (b->freed) sim_fail("I13: double free of an np_fd (first freed at step %" PRIu64 ")", b->free_step);
     if (sim_on_handle_free != NULL) sim_on_handle_free(f);
-    b->sysfd = f->sysfd;
     b->free_step = sim != NULL ? sim->steps : 0;
     b->freed = true;
     memset(b->addr, POISON, b->size);

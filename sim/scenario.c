@@ -660,9 +660,19 @@ static void gen_act(gen *g, int task, sc_action a) {
 
 static uint32_t gen_cap(gen *g) { return 1 + (uint32_t)gbelow(g, gbelow(g, 2) ? 64 : 8192); }
 
-/* Room for one generation's actors (at most 4 tasks, 16 actions). */
+/* Room for one generation's actors (at most 5 tasks, 18 actions). */
 static bool gen_room(const gen *g) {
-  return g->sc->task_count + 4 <= SC_TASKS_MAX && g->sc->action_count + 16 <= SC_ACTIONS_MAX;
+  return g->sc->task_count + 5 <= SC_TASKS_MAX && g->sc->action_count + 18 <= SC_ACTIONS_MAX;
+}
+
+/* Sometimes a second library-side actor on the same generation: it queues
+ * on the fd mutex behind the first (handle lifetime: np_free and destroy
+ * must wait for it). */
+static void gen_queued(gen *g, int s, int id, int wait_generation, sc_op op) {
+  if (gbelow(g, 3) != 0) return;
+  int t = gen_task(g, "queued%d", id, 0);
+  if (wait_generation > 0) gen_act(g, t, (sc_action){.op = SC_WAIT_GEN, .stream = s, .n = wait_generation});
+  gen_act(g, t, (sc_action){.op = op, .stream = s});
 }
 
 /* The actors of one generation of a stream: library side and peer side.
@@ -693,7 +703,7 @@ static void gen_stream_tasks(gen *g, int s, int generation) {
     if (must_wait) gen_act(g, writer, wait);
     gen_act(g, writer, (sc_action){.op = SC_WRITE_ALL, .stream = s, .n = (int64_t)gbelow(g, 24 * 1024)});
     if (reader >= 0) gen_act(g, writer, (sc_action){.op = SC_JOIN, .task = reader});
-    gen_act(g, writer, (sc_action){.op = SC_CLOSE, .stream = s});
+    gen_act(g, writer, (sc_action){.op = gbelow(g, 4) == 0 ? SC_FREE : SC_CLOSE, .stream = s});
     consumer = gen_task(g, "consumer%d", id, 0);
     if (must_wait) gen_act(g, consumer, wait);
     gen_act(g, consumer, (sc_action){.op = SC_CONSUME, .stream = s});
@@ -706,6 +716,7 @@ static void gen_stream_tasks(gen *g, int s, int generation) {
     gen_act(g, closer, (sc_action){.op = SC_JOIN, .task = reader});
     gen_act(g, closer, (sc_action){.op = SC_CLOSE, .stream = s});
   }
+  gen_queued(g, s, id, must_wait ? generation : 0, kind != SC_PIPE_OUT ? SC_READ_ALL : SC_WAIT_WRITE);
 }
 
 void sc_generate(uint64_t seed, bool faults, scenario *sc) {
@@ -746,7 +757,7 @@ void sc_generate(uint64_t seed, bool faults, scenario *sc) {
      * waits for the reopen of an earlier one). */
     if (generations[s] > 1) gen_act(&g, t, (sc_action){.op = SC_WAIT_GEN, .stream = s, .n = generations[s]});
     gen_act(&g, t, (sc_action){.op = SC_SLEEP, .n = (int64_t)gbelow(&g, 10000000)});
-    gen_act(&g, t, (sc_action){.op = SC_CLOSE, .stream = s});
+    gen_act(&g, t, (sc_action){.op = gbelow(&g, 3) == 0 ? SC_FREE : SC_CLOSE, .stream = s});
     if (gbelow(&g, 10) < 7 && generations[s] < 4 && gen_room(&g)) {
       sc_kind kind = (sc_kind)gbelow(&g, 3);
       gen_act(&g, t, (sc_action){.op = SC_REOPEN, .stream = s, .kind = kind, .cap = gen_cap(&g)});
@@ -783,7 +794,7 @@ void sc_generate(uint64_t seed, bool faults, scenario *sc) {
   /* A listener: connections accepted as generations of an accepted stream,
    * each with its own actors; aborted connections are made again. */
   if (gbelow(&g, 10) < 3 && sc->stream_count + 2 <= SC_STREAMS_MAX &&
-      sc->task_count + 3 + 4 * 3 <= SC_TASKS_MAX && sc->action_count + 8 + 16 * 3 <= SC_ACTIONS_MAX) {
+      sc->task_count + 3 + 5 * 3 <= SC_TASKS_MAX && sc->action_count + 8 + 18 * 3 <= SC_ACTIONS_MAX) {
     int l = sc->stream_count++, c = sc->stream_count++;
     snprintf(sc->streams[l].name, sizeof(sc->streams[l].name), "l%d", l);
     sc->streams[l].kind = SC_LISTEN;
@@ -809,6 +820,11 @@ void sc_generate(uint64_t seed, bool faults, scenario *sc) {
       sc->faults.accept_abort = rates[gbelow(&g, 4)];
       sc->faults.accept_emfile = rates[gbelow(&g, 4)];
     }
+  }
+  if (gbelow(&g, 10) == 0 && sc->task_count < SC_TASKS_MAX) { /* the poller's handles end at once */
+    int t = gen_task(&g, "destroyer%d", 0, 0);
+    gen_act(&g, t, (sc_action){.op = SC_SLEEP, .n = (int64_t)gbelow(&g, 20000000)});
+    gen_act(&g, t, (sc_action){.op = SC_DESTROY});
   }
   if (gbelow(&g, 10) < 3 && sc->task_count < SC_TASKS_MAX) {
     int t = gen_task(&g, "nbpoller%d", 0, 0);

@@ -371,6 +371,7 @@ static rec *new_rec(sc_kind kind) {
   r->id = W.rec_count++;
   r->kind = kind;
   r->peer_fd = -1;
+  r->free_started = r->close_started = W.destroyed; /* destroy frees whatever opens meanwhile */
   return r;
 }
 
@@ -681,9 +682,9 @@ static void act_destroy(const sc_action *a) {
   if (W.destroyed) return expect(a, NP_ECLOSING, false);
   W.destroyed = true;
   for (int i = 0; i < W.rec_count; i++) W.recs[i].free_started = W.recs[i].close_started = true;
-  wait_callers_inside(NULL, a->line);
   act("np_poller_destroy", -1, 0);
-  np__store_u32(&W.p->shutdown, 1);
+  np__store_u32(&W.p->shutdown, 1); /* as np_poller_destroy: np_open refuses from now on */
+  wait_callers_inside(NULL, a->line);
   np__fd_free_all(W.p);
   for (int i = 0; i < W.rec_count; i++)
     if (W.recs[i].f != NULL) sim_fail("destroy left the handle of stream %d allocated", i);
@@ -702,7 +703,9 @@ static void act_reopen(task_view *view, const sc_action *a) {
 }
 
 static void act_wait_gen(task_view *view, const sc_action *a) {
-  for (int i = 0; W.gen[a->stream] < a->n; i++) {
+  /* After destroy a generation may never come (accept and np_open are
+   * refused): act on it as on a freed one. */
+  for (int i = 0; W.gen[a->stream] < a->n && !W.destroyed; i++) {
     if (i > 1000000) sim_fail("line %d: wait-gen never satisfied", a->line);
     sim_sleep(100000);
   }
@@ -808,9 +811,13 @@ static void run_action(task_view *view, const sc_action *a) {
   switch (a->op) {
     case SC_SLEEP: return sim_sleep(a->n);
     case SC_READ: return act_read(r, a);
-    case SC_READ_ALL: return do_read_all(r);
+    case SC_READ_ALL:
+      if (r != NULL) do_read_all(r);
+      return;
     case SC_WRITE: return act_write(r, a);
-    case SC_WRITE_ALL: return do_write_all(r, (uint64_t)a->n);
+    case SC_WRITE_ALL:
+      if (r != NULL) do_write_all(r, (uint64_t)a->n);
+      return;
     case SC_WAIT_READ:
     case SC_WAIT_WRITE: return act_wait(r, a);
     case SC_PRODUCE:
