@@ -12,11 +12,10 @@
 #include <string.h>
 
 static const char *const op_names[SC_OP_COUNT] = {
-    "sleep",      "read",     "read-all", "write",      "write-all",  "wait-read",
-    "wait-write", "produce",  "consume",  "peer-write", "peer-close", "peer-shutdown",
-    "peer-reset", "deadline", "close",    "reopen",     "wait-gen",   "join",
-    "break",      "poll",     "inject",   "connect",    "accept",
-    "free",       "destroy"};
+    "sleep",   "read",    "read-all",   "write",      "write-all",     "wait-read",  "wait-write",
+    "produce", "consume", "peer-write", "peer-close", "peer-shutdown", "peer-reset", "deadline",
+    "close",   "reopen",  "wait-gen",   "join",       "break",         "poll",       "inject",
+    "connect", "accept",  "free",       "destroy"};
 _Static_assert(sizeof(op_names) / sizeof(op_names[0]) == SC_OP_COUNT, "an action without a name");
 
 const char *sc_op_name(sc_op op) { return op < SC_OP_COUNT ? op_names[op] : "?"; }
@@ -286,7 +285,8 @@ static int parse_action(parser *p, char **tok, int ntok) {
   }
   int64_t v;
   int arg = 1;
-  bool needs_stream = !(op == SC_SLEEP || op == SC_JOIN || op == SC_BREAK || op == SC_POLL || op == SC_DESTROY);
+  bool needs_stream =
+      !(op == SC_SLEEP || op == SC_JOIN || op == SC_BREAK || op == SC_POLL || op == SC_DESTROY);
   if (needs_stream) {
     if (ntok < 2) return fail(p, "%s needs a stream", tok[0]);
     a.stream = find_stream(sc, tok[1]);
@@ -652,7 +652,8 @@ static void gen_act(gen *g, int task, sc_action a) {
   /* Actions of a task must be contiguous: only the newest task gets more. */
   if (task != sc->task_count - 1) return;
   if (a.expect == 0) a.expect = SC_R_ANY;
-  if (a.op == SC_SLEEP || a.op == SC_JOIN || a.op == SC_BREAK || a.op == SC_POLL || a.op == SC_DESTROY) a.stream = -1;
+  if (a.op == SC_SLEEP || a.op == SC_JOIN || a.op == SC_BREAK || a.op == SC_POLL || a.op == SC_DESTROY)
+    a.stream = -1;
   if (a.op != SC_JOIN) a.task = -1;
   sc->actions[sc->action_count++] = a;
   sc->tasks[task].count++;

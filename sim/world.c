@@ -45,7 +45,7 @@ typedef struct rec {
   uint64_t tag;
   uint32_t reg; /* kernel registration */
   bool close_started;
-  bool free_started; /* np_free or destroy began: no call may start any more */
+  bool free_started;          /* np_free or destroy began: no call may start any more */
   dl_entry hist[2][HIST_MAX]; /* deadline history per mode */
   int hist_len[2];
   uint64_t in_produced, in_consumed; /* peer -> library */
@@ -76,8 +76,9 @@ typedef struct world {
   uint32_t used_reg[RECS_MAX]; /* the pd's current kernel registration */
   unsigned reg_flags[REG_MAX]; /* EV_* fetched, by kernel registration */
   int used_pd_count;
-  bool destroyed; /* the destroy action ran: np_open is refused */
-  struct { /* connections made by connect actions, until accepted */
+  bool destroyed;   /* the destroy action ran: np_open is refused */
+  int frees_active; /* np_free calls in progress: destroy must not race them */
+  struct {          /* connections made by connect actions, until accepted */
     int client_fd;
     bool accepted;
     bool in_use;
@@ -241,7 +242,8 @@ int np__port_wait_result(const void *pd, int mode, int result) {
           "I3/I6: waiter on stream %d mode %c woken ready without any readiness event for its registration",
           r->id, mode);
   } else {
-    static const int map[] = {0, NP_ECLOSING, NP_ETIMEOUT, NP_ENOTPOLLABLE};
+    static const int map[] = {0, NP_ECLOSING, NP_ETIMEOUT, NP_ENOTPOLLABLE, NP_EPOLLER};
+    if (result < 0 || result > NP__POLL_FAILED) sim_fail("wait(%c) returned %d", mode, result);
     check_result(r, mode, map[result], "wait");
   }
   return result;
@@ -671,7 +673,9 @@ static void act_free(rec *r, const sc_action *a) {
   wait_callers_inside(r, a->line);
   np_fd *f = r->f;
   act("np_free", r->fd, 0);
+  W.frees_active++;
   np_free(f);
+  W.frees_active--;
   if (r->f != NULL) sim_fail("np_free returned without freeing the handle of stream %d", r->id);
   expect(a, 0, false);
 }
@@ -683,7 +687,11 @@ static void act_destroy(const sc_action *a) {
   W.destroyed = true;
   for (int i = 0; i < W.rec_count; i++) W.recs[i].free_started = W.recs[i].close_started = true;
   act("np_poller_destroy", -1, 0);
-  np__store_u32(&W.p->shutdown, 1); /* as np_poller_destroy: np_open refuses from now on */
+  np__store_u32(&W.p->shutdown, 1);          /* as np_poller_destroy: np_open refuses from now on */
+  for (int i = 0; W.frees_active > 0; i++) { /* destroy and np_free must not overlap */
+    if (i > 1000000) sim_fail("line %d: np_free never returned", a->line);
+    sim_sleep(1);
+  }
   wait_callers_inside(NULL, a->line);
   np__fd_free_all(W.p);
   for (int i = 0; i < W.rec_count; i++)

@@ -577,7 +577,8 @@ static void poison_free(void *f) {
 }
 
 static void on_poison_fault(int sig) {
-  static const char msg[] = "test_close: a thread touched a freed np_fd (use after free of a queued handle)\n";
+  static const char msg[] =
+      "test_close: a thread touched a freed np_fd (use after free of a queued handle)\n";
   if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) _exit(3);
   signal(sig, SIG_DFL);
   raise(sig);
@@ -716,7 +717,7 @@ static void test_free_during_other_close(void **state) {
     pthread_t ct = th_start(closer_main, &c);
     for (int i = 0; i < 5000 && !(np__load_u64(&f->mu.state) & 1); i++) th_sleep_ms(1);
     assert_true(np__load_u64(&f->mu.state) & 1); /* the other close has begun */
-    np_free(f);                                   /* its own close loses: NP_ECLOSING */
+    np_free(f);                                  /* its own close loses: NP_ECLOSING */
     th_join(ct);
     th_join(rt);
     assert_int_equal(c.ret, 0);
@@ -729,17 +730,83 @@ static void test_free_during_other_close(void **state) {
   poison_end();
 }
 
+/* ---- 8. a descriptor closed behind the library, its number reused (issue 9) -------
+ * np_wait_read / np_wait_write fail with -EBADF instead of parking forever;
+ * np_close of the stale handle leaves alone the file that now has the number
+ * (another poller's descriptors, a user's pipe). */
+
+/* Runs np_wait_read / np_wait_write on a thread; fails the test if it is
+ * still parked after 2 s (then np_close wakes it). */
+static int bounded_wait(np_fd *f, int kind) {
+  op o;
+  pthread_t t = op_start(&o, f, kind, NULL, 0);
+  for (int i = 0; i < 2000 && !atomic_load(&o.done); i++) th_sleep_ms(1);
+  bool parked_forever = !atomic_load(&o.done);
+  if (parked_forever) (void)np_close(f);
+  th_join(t);
+  if (parked_forever) fail_msg("np_wait on a descriptor closed behind the library parked");
+  return (int)o.ret;
+}
+
+static void test_raw_close_number_reused(void **state) {
+  (void)state;
+  np_poller *p = th_poller();
+  int sp[2];
+  th_socketpair(sp);
+  np_fd *a;
+  assert_int_equal(np_open(p, sp[0], &a), 0);
+  assert_int_equal(close(sp[0]), 0);
+  assert_int_equal(bounded_wait(a, OP_WAIT_READ), -EBADF);
+  assert_int_equal(bounded_wait(a, OP_WAIT_WRITE), -EBADF);
+
+  /* The number now names a pipe of the user's: waits still fail, and
+   * np_close must neither deregister nor close that pipe. */
+  int pp[2];
+  th_pipe(pp);
+  assert_true(pp[0] == sp[0] || pp[1] == sp[0]);
+  assert_int_equal(bounded_wait(a, OP_WAIT_READ), -EBADF);
+  assert_int_equal(np_close(a), -EBADF);
+  assert_true(fcntl(sp[0], F_GETFD) >= 0); /* the user's pipe end is still open */
+  assert_int_equal(write(pp[1], "ok", 2), 2);
+  char buf[4];
+  assert_int_equal(read(pp[0], buf, sizeof(buf)), 2);
+  np_free(a);
+  close(pp[0]);
+  close(pp[1]);
+
+  /* The number now names another poller's epoll or break descriptor. */
+  th_socketpair(sp);
+  assert_int_equal(np_open(p, sp[0], &a), 0);
+  assert_int_equal(close(sp[0]), 0);
+  np_poller *q = th_poller();
+  assert_int_equal(np_close(a), -EBADF); /* q's descriptor is not closed */
+  np_free(a);
+  int qp[2];
+  th_socketpair(qp);
+  np_fd *qf;
+  assert_int_equal(np_open(q, qp[0], &qf), 0);
+  op r;
+  pthread_t rt = op_start(&r, qf, OP_READ, buf, sizeof(buf));
+  th_wait_parked(q, 1);
+  assert_int_equal(write(qp[1], "hi", 2), 2);
+  th_join(rt);
+  assert_int_equal(r.ret, 2); /* q's poller thread is alive: no "epoll_wait failed" */
+  np_poller_destroy(q);
+  close(qp[1]);
+  close(sp[1]);
+  np_poller_destroy(p);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   if (getenv("NP_TEST_FILTER") != NULL) cmocka_set_test_filter(getenv("NP_TEST_FILTER"));
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_close_wakes_blocked),   cmocka_unit_test(test_close_wakes_blocked_pipe),
-      cmocka_unit_test(test_close_races_reader),    cmocka_unit_test(test_use_after_close),
-      cmocka_unit_test(test_destroy_wakes_blocked), cmocka_unit_test(test_close_keeps_parked_count),
-      cmocka_unit_test(test_raw_close_behind_back),
-      cmocka_unit_test(test_free_with_queued_readers),
-      cmocka_unit_test(test_free_with_queued_writers),
-      cmocka_unit_test(test_free_during_other_close),
+      cmocka_unit_test(test_close_wakes_blocked),      cmocka_unit_test(test_close_wakes_blocked_pipe),
+      cmocka_unit_test(test_close_races_reader),       cmocka_unit_test(test_use_after_close),
+      cmocka_unit_test(test_destroy_wakes_blocked),    cmocka_unit_test(test_close_keeps_parked_count),
+      cmocka_unit_test(test_raw_close_behind_back),    cmocka_unit_test(test_free_with_queued_readers),
+      cmocka_unit_test(test_free_with_queued_writers), cmocka_unit_test(test_free_during_other_close),
+      cmocka_unit_test(test_raw_close_number_reused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,9 +50,10 @@ extern "C" {
 #define NP_VERSION_PATCH 0
 
 /* Library error codes (negative errno values, see above). */
-#define NP_ECLOSING (-ECANCELED) /* descriptor closed / poller shut down */
-#define NP_ETIMEOUT (-ETIME)     /* i/o deadline exceeded */
-#define NP_ENOTPOLLABLE (-EPERM) /* not pollable / epoll error condition */
+#define NP_ECLOSING (-ECANCELED)      /* descriptor closed / poller shut down */
+#define NP_ETIMEOUT (-ETIME)          /* i/o deadline exceeded */
+#define NP_ENOTPOLLABLE (-EPERM)      /* not pollable / epoll error condition */
+#define NP_EPOLLER (-ENOTRECOVERABLE) /* the poller failed: its epoll or break descriptor is gone */
 
 typedef struct np_poller np_poller; /* one epoll instance + poller thread */
 typedef struct np_fd np_fd;         /* one registered descriptor */

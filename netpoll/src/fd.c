@@ -25,6 +25,7 @@ static int poll_error(int poll_err) {
     case NP__POLL_CLOSING: return NP_ECLOSING;
     case NP__POLL_TIMEOUT: return NP_ETIMEOUT;
     case NP__POLL_NOT_POLLABLE: return NP_ENOTPOLLABLE;
+    case NP__POLL_FAILED: return NP_EPOLLER;
     default: NP_ASSERT(poll_err == NP__POLL_OK); return 0;
   }
 }
@@ -37,14 +38,27 @@ void (*np__test_hook_fd_free)(void *f);
 #define BE(f) ((f)->poller->backend)
 #define BS(f) ((f)->poller->backend_state)
 
+/* Does sysfd still name the file it named at open? (true if the backend
+ * cannot tell). One fstat; the window between it and the syscall that
+ * follows cannot be closed: what then happens stays undefined. */
+static bool same_file(np_fd *f) {
+  if (!f->has_ident) return true;
+  uint64_t id;
+  return BE(f)->identity(BS(f), f->sysfd, &id) == 0 && id == f->ident;
+}
+
 /* The last reference after close: close the pd (deregister, back to the
  * cache), then the descriptor, then release csema, which lets the closer
  * return. That release is this thread's last touch of the handle: it may be
  * freed the instant after. */
 static void destroy(np_fd *f) {
-  np__pd_close(f->pd);
+  /* If the number was closed behind the library and now names another file
+   * (another poller's epoll instance, a user's pipe), neither deregister
+   * nor close that file. */
+  bool ours = same_file(f);
+  np__pd_close(f->pd, ours);
   f->pd = NULL;
-  f->close_err = BE(f)->close_fd(BS(f), f->sysfd);
+  f->close_err = ours ? BE(f)->close_fd(BS(f), f->sysfd) : -EBADF;
   f->sysfd = -1;
   np__stat_add(&f->poller->stat_fds_open, -1);
   np__sema_release(&f->csema);
@@ -72,6 +86,11 @@ int np__fd_open(np_poller *p, int fd, np_fd **out) {
   if (f == NULL) return -ENOMEM;
   f->poller = p;
   f->sysfd = fd;
+  if (np__load_u32(&p->failed)) {
+    np__fd_release(f);
+    return NP_EPOLLER;
+  }
+  if (p->backend->identity != NULL) f->has_ident = p->backend->identity(p->backend_state, fd, &f->ident) == 0;
   int err = np__pd_open(p, fd, &f->pd);
   if (err != 0) {
     np__fd_release(f);
@@ -80,7 +99,7 @@ int np__fd_open(np_poller *p, int fd, np_fd **out) {
   err = p->backend->setnonblock(p->backend_state, fd);
   if (err != 0) {
     np__pd_unblock(f->pd);
-    np__pd_close(f->pd);
+    np__pd_close(f->pd, true);
     np__fd_release(f);
     return err;
   }
@@ -410,7 +429,9 @@ static int wait_mode(np_fd *f, int mode) {
   bool read = mode == 'r';
   int err = fd_lock(f, read);
   if (err != 0) return err;
-  int ret = poll_error(np__pd_wait(f->pd, mode));
+  /* No syscall of ours would notice a descriptor closed behind the library
+   * (epoll drops it silently and nothing would ever wake us): check first. */
+  int ret = same_file(f) ? poll_error(np__pd_wait(f->pd, mode)) : -EBADF;
   fd_unlock(f, read);
   return ret;
 }

@@ -101,7 +101,7 @@ int64_t np__now(void);
  * (a poisoning one: a use after free faults in every build). NULL: calloc. */
 extern void *(*np__test_hook_fd_alloc)(size_t size);
 extern void (*np__test_hook_fd_free)(void *f);
-#define np__fd_alloc()                                                                     \
+#define np__fd_alloc()                                                                            \
   ((struct np_fd *)(np__test_hook_fd_alloc != NULL ? np__test_hook_fd_alloc(sizeof(struct np_fd)) \
                                                    : calloc(1, sizeof(struct np_fd))))
 #define np__fd_release(f) (np__test_hook_fd_free != NULL ? np__test_hook_fd_free(f) : free(f))

@@ -113,7 +113,7 @@ static void *poller_main(void *arg) {
   np_poller *p = arg;
   while (!np__load_u32(&p->shutdown)) {
     int n = np__poll_once(p, true);
-    if (n < 0) NP_PANIC("epoll_wait failed (was the epoll descriptor closed behind the library?)");
+    if (n < 0) break; /* np__netpoll put the poller in the failed state (NP_EPOLLER) */
   }
   return NULL;
 }
@@ -157,10 +157,13 @@ int np__poller_new(np_poller **out, const np__backend *backend, int events_max, 
 void np_poller_destroy(np_poller *p) {
   if (p == NULL) return;
   np__store_u32(&p->shutdown, 1); /* np_open refuses from now on */
-  np__fd_free_all(p); /* closes: blocked and queued threads wake with NP_ECLOSING */
+  np__fd_free_all(p);             /* closes: blocked and queued threads wake with NP_ECLOSING */
   native_runtime *rt = p->runtime;
   if (rt->threaded) {
     np__netpoll_break(p);
+    /* A failed break cannot wake the thread: cancel it (its only
+     * cancellation point is epoll_wait, where it holds no lock). */
+    if (np__load_u32(&p->failed)) pthread_cancel(rt->thread);
     pthread_join(rt->thread, NULL);
   }
   np__poller_fini(p);
