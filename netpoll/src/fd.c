@@ -430,8 +430,12 @@ static int wait_mode(np_fd *f, int mode) {
   int err = fd_lock(f, read);
   if (err != 0) return err;
   /* No syscall of ours would notice a descriptor closed behind the library
-   * (epoll drops it silently and nothing would ever wake us): check first. */
-  int ret = same_file(f) ? poll_error(np__pd_wait(f->pd, mode)) : -EBADF;
+   * (epoll drops it silently and nothing would ever wake us): check before a
+   * wait that is going to park. A pending READY or an error return at once
+   * and skip the check (an fstat, ~0.5 us). */
+  np__auptr *sem = read ? &f->pd->rg : &f->pd->wg;
+  bool may_park = np__load_uptr(sem) != NP__PD_READY && np__pd_checkerr(f->pd, mode) == NP__POLL_OK;
+  int ret = may_park && !same_file(f) ? -EBADF : poll_error(np__pd_wait(f->pd, mode));
   fd_unlock(f, read);
   return ret;
 }
