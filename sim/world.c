@@ -75,10 +75,12 @@ typedef struct world {
   np__pd *used_pds[RECS_MAX];  /* every pd that ever had an owner: the only ones that can change */
   uint32_t used_reg[RECS_MAX]; /* the pd's current kernel registration */
   unsigned reg_flags[REG_MAX]; /* EV_* fetched, by kernel registration */
+  uint32_t reg_last[REG_MAX];  /* the last event mask fetched, by registration (I10 both ways) */
   int used_pd_count;
-  bool destroyed;   /* the destroy action ran: np_open is refused */
-  int frees_active; /* np_free calls in progress: destroy must not race them */
-  struct {          /* connections made by connect actions, until accepted */
+  bool destroyed;                /* the destroy action ran: np_open is refused */
+  int frees_active;              /* np_free calls in progress: destroy must not race them */
+  bool began[SIM_TASKS_MAX + 1]; /* by task id: blocked inside its current call at some point */
+  struct {                       /* connections made by connect actions, until accepted */
     int client_fd;
     bool accepted;
     bool in_use;
@@ -257,7 +259,10 @@ static void on_event(void *ctx, int fd, uint64_t tag, uint32_t reg, uint32_t eve
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) flags |= EV_R;
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) flags |= EV_W;
   if (events == EPOLLERR) flags |= EV_ERR_ONLY;
-  if (reg > 0 && reg < REG_MAX) W.reg_flags[reg] |= flags;
+  if (reg > 0 && reg < REG_MAX) {
+    W.reg_flags[reg] |= flags;
+    W.reg_last[reg] = events;
+  }
 }
 
 /* Kernel hook: the library closes a descriptor. Only the last reference,
@@ -328,11 +333,14 @@ static void expect(const sc_action *a, int64_t v, bool read) {
 /* A task may start a call on a handle only while nobody has begun to free
  * it (calls that start during or after np_free are undefined). While the
  * call runs, the task's actor field names the rec: np_free and destroy wait
- * until every such call has begun, that is until its task is blocked inside
- * the library (a runnable task may not have touched the handle yet). */
+ * until every such call has begun, that is until its task is or has been
+ * blocked inside the library (every block comes after the call's first
+ * touch of the handle; a task that was never blocked may not have touched
+ * it yet). check() notes the blocks at every step. */
 static bool enter(rec *r) {
   if (r == NULL || r->f == NULL || r->free_started) return false;
   sim->current->actor = r;
+  W.began[sim->current->id] = false;
   return true;
 }
 
@@ -341,7 +349,8 @@ static void leave(void) { sim->current->actor = NULL; }
 static bool caller_runnable(const rec *r) {
   for (int i = 0; i < sim->task_count; i++) {
     const sim_task *t = sim->tasks[i];
-    if (t != sim->current && t->actor != NULL && (r == NULL || t->actor == r) && t->state == SIM_RUNNABLE)
+    if (t != sim->current && t->actor != NULL && (r == NULL || t->actor == r) && t->state == SIM_RUNNABLE &&
+        !W.began[t->id])
       return true;
   }
   return false;
@@ -971,10 +980,29 @@ static void check_pd_events(np__pd *pd) {
     sim_fail("I10: pd fd%d has the event error bit but its registration saw no EPOLLERR-only event", pd->fd);
 }
 
+/* I10 both ways, at quiescence (no task is half way through a batch of
+ * events, so every event fetched has been processed): the event error bit
+ * of an open pd is set exactly when the last event fetched for its
+ * registration was EPOLLERR alone. A missing bit means a reader would wait
+ * instead of getting NP_ENOTPOLLABLE; a stale one fails a healthy stream. */
+static void check_err_bit(const np__pd *pd, uint32_t reg) {
+  if (!pd->in_use || pd->closing || pd->lock.owner != NULL || reg == 0 || reg >= REG_MAX) return;
+  uint32_t last = W.reg_last[reg];
+  bool bit = (pd->info & NP__INFO_EVENT_ERR) != 0;
+  if (last == 0 || bit == (last == EPOLLERR)) return;
+  sim_fail("I10: pd fd%d: event error bit %s although the last event of its registration was %#x", pd->fd,
+           bit ? "set" : "clear", last);
+}
+
 static void check(void *ctx, bool quiescent) {
   (void)ctx;
   np_poller *p = W.p;
   if (p == NULL) return;
+  for (int i = 0; i < sim->task_count; i++) {
+    const sim_task *t = sim->tasks[i];
+    if (t->actor != NULL && t->state != SIM_RUNNABLE && t->id >= 0 && t->id <= SIM_TASKS_MAX)
+      W.began[t->id] = true;
+  }
   /* A pd that never had an owner is never touched (no tag of it exists). */
   for (int i = 0; i < W.used_pd_count; i++) {
     np__pd *pd = W.used_pds[i];
@@ -984,6 +1012,7 @@ static void check(void *ctx, bool quiescent) {
   }
   if (!quiescent) return;
   /* Quiescence: every task is blocked; the clock is about to jump. */
+  for (int i = 0; i < W.used_pd_count; i++) check_err_bit(W.used_pds[i], W.used_reg[i]);
   uint32_t parked = 0;
   for (int i = 0; i < sim->task_count; i++) {
     sim_task *t = sim->tasks[i];
