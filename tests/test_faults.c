@@ -11,12 +11,10 @@
  * duplicating nothing (the byte stream is checked); every other errno comes
  * back from the API call that made the syscall as -errno, with no descriptor,
  * handle or pollDesc leaked; errors of the poller's own descriptors put the
- * poller in the failed state (NP_EPOLLER to every waiter). A sweep then runs a small complete workload (create,
- * listen/connect/accept on TCP loopback, a read deadline, 64 KiB through
- * np_write / np_writev / np_read / np_readv, close, destroy) failing the Nth
- * call of each syscall for every N the workload reaches, for EINTR, EAGAIN,
- * EMFILE, ENOMEM and EBADF, and checks every run ends cleanly and in bounded
- * time.
+ * poller in the failed state (NP_EPOLLER to every waiter). A sweep then runs a small complete workload
+ * (create, listen/connect/accept on TCP loopback, a read deadline, 64 KiB through np_write / np_writev /
+ * np_read / np_readv, close, destroy) failing the Nth call of each syscall for every N the workload reaches,
+ * for EINTR, EAGAIN, EMFILE, ENOMEM and EBADF, and checks every run ends cleanly and in bounded time.
  *
  * The wrappers stay installed from each test's setup to its teardown (no
  * poller runs at either point: syscalls.h allows writing the table only then);
