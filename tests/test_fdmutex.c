@@ -598,6 +598,10 @@ static void *race_thread(void *arg) {
     else
       err = np__fdmu_rwlock(&s->mu, read);
     if (err == NP_ECLOSING) break;
+    if (err == NP__MU_LAST) { /* queued, refused after close, and its reference was the last */
+      atomic_fetch_add(&s->lasts, 1);
+      break;
+    }
     if (err != 0) {
       atomic_fetch_add(&s->late_grants, 1000); /* unexpected error */
       break;
