@@ -169,6 +169,13 @@ void np__sema_release(np__sema *s);
 
 int64_t np__now(void);
 
+/* Handle memory (sim/handle_heap.c): every np_fd on its own pages; a freed
+ * one is poisoned and made inaccessible until the run ends, so any later
+ * access is an invariant failure with the seed. */
+struct np_fd;
+struct np_fd *np__fd_alloc(void);
+void np__fd_release(struct np_fd *f);
+
 /* Every np__pd_wait result is checked against history (I3). */
 int np__port_wait_result(const void *pd, int mode, int result);
 

@@ -12,10 +12,10 @@
 #include <string.h>
 
 static const char *const op_names[SC_OP_COUNT] = {
-    "sleep",      "read",     "read-all", "write",      "write-all",  "wait-read",
-    "wait-write", "produce",  "consume",  "peer-write", "peer-close", "peer-shutdown",
-    "peer-reset", "deadline", "close",    "reopen",     "wait-gen",   "join",
-    "break",      "poll",     "inject",   "connect",    "accept"};
+    "sleep",   "read",    "read-all",   "write",      "write-all",     "wait-read",  "wait-write",
+    "produce", "consume", "peer-write", "peer-close", "peer-shutdown", "peer-reset", "deadline",
+    "close",   "reopen",  "wait-gen",   "join",       "break",         "poll",       "inject",
+    "connect", "accept",  "free",       "destroy"};
 _Static_assert(sizeof(op_names) / sizeof(op_names[0]) == SC_OP_COUNT, "an action without a name");
 
 const char *sc_op_name(sc_op op) { return op < SC_OP_COUNT ? op_names[op] : "?"; }
@@ -483,7 +483,8 @@ static int parse_action(parser *p, char **tok, int ntok) {
     ntok -= 2;
   }
   int arg = 1;
-  bool needs_stream = !(op == SC_SLEEP || op == SC_JOIN || op == SC_BREAK || op == SC_POLL);
+  bool needs_stream =
+      !(op == SC_SLEEP || op == SC_JOIN || op == SC_BREAK || op == SC_POLL || op == SC_DESTROY);
   if (needs_stream) {
     if (ntok < 2) return fail(p, "%s needs a stream", tok[0]);
     a.stream = find_stream(sc, tok[1]);
@@ -837,7 +838,8 @@ static void gen_act(gen *g, int task, sc_action a) {
   /* Actions of a task must be contiguous: only the newest task gets more. */
   if (task != sc->task_count - 1) return;
   if (a.expect == 0) a.expect = SC_R_ANY;
-  if (a.op == SC_SLEEP || a.op == SC_JOIN || a.op == SC_BREAK || a.op == SC_POLL) a.stream = -1;
+  if (a.op == SC_SLEEP || a.op == SC_JOIN || a.op == SC_BREAK || a.op == SC_POLL || a.op == SC_DESTROY)
+    a.stream = -1;
   if (a.op != SC_JOIN) a.task = -1;
   sc->actions[sc->action_count++] = a;
   sc->tasks[task].count++;
@@ -845,9 +847,19 @@ static void gen_act(gen *g, int task, sc_action a) {
 
 static uint32_t gen_cap(gen *g) { return 1 + (uint32_t)gbelow(g, gbelow(g, 2) ? 64 : 8192); }
 
-/* Room for one generation's actors (at most 4 tasks, 16 actions). */
+/* Room for one generation's actors (at most 5 tasks, 18 actions). */
 static bool gen_room(const gen *g) {
-  return g->sc->task_count + 4 <= SC_TASKS_MAX && g->sc->action_count + 16 <= SC_ACTIONS_MAX;
+  return g->sc->task_count + 5 <= SC_TASKS_MAX && g->sc->action_count + 18 <= SC_ACTIONS_MAX;
+}
+
+/* Sometimes a second library-side actor on the same generation: it queues
+ * on the fd mutex behind the first (handle lifetime: np_free and destroy
+ * must wait for it). */
+static void gen_queued(gen *g, int s, int id, int wait_generation, sc_op op) {
+  if (gbelow(g, 3) != 0) return;
+  int t = gen_task(g, "queued%d", id, 0);
+  if (wait_generation > 0) gen_act(g, t, (sc_action){.op = SC_WAIT_GEN, .stream = s, .n = wait_generation});
+  gen_act(g, t, (sc_action){.op = op, .stream = s});
 }
 
 /* The actors of one generation of a stream: library side and peer side.
@@ -878,7 +890,7 @@ static void gen_stream_tasks(gen *g, int s, int generation) {
     if (must_wait) gen_act(g, writer, wait);
     gen_act(g, writer, (sc_action){.op = SC_WRITE_ALL, .stream = s, .n = (int64_t)gbelow(g, 24 * 1024)});
     if (reader >= 0) gen_act(g, writer, (sc_action){.op = SC_JOIN, .task = reader});
-    gen_act(g, writer, (sc_action){.op = SC_CLOSE, .stream = s});
+    gen_act(g, writer, (sc_action){.op = gbelow(g, 4) == 0 ? SC_FREE : SC_CLOSE, .stream = s});
     consumer = gen_task(g, "consumer%d", id, 0);
     if (must_wait) gen_act(g, consumer, wait);
     gen_act(g, consumer, (sc_action){.op = SC_CONSUME, .stream = s});
@@ -891,6 +903,7 @@ static void gen_stream_tasks(gen *g, int s, int generation) {
     gen_act(g, closer, (sc_action){.op = SC_JOIN, .task = reader});
     gen_act(g, closer, (sc_action){.op = SC_CLOSE, .stream = s});
   }
+  gen_queued(g, s, id, must_wait ? generation : 0, kind != SC_PIPE_OUT ? SC_READ_ALL : SC_WAIT_WRITE);
 }
 
 static void gen_faults(gen *g) {
@@ -921,7 +934,7 @@ static void gen_closers(gen *g, int streams) {
      * waits for the reopen of an earlier one). */
     if (generations[s] > 1) gen_act(g, t, (sc_action){.op = SC_WAIT_GEN, .stream = s, .n = generations[s]});
     gen_act(g, t, (sc_action){.op = SC_SLEEP, .n = (int64_t)gbelow(g, 10000000)});
-    gen_act(g, t, (sc_action){.op = SC_CLOSE, .stream = s});
+    gen_act(g, t, (sc_action){.op = gbelow(g, 3) == 0 ? SC_FREE : SC_CLOSE, .stream = s});
     if (gbelow(g, 10) < 7 && generations[s] < 4 && gen_room(g)) {
       sc_kind kind = (sc_kind)gbelow(g, 3);
       gen_act(g, t, (sc_action){.op = SC_REOPEN, .stream = s, .kind = kind, .cap = gen_cap(g)});
@@ -967,7 +980,7 @@ static void gen_setter(gen *g, int streams) {
 static void gen_listener(gen *g, bool faults) {
   scenario *sc = g->sc;
   if (gbelow(g, 10) >= 3 || sc->stream_count + 2 > SC_STREAMS_MAX ||
-      sc->task_count + 3 + 4 * 3 > SC_TASKS_MAX || sc->action_count + 8 + 16 * 3 > SC_ACTIONS_MAX)
+      sc->task_count + 3 + 5 * 3 > SC_TASKS_MAX || sc->action_count + 8 + 18 * 3 > SC_ACTIONS_MAX)
     return;
   int l = sc->stream_count++, c = sc->stream_count++;
   snprintf(sc->streams[l].name, sizeof(sc->streams[l].name), "l%d", l);
@@ -993,6 +1006,15 @@ static void gen_listener(gen *g, bool faults) {
     sc->faults.accept_abort = rates[gbelow(g, 4)];
     sc->faults.accept_emfile = rates[gbelow(g, 4)];
   }
+}
+
+/* Sometimes the poller's handles all end at once (np_poller_destroy's
+ * handle half), while actors are inside calls on them. */
+static void gen_destroyer(gen *g) {
+  if (gbelow(g, 10) != 0 || g->sc->task_count >= SC_TASKS_MAX) return;
+  int t = gen_task(g, "destroyer%d", 0, 0);
+  gen_act(g, t, (sc_action){.op = SC_SLEEP, .n = (int64_t)gbelow(g, 20000000)});
+  gen_act(g, t, (sc_action){.op = SC_DESTROY});
 }
 
 static void gen_nbpoller(gen *g) {
@@ -1023,5 +1045,6 @@ void sc_generate(uint64_t seed, bool faults, scenario *sc) {
   gen_closers(&g, streams);
   gen_setter(&g, streams);
   gen_listener(&g, faults);
+  gen_destroyer(&g);
   gen_nbpoller(&g);
 }

@@ -55,6 +55,8 @@ typedef enum sc_op {
   SC_INJECT,
   SC_CONNECT,
   SC_ACCEPT,
+  SC_FREE,    /* np_free S (closes first if open) */
+  SC_DESTROY, /* np_poller_destroy's handle half: every handle freed */
   SC_OP_COUNT
 } sc_op;
 

@@ -582,6 +582,9 @@ struct np__sched *np__tls_sched(void) {
   return sim != NULL && sim->current != NULL ? sim->current->port_sched : NULL;
 }
 
+/* A failed poller's scheduler sleeps in small steps (virtual time). */
+void np__port_backoff(void) { sim_sleep(1000000); }
+
 /* The simulated library has one poller per world: descriptors stay on it. */
 np_poller *np__home_poller(np_poller *p, bool spread) {
   (void)spread;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 
+#include "handle_heap.h"
 #include "kernel.h"
 #include "np_internal.h"
 #include "scenario.h"
@@ -44,6 +45,7 @@ typedef struct rec {
   uint64_t tag;
   uint32_t reg; /* kernel registration */
   bool close_started;
+  bool free_started;          /* np_free or destroy began: no call may start any more */
   dl_entry hist[2][HIST_MAX]; /* deadline history per mode */
   int hist_len[2];
   uint64_t in_produced, in_consumed; /* peer -> library */
@@ -73,8 +75,15 @@ typedef struct world {
   np__pd *used_pds[RECS_MAX];  /* every pd that ever had an owner: the only ones that can change */
   uint32_t used_reg[RECS_MAX]; /* the pd's current kernel registration */
   unsigned reg_flags[REG_MAX]; /* EV_* fetched, by kernel registration */
+  uint32_t reg_last[REG_MAX];  /* the last event mask fetched, by registration (I10 both ways) */
+  uint32_t reg_epoch[REG_MAX]; /* quiescence epoch of that event */
+  bool reg_mixed[REG_MAX];     /* ERR-only and other events fetched in one epoch */
+  uint32_t epoch;              /* quiescent checks so far */
   int used_pd_count;
-  struct { /* connections made by connect actions, until accepted */
+  bool destroyed;                /* the destroy action ran: np_open is refused */
+  int frees_active;              /* np_free calls in progress: destroy must not race them */
+  bool began[SIM_TASKS_MAX + 1]; /* by task id: blocked inside its current call at some point */
+  struct {                       /* connections made by connect actions, until accepted */
     int client_fd;
     bool accepted;
     bool in_use;
@@ -238,7 +247,8 @@ int np__port_wait_result(const void *pd, int mode, int result) {
           "I3/I6: waiter on stream %d mode %c woken ready without any readiness event for its registration",
           r->id, mode);
   } else {
-    static const int map[] = {0, NP_ECLOSING, NP_ETIMEOUT, NP_ENOTPOLLABLE};
+    static const int map[] = {0, NP_ECLOSING, NP_ETIMEOUT, NP_ENOTPOLLABLE, NP_EPOLLER};
+    if (result < 0 || result > NP__POLL_FAILED) sim_fail("wait(%c) returned %d", mode, result);
     check_result(r, mode, map[result], "wait");
   }
   return result;
@@ -252,7 +262,18 @@ static void on_event(void *ctx, int fd, uint64_t tag, uint32_t reg, uint32_t eve
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) flags |= EV_R;
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) flags |= EV_W;
   if (events == EPOLLERR) flags |= EV_ERR_ONLY;
-  if (reg > 0 && reg < REG_MAX) W.reg_flags[reg] |= flags;
+  if (reg > 0 && reg < REG_MAX) {
+    W.reg_flags[reg] |= flags;
+    /* Pollers may process their batches out of fetch order (a non-blocking
+     * poll's older event after the blocking poller's newer one, as in Go):
+     * within one epoch, disagreeing events leave either bit legal. */
+    if (W.reg_epoch[reg] != W.epoch || W.reg_last[reg] == 0)
+      W.reg_mixed[reg] = false;
+    else if ((W.reg_last[reg] == EPOLLERR) != (events == EPOLLERR))
+      W.reg_mixed[reg] = true;
+    W.reg_epoch[reg] = W.epoch;
+    W.reg_last[reg] = events;
+  }
 }
 
 /* Kernel hook: the library closes a descriptor. Only the last reference,
@@ -318,6 +339,52 @@ static void expect(const sc_action *a, int64_t v, bool read) {
              sc_result_name(got), v);
 }
 
+/* ---- library calls and handle lifetime ------------------------------------------------ */
+
+/* A task may start a call on a handle only while nobody has begun to free
+ * it (calls that start during or after np_free are undefined). While the
+ * call runs, the task's actor field names the rec: np_free and destroy wait
+ * until every such call has begun, that is until its task is or has been
+ * blocked inside the library (every block comes after the call's first
+ * touch of the handle; a task that was never blocked may not have touched
+ * it yet). check() notes the blocks at every step. */
+static bool enter(rec *r) {
+  if (r == NULL || r->f == NULL || r->free_started) return false;
+  sim->current->actor = r;
+  W.began[sim->current->id] = false;
+  return true;
+}
+
+static void leave(void) { sim->current->actor = NULL; }
+
+static bool caller_runnable(const rec *r) {
+  for (int i = 0; i < sim->task_count; i++) {
+    const sim_task *t = sim->tasks[i];
+    if (t != sim->current && t->actor != NULL && (r == NULL || t->actor == r) && t->state == SIM_RUNNABLE &&
+        !W.began[t->id])
+      return true;
+  }
+  return false;
+}
+
+static void wait_callers_inside(const rec *r, int line) {
+  for (int i = 0; caller_runnable(r); i++) {
+    if (i > 1000000) sim_fail("line %d: a call on the handle never blocked nor finished", line);
+    sim_sleep(1);
+  }
+}
+
+/* Heap hook: np__fd_release frees a handle; the world lets go of it. */
+static void on_handle_free(struct np_fd *f) {
+  for (int i = 0; i < W.rec_count; i++)
+    if (W.recs[i].f == f) W.recs[i].f = NULL;
+}
+
+static void begin_op(void) {
+  sim->current->op_start = sim->now;
+  sim->current->op_step = sim->steps;
+}
+
 static rec *new_rec(sc_kind kind) {
   if (W.rec_count >= RECS_MAX) return NULL;
   /* Take the slot before any schedule point: tasks open streams concurrently. */
@@ -326,6 +393,7 @@ static rec *new_rec(sc_kind kind) {
   r->id = W.rec_count++;
   r->kind = kind;
   r->peer_fd = -1;
+  r->free_started = r->close_started = W.destroyed; /* destroy frees whatever opens meanwhile */
   return r;
 }
 
@@ -357,6 +425,12 @@ static rec *open_stream(sc_kind kind, uint32_t cap) {
   r->peer_fd = kind == SC_PIPE_OUT ? fds[0] : fds[1];
   np_fd *f;
   err = (int)act("np_open", r->fd, np_open(W.p, r->fd, &f));
+  if (err == NP_ECLOSING && W.destroyed) { /* refused after destroy: the descriptors stay ours */
+    kern_close(r->fd);
+    if (r->peer_fd >= 0) kern_close(r->peer_fd);
+    r->peer_fd_closed = true;
+    return NULL;
+  }
   if (err != 0) sim_fail("np_open of a fresh descriptor: %s", np_strerror(err));
   adopt(r, f);
   return r;
@@ -393,9 +467,10 @@ static void do_read_all(rec *r) {
   uint8_t buf[2048];
   for (int iter = 0; iter < 200000; iter++) {
     size_t want = 1 + sim_rand_below(sizeof(buf));
-    sim->current->op_start = sim->now;
-    sim->current->op_step = sim->steps;
+    if (!enter(r)) return;
+    begin_op();
     ssize_t n = sim_chance(200000) ? np_readv(r->f, &(struct iovec){buf, want}, 1) : np_read(r->f, buf, want);
+    leave();
     act("np_read", r->fd, n);
     if (n > 0) {
       if ((size_t)n > want) sim_fail("np_read returned more than asked");
@@ -440,8 +515,8 @@ static void do_write_all(rec *r, uint64_t total) {
     size_t chunk = 1 + sim_rand_below(left < sizeof(buf) ? left : sizeof(buf));
     fill(r->id * 2 + 1, r->out_written, buf, chunk);
     size_t written = SIZE_MAX;
-    sim->current->op_start = sim->now;
-    sim->current->op_step = sim->steps;
+    if (!enter(r)) return;
+    begin_op();
     int err;
     if (++r->writers_active > 1) r->multi_writer = true;
     if (chunk > 2 && sim_chance(200000)) {
@@ -450,6 +525,7 @@ static void do_write_all(rec *r, uint64_t total) {
     } else {
       err = np_write(r->f, buf, chunk, &written);
     }
+    leave();
     r->writers_active--;
     act("np_write", r->fd, err != 0 ? err : (int64_t)written);
     if (written > chunk) sim_fail("np_write reported %zu of %zu bytes written", written, chunk);
@@ -520,68 +596,281 @@ static void do_consume(rec *r) {
   sim_fail("peer reader of stream %d never saw EOF", r->id);
 }
 
+/* ---- the interpreter: one function per action kind ------------------------------------ */
+
+static void act_read(rec *r, const sc_action *a) {
+  uint8_t buf[4096];
+  if (!enter(r)) return expect(a, NP_ECLOSING, true);
+  begin_op();
+  size_t want = (size_t)(a->n < (int64_t)sizeof(buf) ? a->n : (int64_t)sizeof(buf));
+  int64_t v = act("np_read", r->fd, np_read(r->f, buf, want));
+  leave();
+  if (v > 0) {
+    verify(r, r->id * 2, sim->current->io_offset, buf, (size_t)v, "reader");
+    r->in_consumed += (uint64_t)v;
+  } else if (v == 0 && want > 0 && !r->in_reset) {
+    if (!r->in_peer_closed) sim_fail("I3: EOF on stream %d before the peer closed", r->id);
+    if (sim->current->io_offset != r->in_produced) sim_fail("data: early EOF on stream %d", r->id);
+  } else if (v < 0) {
+    check_result(r, 'r', (int)v, "np_read");
+  }
+  expect(a, v, true);
+}
+
+static void act_write(rec *r, const sc_action *a) {
+  if (!enter(r)) return expect(a, NP_ECLOSING, false);
+  uint8_t data[SC_WRITE_MAX]; /* on the task's stack: a failed run frees nothing by hand */
+  size_t len = (size_t)a->n, written = SIZE_MAX;
+  if (len > sizeof(data)) sim_fail("line %d: write larger than %d bytes", a->line, SC_WRITE_MAX);
+  fill(r->id * 2 + 1, r->out_written, data, len);
+  begin_op();
+  if (++r->writers_active > 1) r->multi_writer = true;
+  int64_t v = act("np_write", r->fd, np_write(r->f, data, len, &written));
+  leave();
+  r->writers_active--;
+  if (written > len) sim_fail("np_write reported %zu of %zu bytes", written, len);
+  if (v == 0 && written != len) sim_fail("np_write succeeded with %zu of %zu bytes", written, len);
+  r->out_written += written;
+  if (v < 0) check_result(r, 'w', (int)v, "np_write");
+  expect(a, v, false);
+}
+
+static void act_wait(rec *r, const sc_action *a) {
+  if (!enter(r)) return expect(a, NP_ECLOSING, false);
+  int mode = a->op == SC_WAIT_READ ? 'r' : 'w';
+  begin_op();
+  sim->current->pure_wait = true;
+  int64_t v = act(mode == 'r' ? "np_wait_read" : "np_wait_write", r->fd,
+                  mode == 'r' ? np_wait_read(r->f) : np_wait_write(r->f));
+  sim->current->pure_wait = false;
+  leave();
+  if (v < 0) check_result(r, mode, (int)v, "np_wait");
+  expect(a, v, false);
+}
+
+static void act_peer_write(rec *r, const sc_action *a) {
+  uint8_t buf[4096];
+  if (r == NULL) return expect(a, -EPIPE, false);
+  if (r->peer_fd_closed) return expect(a, -EBADF, false);
+  size_t len = (size_t)(a->n < (int64_t)sizeof(buf) ? a->n : (int64_t)sizeof(buf));
+  fill(r->id * 2, r->in_produced, buf, len);
+  int64_t v = act("peer write", r->peer_fd, kern_write(r->peer_fd, buf, len));
+  if (v > 0) r->in_produced += (uint64_t)v;
+  expect(a, v, false);
+}
+
+static void act_peer_end(rec *r, const sc_action *a) {
+  if (r == NULL) return;
+  if (a->op == SC_PEER_RESET) {
+    if (r->close_started || r->kind != SC_SOCK) return;
+    r->in_reset = true;
+    act("peer reset", r->fd, kern_inject_reset(r->fd));
+    return;
+  }
+  if (a->op == SC_PEER_CLOSE) r->in_peer_closed = true;
+  if (r->peer_fd_closed) return expect(a, -EBADF, false);
+  r->in_peer_closed = true;
+  int64_t v;
+  if (a->op == SC_PEER_CLOSE) {
+    r->peer_fd_closed = true;
+    v = act("peer close", r->peer_fd, kern_close(r->peer_fd));
+  } else {
+    v = act("peer shutdown", r->peer_fd, kern_shutdown_write(r->peer_fd));
+  }
+  expect(a, v, false);
+}
+
+static void act_deadline(rec *r, const sc_action *a) {
+  if (!enter(r)) return expect(a, NP_ECLOSING, false);
+  int which = a->mode == 'r' ? 0 : a->mode == 'w' ? 1 : 2;
+  int64_t v = set_deadline_recorded(r, which, deadline_value(a));
+  leave();
+  if (v == NP_ECLOSING && !r->close_started) sim_fail("I12: set deadline refused before close");
+  if (v != 0 && v != NP_ECLOSING) sim_fail("set deadline: %s", np_strerror((int)v));
+  expect(a, v, false);
+}
+
+static void act_close(rec *r, const sc_action *a) {
+  uint8_t buf[1];
+  if (!enter(r)) return expect(a, NP_ECLOSING, false);
+  r->close_started = true;
+  int64_t v = act("np_close", r->fd, np_close(r->f));
+  leave();
+  if (v != 0 && v != NP_ECLOSING) sim_fail("np_close: %s", np_strerror((int)v));
+  if (v == 0 && enter(r)) {
+    if (np_read(r->f, buf, 1) != NP_ECLOSING) sim_fail("I12: read after close not refused");
+    leave();
+  }
+  expect(a, v, false);
+}
+
+/* np_free: legal while other tasks are blocked or queued inside calls on the
+ * handle (they must all have left before it returns), never concurrently
+ * with a call that starts. */
+static void act_free(rec *r, const sc_action *a) {
+  if (r == NULL || r->f == NULL || r->free_started) return expect(a, NP_ECLOSING, false);
+  r->free_started = true;
+  r->close_started = true;
+  wait_callers_inside(r, a->line);
+  np_fd *f = r->f;
+  act("np_free", r->fd, 0);
+  W.frees_active++;
+  np_free(f);
+  W.frees_active--;
+  if (r->f != NULL) sim_fail("np_free returned without freeing the handle of stream %d", r->id);
+  expect(a, 0, false);
+}
+
+/* np_poller_destroy's handle half (np__fd_free_all): the poller itself
+ * stays up until the run ends, np_open is refused from now on. */
+static void act_destroy(const sc_action *a) {
+  if (W.destroyed) return expect(a, NP_ECLOSING, false);
+  W.destroyed = true;
+  for (int i = 0; i < W.rec_count; i++) W.recs[i].free_started = W.recs[i].close_started = true;
+  act("np_poller_destroy", -1, 0);
+  np__store_u32(&W.p->shutdown, 1);          /* as np_poller_destroy: np_open refuses from now on */
+  for (int i = 0; W.frees_active > 0; i++) { /* destroy and np_free must not overlap */
+    if (i > 1000000) sim_fail("line %d: np_free never returned", a->line);
+    sim_sleep(1);
+  }
+  wait_callers_inside(NULL, a->line);
+  np__fd_free_all(W.p);
+  for (int i = 0; i < W.rec_count; i++)
+    if (W.recs[i].f != NULL) sim_fail("destroy left the handle of stream %d allocated", i);
+  if (W.p->fds != NULL) sim_fail("destroy left a handle on the poller's list");
+  expect(a, 0, false);
+}
+
+static void act_reopen(task_view *view, const sc_action *a) {
+  /* The kernel hands out the lowest free numbers and the cache the last
+   * freed pd: the new generation very likely reuses both (ABA). */
+  if (W.gen[a->stream] + 1 >= GEN_MAX) sim_fail("line %d: too many generations of a stream", a->line);
+  rec *nr = open_stream(a->kind, a->cap);
+  int g = ++W.gen[a->stream];
+  W.gen_rec[a->stream][g] = nr == NULL ? -1 : nr->id;
+  view->gen[a->stream] = g;
+}
+
+static void act_wait_gen(task_view *view, const sc_action *a) {
+  /* After destroy a generation may never come (accept and np_open are
+   * refused): act on it as on a freed one. */
+  for (int i = 0; W.gen[a->stream] < a->n && !W.destroyed; i++) {
+    if (i > 1000000) sim_fail("line %d: wait-gen never satisfied", a->line);
+    sim_sleep(100000);
+  }
+  view->gen[a->stream] = (int)a->n;
+}
+
+/* One connection attempt: 1 accepted, 0 aborted before accept (make it
+ * again), or a negative result for the action. */
+static int connect_once(rec *r, const sc_action *a, int slot) {
+  int c = (int)act("peer connect", r->fd, kern_connect(r->fd, 4096));
+  if (c < 0) return c;
+  W.conns[slot].in_use = true;
+  W.conns[slot].client_fd = c;
+  W.conns[slot].accepted = false;
+  bool aborted = false;
+  for (int j = 0; !W.conns[slot].accepted && !W.destroyed; j++) {
+    if (j > 100000) sim_fail("line %d: connection not accepted within 10 s", a->line);
+    if (kern_connect_state(c) < 0) { /* not accepted, so still ours: reset before accept */
+      aborted = true;
+      break;
+    }
+    sim_sleep(100000);
+  }
+  W.conns[slot].in_use = false;
+  act(aborted ? "peer connect aborted" : "peer connected", c, !aborted);
+  if (!aborted) return 1;
+  kern_close(c);
+  return 0;
+}
+
+static void act_connect(rec *r, const sc_action *a) {
+  /* The peer connects and waits until its connection is accepted; a
+   * connection aborted before accept (a fault) is made again. Only the
+   * acceptor learns which connection it got, so it marks it: the client fd
+   * may be closed by its new owner before we look again. */
+  if (r == NULL || r->f == NULL || r->close_started) return expect(a, -ECONNREFUSED, false);
+  int slot = -1;
+  for (int i = 0; i < 32 && slot < 0; i++)
+    if (!W.conns[i].in_use) slot = i;
+  if (slot < 0) sim_fail("too many connections in flight");
+  for (int i = 0;; i++) {
+    if (i > 100000) sim_fail("line %d: connect never accepted", a->line);
+    int rc = connect_once(r, a, slot);
+    if (rc == -EAGAIN) { /* backlog full */
+      sim_sleep(100000);
+      continue;
+    }
+    if (rc < 0) return expect(a, rc, false);
+    if (rc == 1) return expect(a, 0, false);
+    if (r->close_started) return expect(a, -ECONNREFUSED, false);
+  }
+}
+
+/* The accepted handle becomes the next generation of the accepted stream.
+ * No schedule point in here: a destroy cannot free nf half way. */
+static void adopt_accepted(task_view *view, const sc_action *a, np_fd *nf) {
+  if (W.gen[a->stream2] + 1 >= GEN_MAX) sim_fail("line %d: too many generations of a stream", a->line);
+  int g = ++W.gen[a->stream2];
+  view->gen[a->stream2] = g;
+  W.gen_rec[a->stream2][g] = -1;
+  if (W.destroyed) return; /* destroy frees (or has freed) it: never touch it */
+  rec *nr = new_rec(SC_SOCK);
+  if (nr == NULL) sim_fail("too many streams");
+  nr->fd = nf->sysfd;
+  nr->peer_fd = kern_peer_of(nr->fd);
+  for (int i = 0; i < 32; i++)
+    if (W.conns[i].in_use && W.conns[i].client_fd == nr->peer_fd) W.conns[i].accepted = true;
+  adopt(nr, nf);
+  W.gen_rec[a->stream2][g] = nr->id;
+}
+
+static void act_accept(task_view *view, rec *r, const sc_action *a) {
+  np_fd *nf = NULL;
+  int64_t v = NP_ECLOSING;
+  begin_op();
+  for (int i = 0; enter(r); i++) {
+    v = act("np_accept", r->fd, np_accept(r->f, &nf, NULL, NULL));
+    leave();
+    if (v != -EMFILE) break;
+    if (i > 10000) sim_fail("line %d: accept keeps failing with EMFILE", a->line);
+    sim_sleep(MS_NS); /* as servers do: pause, then accept again */
+  }
+  if (v == -ECONNABORTED) sim_fail("accept returned ECONNABORTED: it must be retried inside np_accept");
+  if (v == 0)
+    adopt_accepted(view, a, nf);
+  else if (r != NULL)
+    check_result(r, 'r', (int)v, "np_accept");
+  expect(a, v, false);
+}
+
+static void act_inject(rec *r, const sc_action *a) {
+  if (r == NULL || r->f == NULL) return;
+  act(a->mode == 'e' ? "inject err-only" : "inject ready", r->fd, kern_inject_event(r->fd, a->mode == 'e'));
+}
+
+static void act_poll(void) {
+  int v = np__poll_once(W.p, false);
+  if (v < 0) sim_fail("non-blocking netpoll failed: %s", np_strerror(v));
+}
+
 static void run_action(task_view *view, const sc_action *a) {
   rec *r = a->stream >= 0 ? bound(view, a->stream) : NULL;
-  bool dead = a->stream >= 0 && (r == NULL || r->f == NULL);
-  int64_t v = 0;
-  uint8_t buf[4096];
   switch (a->op) {
-    case SC_SLEEP: sim_sleep(a->n); return;
-    case SC_READ: {
-      if (dead) return expect(a, NP_ECLOSING, true);
-      sim->current->op_start = sim->now;
-      sim->current->op_step = sim->steps;
-      size_t want = (size_t)(a->n < (int64_t)sizeof(buf) ? a->n : (int64_t)sizeof(buf));
-      v = act("np_read", r->fd, np_read(r->f, buf, want));
-      if (v > 0) {
-        verify(r, r->id * 2, sim->current->io_offset, buf, (size_t)v, "reader");
-        r->in_consumed += (uint64_t)v;
-      } else if (v == 0 && want > 0 && !r->in_reset) {
-        if (!r->in_peer_closed) sim_fail("I3: EOF on stream %d before the peer closed", r->id);
-        if (sim->current->io_offset != r->in_produced) sim_fail("data: early EOF on stream %d", r->id);
-      } else if (v < 0) {
-        check_result(r, 'r', (int)v, "np_read");
-      }
-      return expect(a, v, true);
-    }
+    case SC_SLEEP: return sim_sleep(a->n);
+    case SC_READ: return act_read(r, a);
     case SC_READ_ALL:
       check_kind(a, r);
-      if (!dead) do_read_all(r);
+      if (r != NULL && r->f != NULL) do_read_all(r);
       return;
-    case SC_WRITE: {
-      if (dead) return expect(a, NP_ECLOSING, false);
-      uint8_t data[SC_WRITE_MAX]; /* on the task's stack: a failed run frees nothing by hand */
-      size_t len = (size_t)a->n, written = SIZE_MAX;
-      if (len > sizeof(data)) sim_fail("line %d: write larger than %d bytes", a->line, SC_WRITE_MAX);
-      fill(r->id * 2 + 1, r->out_written, data, len);
-      sim->current->op_start = sim->now;
-      sim->current->op_step = sim->steps;
-      if (++r->writers_active > 1) r->multi_writer = true;
-      v = act("np_write", r->fd, np_write(r->f, data, len, &written));
-      r->writers_active--;
-      if (written > len) sim_fail("np_write reported %zu of %zu bytes", written, len);
-      if (v == 0 && written != len) sim_fail("np_write succeeded with %zu of %zu bytes", written, len);
-      r->out_written += written;
-      if (v < 0) check_result(r, 'w', (int)v, "np_write");
-      return expect(a, v, false);
-    }
+    case SC_WRITE: return act_write(r, a);
     case SC_WRITE_ALL:
       check_kind(a, r);
-      if (!dead) do_write_all(r, (uint64_t)a->n);
+      if (r != NULL && r->f != NULL) do_write_all(r, (uint64_t)a->n);
       return;
     case SC_WAIT_READ:
-    case SC_WAIT_WRITE: {
-      if (dead) return expect(a, NP_ECLOSING, false);
-      int mode = a->op == SC_WAIT_READ ? 'r' : 'w';
-      sim->current->op_start = sim->now;
-      sim->current->op_step = sim->steps;
-      sim->current->pure_wait = true;
-      v = act(mode == 'r' ? "np_wait_read" : "np_wait_write", r->fd,
-              mode == 'r' ? np_wait_read(r->f) : np_wait_write(r->f));
-      sim->current->pure_wait = false;
-      if (v < 0) check_result(r, mode, (int)v, "np_wait");
-      return expect(a, v, false);
-    }
+    case SC_WAIT_WRITE: return act_wait(r, a);
     case SC_PRODUCE:
       check_kind(a, r);
       if (r != NULL && !r->peer_fd_closed) do_produce(r, (uint64_t)a->n, a->gap);
@@ -590,142 +879,22 @@ static void run_action(task_view *view, const sc_action *a) {
       check_kind(a, r);
       if (r != NULL && !r->peer_fd_closed) do_consume(r);
       return;
-    case SC_PEER_WRITE: {
-      if (r == NULL) return expect(a, -EPIPE, false);
-      if (r->peer_fd_closed) return expect(a, -EBADF, false);
-      size_t len = (size_t)(a->n < (int64_t)sizeof(buf) ? a->n : (int64_t)sizeof(buf));
-      fill(r->id * 2, r->in_produced, buf, len);
-      v = act("peer write", r->peer_fd, kern_write(r->peer_fd, buf, len));
-      if (v > 0) r->in_produced += (uint64_t)v;
-      return expect(a, v, false);
-    }
+    case SC_PEER_WRITE: return act_peer_write(r, a);
     case SC_PEER_CLOSE:
-      if (r == NULL) return;
-      r->in_peer_closed = true;
-      if (r->peer_fd_closed) return expect(a, -EBADF, false);
-      r->peer_fd_closed = true;
-      v = act("peer close", r->peer_fd, kern_close(r->peer_fd));
-      return expect(a, v, false);
     case SC_PEER_SHUTDOWN:
-      if (r == NULL) return;
-      if (r->peer_fd_closed) return expect(a, -EBADF, false);
-      r->in_peer_closed = true;
-      v = act("peer shutdown", r->peer_fd, kern_shutdown_write(r->peer_fd));
-      return expect(a, v, false);
-    case SC_PEER_RESET:
-      if (r == NULL || r->close_started || r->kind != SC_SOCK) return;
-      r->in_reset = true;
-      act("peer reset", r->fd, kern_inject_reset(r->fd));
-      return;
-    case SC_DEADLINE: {
-      if (dead) return expect(a, NP_ECLOSING, false);
-      int which = a->mode == 'r' ? 0 : a->mode == 'w' ? 1 : 2;
-      v = set_deadline_recorded(r, which, deadline_value(a));
-      if (v == NP_ECLOSING && !r->close_started) sim_fail("I12: set deadline refused before close");
-      if (v != 0 && v != NP_ECLOSING) sim_fail("set deadline: %s", np_strerror((int)v));
-      return expect(a, v, false);
-    }
-    case SC_CLOSE:
-      if (dead) return expect(a, NP_ECLOSING, false);
-      r->close_started = true;
-      v = act("np_close", r->fd, np_close(r->f));
-      if (v != 0 && v != NP_ECLOSING) sim_fail("np_close: %s", np_strerror((int)v));
-      if (v == 0 && np_read(r->f, buf, 1) != NP_ECLOSING) sim_fail("I12: read after close not refused");
-      return expect(a, v, false);
-    case SC_REOPEN: {
-      /* The kernel hands out the lowest free numbers and the cache the last
-       * freed pd: the new generation very likely reuses both (ABA). */
-      if (W.gen[a->stream] + 1 >= GEN_MAX) sim_fail("line %d: too many generations of a stream", a->line);
-      rec *nr = open_stream(a->kind, a->cap);
-      int g = ++W.gen[a->stream];
-      W.gen_rec[a->stream][g] = nr == NULL ? -1 : nr->id;
-      view->gen[a->stream] = g;
-      return;
-    }
-    case SC_WAIT_GEN:
-      for (int i = 0; W.gen[a->stream] < a->n; i++) {
-        if (i > 1000000) sim_fail("line %d: wait-gen never satisfied", a->line);
-        sim_sleep(100000);
-      }
-      view->gen[a->stream] = (int)a->n;
-      return;
-    case SC_JOIN: sim_join(W.runners[a->task]); return;
-    case SC_BREAK: np__netpoll_break(W.p); return;
-    case SC_POLL:
-      v = np__poll_once(W.p, false);
-      if (v < 0) sim_fail("non-blocking netpoll failed: %s", np_strerror((int)v));
-      return;
-    case SC_CONNECT: {
-      /* The peer connects and waits until its connection is accepted; a
-       * connection aborted before accept (a fault) is made again. Only the
-       * acceptor learns which connection it got, so it marks it here: the
-       * client fd may be closed by its new owner before we look again. */
-      if (dead || r->close_started) return expect(a, -ECONNREFUSED, false);
-      int slot = -1;
-      for (int i = 0; i < 32 && slot < 0; i++)
-        if (!W.conns[i].in_use) slot = i;
-      if (slot < 0) sim_fail("too many connections in flight");
-      for (int i = 0;; i++) {
-        if (i > 100000) sim_fail("line %d: connect never accepted", a->line);
-        int c = (int)act("peer connect", r->fd, kern_connect(r->fd, 4096));
-        if (c == -EAGAIN) { /* backlog full */
-          sim_sleep(100000);
-          continue;
-        }
-        if (c < 0) return expect(a, c, false);
-        W.conns[slot].in_use = true;
-        W.conns[slot].client_fd = c;
-        W.conns[slot].accepted = false;
-        bool aborted = false;
-        for (int j = 0; !W.conns[slot].accepted; j++) {
-          if (j > 100000) sim_fail("line %d: connection not accepted within 10 s", a->line);
-          if (kern_connect_state(c) < 0) { /* not accepted, so still ours: reset before accept */
-            aborted = true;
-            break;
-          }
-          sim_sleep(100000);
-        }
-        W.conns[slot].in_use = false;
-        act(aborted ? "peer connect aborted" : "peer connected", c, !aborted);
-        if (!aborted) return expect(a, 0, false);
-        kern_close(c);
-        if (r->close_started) return expect(a, -ECONNREFUSED, false);
-      }
-    }
-    case SC_ACCEPT: {
-      if (dead) return expect(a, NP_ECLOSING, false);
-      np_fd *nf = NULL;
-      sim->current->op_start = sim->now;
-      sim->current->op_step = sim->steps;
-      for (int i = 0;; i++) {
-        v = act("np_accept", r->fd, np_accept(r->f, &nf, NULL, NULL));
-        if (v != -EMFILE) break;
-        if (i > 10000) sim_fail("line %d: accept keeps failing with EMFILE", a->line);
-        sim_sleep(MS_NS); /* as servers do: pause, then accept again */
-      }
-      if (v == -ECONNABORTED) sim_fail("accept returned ECONNABORTED: it must be retried inside np_accept");
-      if (v == 0) {
-        rec *nr = new_rec(SC_SOCK);
-        if (nr == NULL) sim_fail("too many streams");
-        nr->fd = np_sysfd(nf);
-        nr->peer_fd = kern_peer_of(nr->fd);
-        for (int i = 0; i < 32; i++)
-          if (W.conns[i].in_use && W.conns[i].client_fd == nr->peer_fd) W.conns[i].accepted = true;
-        adopt(nr, nf);
-        if (W.gen[a->stream2] + 1 >= GEN_MAX) sim_fail("line %d: too many generations of a stream", a->line);
-        int g = ++W.gen[a->stream2];
-        W.gen_rec[a->stream2][g] = nr->id;
-        view->gen[a->stream2] = g;
-      } else {
-        check_result(r, 'r', (int)v, "np_accept");
-      }
-      return expect(a, v, false);
-    }
-    case SC_INJECT:
-      if (r == NULL || r->f == NULL) return;
-      act(a->mode == 'e' ? "inject err-only" : "inject ready", r->fd,
-          kern_inject_event(r->fd, a->mode == 'e'));
-      return;
+    case SC_PEER_RESET: return act_peer_end(r, a);
+    case SC_DEADLINE: return act_deadline(r, a);
+    case SC_CLOSE: return act_close(r, a);
+    case SC_FREE: return act_free(r, a);
+    case SC_DESTROY: return act_destroy(a);
+    case SC_REOPEN: return act_reopen(view, a);
+    case SC_WAIT_GEN: return act_wait_gen(view, a);
+    case SC_JOIN: return sim_join(W.runners[a->task]);
+    case SC_BREAK: return np__netpoll_break(W.p);
+    case SC_POLL: return act_poll();
+    case SC_CONNECT: return act_connect(r, a);
+    case SC_ACCEPT: return act_accept(view, r, a);
+    case SC_INJECT: return act_inject(r, a);
     default: sim_fail("line %d: action not implemented", a->line);
   }
 }
@@ -847,10 +1016,31 @@ static void check_pd_events(np__pd *pd) {
     sim_fail("I10: pd fd%d has the event error bit but its registration saw no EPOLLERR-only event", pd->fd);
 }
 
+/* I10 both ways, at quiescence (no task is half way through a batch of
+ * events, so every event fetched has been processed): the event error bit
+ * of an open pd is set exactly when the last event fetched for its
+ * registration was EPOLLERR alone, unless events that disagree were fetched
+ * since the previous quiescence (concurrent pollers). A missing bit means a
+ * reader would wait instead of getting NP_ENOTPOLLABLE; a stale one fails a
+ * healthy stream. */
+static void check_err_bit(const np__pd *pd, uint32_t reg) {
+  if (!pd->in_use || pd->closing || pd->lock.owner != NULL || reg == 0 || reg >= REG_MAX) return;
+  uint32_t last = W.reg_last[reg];
+  bool bit = (pd->info & NP__INFO_EVENT_ERR) != 0;
+  if (last == 0 || W.reg_mixed[reg] || bit == (last == EPOLLERR)) return;
+  sim_fail("I10: pd fd%d: event error bit %s although the last event of its registration was %#x", pd->fd,
+           bit ? "set" : "clear", last);
+}
+
 static void check(void *ctx, bool quiescent) {
   (void)ctx;
   np_poller *p = W.p;
   if (p == NULL) return;
+  for (int i = 0; i < sim->task_count; i++) {
+    const sim_task *t = sim->tasks[i];
+    if (t->actor != NULL && t->state != SIM_RUNNABLE && t->id >= 0 && t->id <= SIM_TASKS_MAX)
+      W.began[t->id] = true;
+  }
   /* A pd that never had an owner is never touched (no tag of it exists). */
   for (int i = 0; i < W.used_pd_count; i++) {
     np__pd *pd = W.used_pds[i];
@@ -860,6 +1050,8 @@ static void check(void *ctx, bool quiescent) {
   }
   if (!quiescent) return;
   /* Quiescence: every task is blocked; the clock is about to jump. */
+  for (int i = 0; i < W.used_pd_count; i++) check_err_bit(W.used_pds[i], W.used_reg[i]);
+  W.epoch++;
   uint32_t parked = 0;
   for (int i = 0; i < sim->task_count; i++) {
     sim_task *t = sim->tasks[i];
@@ -998,10 +1190,7 @@ static void format(void *ctx, const sim_trace_entry *e, char *buf, size_t len) {
  * way and cannot be torn down through the API. Free its memory directly so
  * that shrinking and fuzzing (thousands of failing runs) leak nothing. */
 static void reclaim_after_failure(void) {
-  for (int i = 0; i < W.rec_count; i++) {
-    free(W.recs[i].f);
-    W.recs[i].f = NULL;
-  }
+  for (int i = 0; i < W.rec_count; i++) W.recs[i].f = NULL; /* sim_heap_reset unmaps them */
   if (W.p != NULL) {
     np__pd_block *b = W.p->blocks;
     while (b != NULL) {
@@ -1037,6 +1226,8 @@ int world_run(const world_options *opts, world_result *result) {
   kern_set_event_hook(on_event, NULL);
   kern_set_reg_hooks(on_register, on_library_close);
   sim_on_store = on_store;
+  sim_heap_reset();
+  sim_on_handle_free = on_handle_free;
   memset(&W, 0, sizeof(W));
   W.opts = opts;
   W.sc = sc;
@@ -1065,6 +1256,8 @@ int world_run(const world_options *opts, world_result *result) {
     }
   }
   if (rc != 0 || stuck) reclaim_after_failure();
+  sim_on_handle_free = NULL;
+  sim_heap_reset();
   result->stuck = stuck;
   sim_fini(&s);
   kern_reset();

@@ -1,13 +1,16 @@
 /* test_close.c - np_close and np_poller_destroy: blocked readers and writers
  * wake with NP_ECLOSING (a writer with its exact partial count), the raw fd is
  * closed before np_close returns, close racing a reader, every operation on a
- * closed handle, destroy with blocked threads, the parked-waiter count, and a
- * descriptor closed behind the library's back. */
+ * closed handle, destroy with blocked threads, the parked-waiter count, a
+ * descriptor closed behind the library's back, and the handle's lifetime
+ * with threads queued on its fd mutex (np_free / np_poller_destroy must not
+ * return while one is still inside a call). */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -547,13 +550,272 @@ static void test_raw_close_behind_back(void **state) {
   th_poller_destroy(p);
 }
 
+/* ---- 7. threads queued on the fd mutex and the handle's lifetime (issue 9) ---------
+ * np_close / np_free / np_poller_destroy must not return while any thread is
+ * still inside a call on the handle, queued ones included. Handle memory
+ * goes through a poisoning allocator here (a page each, PROT_NONE once
+ * freed), so a use after free faults in every build, not only under ASan. */
+
+#define POISON_MAX 64
+static void *poison_pages[POISON_MAX];
+static size_t poison_size;
+static int poison_count;
+
+static void *poison_alloc(size_t size) {
+  long page = sysconf(_SC_PAGESIZE);
+  poison_size = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
+  if (poison_count >= POISON_MAX) return NULL;
+  void *m = mmap(NULL, poison_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return NULL;
+  poison_pages[poison_count++] = m;
+  return m;
+}
+
+static void poison_free(void *f) {
+  memset(f, 0xDB, poison_size);
+  if (mprotect(f, poison_size, PROT_NONE) != 0) abort();
+}
+
+static void on_poison_fault(int sig) {
+  static const char msg[] =
+      "test_close: a thread touched a freed np_fd (use after free of a queued handle)\n";
+  if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) _exit(3);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void poison_begin(void) {
+  np__test_hook_fd_alloc = poison_alloc;
+  np__test_hook_fd_free = poison_free;
+  signal(SIGSEGV, on_poison_fault);
+}
+
+static void poison_end(void) {
+  np__test_hook_fd_alloc = NULL;
+  np__test_hook_fd_free = NULL;
+  for (int i = 0; i < poison_count; i++) munmap(poison_pages[i], poison_size);
+  poison_count = 0;
+  signal(SIGSEGV, SIG_DFL);
+}
+
+static uint64_t wait_count_of(np_fd *f, bool read) {
+  return (np__load_u64(&f->mu.state) >> (read ? 23 : 43)) & 0xFFFFF;
+}
+
+static void wait_queued(np_fd *f, bool read, uint64_t want) {
+  for (int i = 0; i < 5000 && wait_count_of(f, read) != want; i++) th_sleep_ms(1);
+  assert_int_equal(wait_count_of(f, read), want);
+}
+
+enum { END_FREE, END_CLOSE_FREE, END_DESTROY };
+
+/* One blocked reader (or writer) and QUEUED more behind it on the fd mutex;
+ * then the handle ends. Every thread must return NP_ECLOSING, and none may
+ * touch the handle after the call that ends it has returned. */
+#define QUEUED 3
+static void queued_round(bool read, int end) {
+  np_poller *p = th_poller();
+  int sp[2];
+  th_socketpair(sp);
+  np_fd *f;
+  assert_int_equal(np_open(p, sp[0], &f), 0);
+  if (!read) th_fill(sp[0]);
+  static char bufs[QUEUED + 1][4096];
+  op ops[QUEUED + 1];
+  pthread_t t[QUEUED + 1];
+  int kinds[2] = {read ? OP_READ : OP_WRITE, read ? OP_WAIT_READ : OP_WAIT_WRITE};
+  t[0] = op_start(&ops[0], f, kinds[0], bufs[0], sizeof(bufs[0]));
+  th_wait_parked(p, 1);
+  for (int i = 1; i <= QUEUED; i++) {
+    t[i] = op_start(&ops[i], f, kinds[i % 2], bufs[i], sizeof(bufs[i]));
+    wait_queued(f, read, (uint64_t)i);
+  }
+  if (end == END_CLOSE_FREE) assert_int_equal(np_close(f), 0);
+  if (end == END_DESTROY)
+    np_poller_destroy(p);
+  else
+    np_free(f); /* the memory is poisoned now: a queued thread still inside faults */
+  for (int i = 0; i <= QUEUED; i++) {
+    th_join(t[i]);
+    assert_int_equal(ops[i].ret, NP_ECLOSING);
+  }
+  expect_fd_closed(sp[0]);
+  if (end != END_DESTROY) {
+    np_stats s;
+    np_poller_stats(p, &s);
+    assert_int_equal(s.fds_open, 0);
+    assert_int_equal(s.waiters_parked, 0);
+    np_poller_destroy(p);
+  }
+  close(sp[1]);
+}
+
+#define QUEUED_ROUNDS 40
+static void queued_rounds(bool read) {
+  poison_begin();
+  for (int round = 0; round < QUEUED_ROUNDS; round++) {
+    queued_round(read, END_FREE);
+    queued_round(read, END_CLOSE_FREE);
+    queued_round(read, END_DESTROY);
+    poison_end();
+    poison_begin();
+  }
+  poison_end();
+}
+
+static void test_free_with_queued_readers(void **state) {
+  (void)state;
+  queued_rounds(true);
+}
+
+static void test_free_with_queued_writers(void **state) {
+  (void)state;
+  queued_rounds(false);
+}
+
+/* np_free while another thread's np_close is still waiting for the last
+ * reference: np_free must wait until that close is done with the handle.
+ * The reader is held (test hook) between WAIT and its park commit, inside
+ * np_read with the read lock, for 30 ms. */
+static atomic_int hook_armed, hook_inside;
+static void slow_commit(np__waiter *w) {
+  (void)w;
+  if (!atomic_exchange(&hook_armed, 0)) return;
+  atomic_store(&hook_inside, 1);
+  th_sleep_ms(30);
+}
+
+typedef struct closer_arg {
+  np_fd *f;
+  int ret;
+} closer_arg;
+
+static void *closer_main(void *arg) {
+  closer_arg *c = arg;
+  c->ret = np_close(c->f);
+  return NULL; /* must not touch c->f: np_free may have freed it */
+}
+
+static void test_free_during_other_close(void **state) {
+  (void)state;
+  poison_begin();
+  np__test_hook_before_commit = slow_commit;
+  for (int round = 0; round < 5; round++) {
+    np_poller *p = th_poller();
+    int sp[2];
+    th_socketpair(sp);
+    np_fd *f;
+    assert_int_equal(np_open(p, sp[0], &f), 0);
+    atomic_store(&hook_inside, 0);
+    atomic_store(&hook_armed, 1);
+    op r;
+    char buf[16];
+    pthread_t rt = op_start(&r, f, OP_READ, buf, sizeof(buf));
+    for (int i = 0; i < 5000 && !atomic_load(&hook_inside); i++) th_sleep_ms(1);
+    assert_true(atomic_load(&hook_inside));
+    closer_arg c = {.f = f, .ret = 12345};
+    pthread_t ct = th_start(closer_main, &c);
+    for (int i = 0; i < 5000 && !(np__load_u64(&f->mu.state) & 1); i++) th_sleep_ms(1);
+    assert_true(np__load_u64(&f->mu.state) & 1); /* the other close has begun */
+    np_free(f);                                  /* its own close loses: NP_ECLOSING */
+    th_join(ct);
+    th_join(rt);
+    assert_int_equal(c.ret, 0);
+    assert_int_equal(r.ret, NP_ECLOSING);
+    expect_fd_closed(sp[0]);
+    close(sp[1]);
+    np_poller_destroy(p);
+  }
+  np__test_hook_before_commit = NULL;
+  poison_end();
+}
+
+/* ---- 8. a descriptor closed behind the library, its number reused (issue 9) -------
+ * np_wait_read / np_wait_write fail with -EBADF instead of parking forever;
+ * np_close of the stale handle leaves alone the file that now has the number
+ * (another poller's descriptors, a user's pipe). */
+
+/* Runs np_wait_read / np_wait_write on a thread; fails the test if it is
+ * still parked after 2 s (then np_close wakes it). */
+static int bounded_wait(np_fd *f, int kind) {
+  op o;
+  pthread_t t = op_start(&o, f, kind, NULL, 0);
+  for (int i = 0; i < 2000 && !atomic_load(&o.done); i++) th_sleep_ms(1);
+  bool parked_forever = !atomic_load(&o.done);
+  if (parked_forever) (void)np_close(f);
+  th_join(t);
+  if (parked_forever) fail_msg("np_wait on a descriptor closed behind the library parked");
+  return (int)o.ret;
+}
+
+/* A readiness noted before the close (the initial EPOLLOUT) is consumed
+ * without parking (a spurious wake-up, allowed); the next wait must fail. */
+static int wait_fails(np_fd *f, int kind) {
+  int ret = bounded_wait(f, kind);
+  return ret == 0 ? bounded_wait(f, kind) : ret;
+}
+
+static void test_raw_close_number_reused(void **state) {
+  (void)state;
+  np_poller *p = th_poller();
+  int sp[2];
+  th_socketpair(sp);
+  np_fd *a;
+  assert_int_equal(np_open(p, sp[0], &a), 0);
+  assert_int_equal(close(sp[0]), 0);
+  assert_int_equal(wait_fails(a, OP_WAIT_READ), -EBADF);
+  assert_int_equal(wait_fails(a, OP_WAIT_WRITE), -EBADF);
+
+  /* The number now names a pipe of the user's: waits still fail, and
+   * np_close must neither deregister nor close that pipe. */
+  int pp[2];
+  th_pipe(pp);
+  assert_int_equal(dup2(pp[0], sp[0]), sp[0]); /* the number names the pipe's read end */
+  assert_int_equal(wait_fails(a, OP_WAIT_READ), -EBADF);
+  assert_int_equal(np_close(a), -EBADF);
+  assert_true(fcntl(sp[0], F_GETFD) >= 0); /* the user's pipe end is still open */
+  assert_int_equal(write(pp[1], "ok", 2), 2);
+  char buf[4];
+  assert_int_equal(read(sp[0], buf, sizeof(buf)), 2);
+  np_free(a);
+  close(sp[0]);
+  close(pp[0]);
+  close(pp[1]);
+
+  /* The number most likely names another poller's epoll or break
+   * descriptor now (lowest free number); whatever it names, q must live. */
+  th_socketpair(sp);
+  assert_int_equal(np_open(p, sp[0], &a), 0);
+  assert_int_equal(close(sp[0]), 0);
+  np_poller *q = th_poller();
+  assert_int_equal(np_close(a), -EBADF); /* q's descriptor is not closed */
+  np_free(a);
+  int qp[2];
+  th_socketpair(qp);
+  np_fd *qf;
+  assert_int_equal(np_open(q, qp[0], &qf), 0);
+  op r;
+  pthread_t rt = op_start(&r, qf, OP_READ, buf, sizeof(buf));
+  th_wait_parked(q, 1);
+  assert_int_equal(write(qp[1], "hi", 2), 2);
+  th_join(rt);
+  assert_int_equal(r.ret, 2); /* q's poller thread is alive: no "epoll_wait failed" */
+  np_poller_destroy(q);
+  close(qp[1]);
+  close(sp[1]);
+  np_poller_destroy(p);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
+  if (getenv("NP_TEST_FILTER") != NULL) cmocka_set_test_filter(getenv("NP_TEST_FILTER"));
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_close_wakes_blocked),   cmocka_unit_test(test_close_wakes_blocked_pipe),
-      cmocka_unit_test(test_close_races_reader),    cmocka_unit_test(test_use_after_close),
-      cmocka_unit_test(test_destroy_wakes_blocked), cmocka_unit_test(test_close_keeps_parked_count),
-      cmocka_unit_test(test_raw_close_behind_back),
+      cmocka_unit_test(test_close_wakes_blocked),      cmocka_unit_test(test_close_wakes_blocked_pipe),
+      cmocka_unit_test(test_close_races_reader),       cmocka_unit_test(test_use_after_close),
+      cmocka_unit_test(test_destroy_wakes_blocked),    cmocka_unit_test(test_close_keeps_parked_count),
+      cmocka_unit_test(test_raw_close_behind_back),    cmocka_unit_test(test_free_with_queued_readers),
+      cmocka_unit_test(test_free_with_queued_writers), cmocka_unit_test(test_free_during_other_close),
+      cmocka_unit_test(test_raw_close_number_reused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -130,7 +130,10 @@ static void close_unblock(bool read) {
   wait_field(&mu, read ? st_rwait : st_wwait, N);
   th_sleep_ms(5); /* give a wrongly granted lock a chance to show */
   assert_int_equal(atomic_load(&a.done), 0);
-  assert_int_equal(st_refs(&mu), 1); /* waiters hold no reference */
+  /* Each queued thread holds a reference while it waits: np_close waits for
+   * the last reference, so it cannot return while one may still touch the
+   * mutex (a queued thread's use after free, issue 9). */
+  assert_int_equal(st_refs(&mu), 1 + N);
 
   assert_int_equal(np__fdmu_incref_and_close(&mu), 0); /* must unblock them */
   wait_count(&a.done, N);
@@ -595,6 +598,10 @@ static void *race_thread(void *arg) {
     else
       err = np__fdmu_rwlock(&s->mu, read);
     if (err == NP_ECLOSING) break;
+    if (err == NP__MU_LAST) { /* queued, refused after close, and its reference was the last */
+      atomic_fetch_add(&s->lasts, 1);
+      break;
+    }
     if (err != 0) {
       atomic_fetch_add(&s->late_grants, 1000); /* unexpected error */
       break;

@@ -94,7 +94,7 @@ static void fx_open(fx *x, np_poller *p, bool manual, bool sock, bool pd_level) 
 static void fx_close(fx *x) {
   if (x->f == NULL) {
     if ((np__load_u32(&x->pd->info) & NP__INFO_CLOSING) == 0) np__pd_unblock(x->pd);
-    np__pd_close(x->pd);
+    np__pd_close(x->pd, true);
     close(x->raw[0]);
   }
   close(x->raw[1]);

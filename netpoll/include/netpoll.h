@@ -16,14 +16,29 @@
  *                   operation ran, or the poller is shutting down;
  *   NP_ETIMEOUT     the operation's deadline passed (Go: os.ErrDeadlineExceeded);
  *   NP_ENOTPOLLABLE epoll reported an error condition (EPOLLERR alone) for a
- *                   reader, or the descriptor cannot be polled (regular file).
+ *                   reader, or the descriptor cannot be polled (regular file);
+ *   NP_EPOLLER      the poller failed: its own epoll or eventfd descriptor was
+ *                   closed behind the library (a stale handle's close(2) hit
+ *                   its number). Every blocked thread wakes with it, every
+ *                   later operation and np_open fail with it; np_close,
+ *                   np_free and np_poller_destroy still work.
  * Everything else is the errno of the failing system call. np_strerror()
  * describes any of them.
  *
  * Threads: every function may be called from any thread, concurrently, on the
- * same np_fd, except np_free (after which the handle is gone) and
- * np_poller_destroy. At most one thread at a time reads and one writes a given
+ * same np_fd. At most one thread at a time reads and one writes a given
  * descriptor; others queue on the fd mutex (as Go's readLock/writeLock).
+ *
+ * Lifetime: np_close, np_free and np_poller_destroy may be called while other
+ * threads are blocked in, or queued for, calls on the handle (or handles):
+ * those calls return NP_ECLOSING, and np_close / np_free / np_poller_destroy
+ * return only after every call that had begun before them has stopped
+ * touching the handle. np_free may also run while another thread's np_close
+ * of the same handle is still waiting: it waits for that close to finish.
+ * Undefined: a call on a handle that begins concurrently with or after
+ * np_free of it (or np_poller_destroy of its poller), a second np_free, and
+ * np_poller_destroy concurrently with np_free of one of its handles or with
+ * any other call on the poller itself (np_open, np_poller_stats).
  */
 #ifndef NETPOLL_H
 #define NETPOLL_H
@@ -51,9 +66,10 @@ extern "C" {
 #define NP_VERSION_PATCH 0
 
 /* Library error codes (negative errno values, see above). */
-#define NP_ECLOSING (-ECANCELED) /* descriptor closed / poller shut down */
-#define NP_ETIMEOUT (-ETIME)     /* i/o deadline exceeded */
-#define NP_ENOTPOLLABLE (-EPERM) /* not pollable / epoll error condition */
+#define NP_ECLOSING (-ECANCELED)      /* descriptor closed / poller shut down */
+#define NP_ETIMEOUT (-ETIME)          /* i/o deadline exceeded */
+#define NP_ENOTPOLLABLE (-EPERM)      /* not pollable / epoll error condition */
+#define NP_EPOLLER (-ENOTRECOVERABLE) /* the poller failed: its epoll or break descriptor is gone */
 
 typedef struct np_poller np_poller; /* one epoll instance + poller thread */
 typedef struct np_fd np_fd;         /* one registered descriptor */
@@ -88,14 +104,16 @@ typedef struct np_options {
  * opts may be NULL. Returns 0 or -errno (-EINVAL for bad options). */
 NP_EXTERN int np_poller_create(np_poller **out, const np_options *opts);
 
-/* Shuts the poller down: closes every descriptor still registered (every
- * thread or task blocked or queued on one wakes with NP_ECLOSING), ends
- * every np_sleep early (NP_ECLOSING), refuses new np_open / np_go, waits
- * until every task has returned, joins the schedulers and frees everything,
- * every np_fd handle included. Tasks must return once their calls fail with
- * NP_ECLOSING (a task that loops forever keeps destroy waiting). Must not be
- * called from one of the poller's own tasks (it aborts), and no call on the
- * poller or its handles may start after it. */
+/* Shuts the poller down: refuses new np_open / np_go, ends every np_sleep
+ * early (NP_ECLOSING), closes every descriptor still registered (waking
+ * every thread or task blocked or queued on one with NP_ECLOSING, and
+ * waiting until each has left its call), frees every handle not yet freed
+ * (also one an np_accept racing with destroy returns), waits until every
+ * task has returned, joins the schedulers and frees the poller. Threads may
+ * be blocked or queued in calls on its handles, or in np_close; no call may
+ * start during or after it. Tasks must return once their calls fail with
+ * NP_ECLOSING (a task that loops forever keeps destroy waiting). Must not
+ * be called from one of the poller's own tasks (it aborts). */
 NP_EXTERN void np_poller_destroy(np_poller *p);
 
 typedef struct np_stats {
@@ -115,20 +133,27 @@ NP_EXTERN void np_poller_stats(np_poller *p, np_stats *out);
 
 /* Registers fd with the poller: sets O_NONBLOCK and adds it to epoll
  * (IN|OUT|RDHUP, edge-triggered) once. From now on the library owns fd:
- * do not close(2) it yourself (if you do, operations fail with -EBADF or the
- * errno of whatever now has that number; the library never crashes).
- * Errors: -EBADF (not a descriptor), -EEXIST (already registered with this
- * poller), NP_ENOTPOLLABLE (regular file, directory), -EINVAL (NULL). */
+ * do not close(2) it yourself. If you do (see the README, "closing the
+ * descriptor behind the library"): np_wait_* and np_close notice when the
+ * number is free or names another file (-EBADF; that file is neither
+ * deregistered nor closed), np_read/np_write fail with -EBADF or operate on
+ * whatever file now has the number, a thread already parked stays parked
+ * until np_close. Errors: -EBADF (not a descriptor), -EEXIST (already
+ * registered with this poller), NP_ENOTPOLLABLE (regular file, directory),
+ * NP_EPOLLER (the poller failed), NP_ECLOSING (destroy began), -EINVAL. */
 NP_EXTERN int np_open(np_poller *p, int fd, np_fd **out);
 
-/* Closes the descriptor: wakes every thread blocked on it with NP_ECLOSING,
- * waits until the last in-flight operation has left, deregisters it, then
- * close(2)s it and returns close's result. A second np_close returns
- * NP_ECLOSING. The handle stays valid (every operation returns NP_ECLOSING)
- * until np_free. */
+/* Closes the descriptor: wakes every thread blocked in a call on it, and
+ * every thread queued behind them on the fd mutex, with NP_ECLOSING; waits
+ * until each has stopped touching the handle; deregisters the descriptor,
+ * close(2)s it and returns close's result (-EBADF, closing nothing, if the
+ * number was closed behind the library and now names another file). A second
+ * np_close returns NP_ECLOSING at once. The handle stays valid (every
+ * operation returns NP_ECLOSING) until np_free. */
 NP_EXTERN int np_close(np_fd *f);
 
-/* Closes (if not yet closed) and frees the handle. */
+/* Closes (if not yet closed) and frees the handle; returns once no thread is
+ * inside a call on it, including a concurrent np_close still waiting. */
 NP_EXTERN void np_free(np_fd *f);
 
 /* The raw descriptor, or -1 after close. Use only for setsockopt and the like. */
@@ -157,7 +182,9 @@ NP_EXTERN int np_accept(np_fd *f, np_fd **out, struct sockaddr *addr, socklen_t 
 NP_EXTERN int np_connect(np_fd *f, const struct sockaddr *addr, socklen_t addrlen);
 
 /* Waits until the descriptor is readable / writable (or deadline, close),
- * for callers that do their own syscalls (recvmsg, ...). Returns 0 or -errno. */
+ * for callers that do their own syscalls (recvmsg, ...). Returns 0 or -errno;
+ * -EBADF at once if the descriptor was closed behind the library (checked,
+ * with one fstat, only when the wait would park). */
 NP_EXTERN int np_wait_read(np_fd *f);
 NP_EXTERN int np_wait_write(np_fd *f);
 

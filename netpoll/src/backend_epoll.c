@@ -37,16 +37,34 @@ np__syscalls np__sys = {
     .fcntl_getfl = fcntl_get,
     .fcntl_setfl = fcntl_set,
     .close = close,
+    .fstat = fstat,
 };
 
 typedef struct epoll_state {
-  int epfd;    /* the epoll instance; CLOEXEC */
-  int breakfd; /* eventfd, registered level-triggered with tag 0 */
+  int epfd;                     /* the epoll instance; CLOEXEC */
+  int breakfd;                  /* eventfd, registered level-triggered with tag 0 */
+  uint64_t epfd_id, breakfd_id; /* their identities: destroy closes only these files */
 } epoll_state;
 
 #define EPOLL_EVENTS_MAX NP__EVENTS_MAX
 
 static int neg_errno(void) { return errno > 0 ? -errno : -EIO; }
+
+static int ep_identity(void *state, int fd, uint64_t *id) {
+  (void)state;
+  struct stat st;
+  if (np__sys.fstat(fd, &st) != 0) return neg_errno();
+  *id = ((uint64_t)st.st_dev << 40) ^ (uint64_t)st.st_ino;
+  return 0;
+}
+
+/* Closes one of our own descriptors only if its number still names the
+ * file it was (a stale handle's close(2) may have freed the number for
+ * someone else's file). */
+static void close_own(int fd, uint64_t id) {
+  uint64_t now;
+  if (ep_identity(NULL, fd, &now) == 0 && now == id) np__sys.close(fd);
+}
 
 static int ep_create(void **out) {
   epoll_state *s = malloc(sizeof(*s));
@@ -65,7 +83,8 @@ static int ep_create(void **out) {
     return err;
   }
   struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
-  if (np__sys.epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->breakfd, &ev) != 0) {
+  if (ep_identity(s, s->epfd, &s->epfd_id) != 0 || ep_identity(s, s->breakfd, &s->breakfd_id) != 0 ||
+      np__sys.epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->breakfd, &ev) != 0) {
     int err = neg_errno();
     np__sys.close(s->breakfd);
     np__sys.close(s->epfd);
@@ -78,8 +97,8 @@ static int ep_create(void **out) {
 
 static void ep_destroy(void *state) {
   epoll_state *s = state;
-  np__sys.close(s->breakfd);
-  np__sys.close(s->epfd);
+  close_own(s->breakfd, s->breakfd_id);
+  close_own(s->epfd, s->epfd_id);
   free(s);
 }
 
@@ -224,4 +243,5 @@ const np__backend np__backend_epoll = {
     .getpeername = ep_getpeername,
     .setnonblock = ep_setnonblock,
     .close_fd = ep_close_fd,
+    .identity = ep_identity,
 };

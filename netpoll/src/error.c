@@ -25,6 +25,7 @@ const char *np_strerror(int err) {
     case NP_ECLOSING: return "use of closed netpoll descriptor";
     case NP_ETIMEOUT: return "i/o deadline exceeded";
     case NP_ENOTPOLLABLE: return "descriptor not pollable";
+    case NP_EPOLLER: return "poller failed (its epoll or break descriptor was closed behind the library)";
     case -EOVERFLOW: return "too many concurrent operations on one descriptor";
     default: break;
   }

@@ -25,19 +25,40 @@ static int poll_error(int poll_err) {
     case NP__POLL_CLOSING: return NP_ECLOSING;
     case NP__POLL_TIMEOUT: return NP_ETIMEOUT;
     case NP__POLL_NOT_POLLABLE: return NP_ENOTPOLLABLE;
+    case NP__POLL_FAILED: return NP_EPOLLER;
     default: NP_ASSERT(poll_err == NP__POLL_OK); return 0;
   }
 }
 
+#ifdef NP_TEST_HOOKS
+void *(*np__test_hook_fd_alloc)(size_t size);
+void (*np__test_hook_fd_free)(void *f);
+#endif
+
 #define BE(f) ((f)->poller->backend)
 #define BS(f) ((f)->poller->backend_state)
 
+/* Does sysfd still name the file it named at open? (true if the backend
+ * cannot tell). One fstat; the window between it and the syscall that
+ * follows cannot be closed: what then happens stays undefined. */
+static bool same_file(np_fd *f) {
+  if (!f->has_ident) return true;
+  uint64_t id;
+  return BE(f)->identity(BS(f), f->sysfd, &id) == 0 && id == f->ident;
+}
+
 /* The last reference after close: close the pd (deregister, back to the
- * cache), then the descriptor, then let np_close return. */
+ * cache), then the descriptor, then release csema, which lets the closer
+ * return. That release is this thread's last touch of the handle: it may be
+ * freed the instant after. */
 static void destroy(np_fd *f) {
-  np__pd_close(f->pd);
+  /* If the number was closed behind the library and now names another file
+   * (another poller's epoll instance, a user's pipe), neither deregister
+   * nor close that file. */
+  bool ours = same_file(f);
+  np__pd_close(f->pd, ours);
   f->pd = NULL;
-  f->close_err = BE(f)->close_fd(BS(f), f->sysfd);
+  f->close_err = ours ? BE(f)->close_fd(BS(f), f->sysfd) : -EBADF;
   f->sysfd = -1;
   np__stat_add(&f->poller->stat_fds_open, -1);
   np__sema_release(&f->csema);
@@ -51,29 +72,43 @@ static void fd_unlock(np_fd *f, bool read) {
   if (np__fdmu_rwunlock(&f->mu, read)) destroy(f);
 }
 
+/* The read or write lock; a queued thread refused after close may have held
+ * the last reference: then it destroys, and touches the handle no more. */
+static int fd_lock(np_fd *f, bool read) {
+  int err = np__fdmu_rwlock(&f->mu, read);
+  if (err != NP__MU_LAST) return err;
+  destroy(f);
+  return NP_ECLOSING;
+}
+
 int np__fd_open(np_poller *p, int fd, np_fd **out) {
-  np_fd *f = calloc(1, sizeof(*f));
+  np_fd *f = np__fd_alloc();
   if (f == NULL) return -ENOMEM;
   f->poller = p;
   f->sysfd = fd;
+  if (np__load_u32(&p->failed)) {
+    np__fd_release(f);
+    return NP_EPOLLER;
+  }
+  if (p->backend->identity != NULL) f->has_ident = p->backend->identity(p->backend_state, fd, &f->ident) == 0;
   int err = np__pd_open(p, fd, &f->pd);
   if (err != 0) {
-    free(f);
+    np__fd_release(f);
     return err;
   }
   err = p->backend->setnonblock(p->backend_state, fd);
   if (err != 0) {
     np__pd_unblock(f->pd);
-    np__pd_close(f->pd);
-    free(f);
+    np__pd_close(f->pd, true);
+    np__fd_release(f);
     return err;
   }
   np__mutex_lock(&p->fds_lock);
   if (np__load_u32(&p->shutdown)) { /* destroy is sweeping the list: refuse */
     np__mutex_unlock(&p->fds_lock);
     np__pd_unblock(f->pd);
-    np__pd_close(f->pd);
-    free(f);
+    np__pd_close(f->pd, true);
+    np__fd_release(f);
     return NP_ECLOSING;
   }
   f->next = p->fds;
@@ -93,19 +128,36 @@ int np_open(np_poller *p, int fd, np_fd **out) {
   return np__fd_open(np__home_poller(p, false), fd, out);
 }
 
-int np_close(np_fd *f) {
-  if (f == NULL) return -EINVAL;
+/* The one close that wins (marks the fd mutex closed) wakes every waiter,
+ * drops its reference and waits on csema until the last reference (held by
+ * every thread inside a call on f, queued ones included) has run destroy.
+ * Releasing dsema is its last touch of f: np_free waits for it. */
+static int close_handle(np_fd *f, bool *won) {
+  *won = false;
   int err = np__fdmu_incref_and_close(&f->mu);
   if (err != 0) return err;
+  *won = true;
   np__pd_unblock(f->pd); /* wakes every waiter with closing (I7) */
   fd_decref(f);
-  np__sema_acquire(&f->csema); /* until the last reference has closed it */
-  return f->close_err;
+  np__sema_acquire(&f->csema);
+  err = f->close_err;
+  np__sema_release(&f->dsema);
+  return err;
+}
+
+int np_close(np_fd *f) {
+  if (f == NULL) return -EINVAL;
+  bool won;
+  return close_handle(f, &won);
 }
 
 void np_free(np_fd *f) {
   if (f == NULL) return;
-  (void)np_close(f); /* NP_ECLOSING if already closed: fine */
+  bool won;
+  (void)close_handle(f, &won);
+  /* Closed before, perhaps by another thread whose np_close has not
+   * finished: wait until that close is done with the handle. */
+  if (!won) np__sema_acquire(&f->dsema);
   np_poller *p = f->poller;
   np__mutex_lock(&p->fds_lock);
   if (f->prev != NULL)
@@ -114,7 +166,17 @@ void np_free(np_fd *f) {
     p->fds = f->next;
   if (f->next != NULL) f->next->prev = f->prev;
   np__mutex_unlock(&p->fds_lock);
-  free(f);
+  np__fd_release(f);
+}
+
+void np__fd_free_all(np_poller *p) {
+  for (;;) {
+    np__mutex_lock(&p->fds_lock);
+    np_fd *f = p->fds;
+    np__mutex_unlock(&p->fds_lock);
+    if (f == NULL) return;
+    np_free(f); /* closes: blocked and queued threads wake with NP_ECLOSING */
+  }
 }
 
 int np_sysfd(const np_fd *cf) {
@@ -139,7 +201,7 @@ static bool iov_valid(const struct iovec *iov, int iovcnt, size_t *total) {
 
 /* Shared read loop: one successful syscall, EINTR retried, EAGAIN parks. */
 static ssize_t read_loop(np_fd *f, void *buf, size_t len, const struct iovec *iov, int iovcnt) {
-  int err = np__fdmu_rwlock(&f->mu, true);
+  int err = fd_lock(f, true);
   if (err != 0) return err;
   ssize_t ret;
   if (len == 0) {
@@ -184,7 +246,7 @@ ssize_t np_readv(np_fd *f, const struct iovec *iov, int iovcnt) {
 int np_write(np_fd *f, const void *buf, size_t len, size_t *written) {
   if (written != NULL) *written = 0;
   if (f == NULL || (buf == NULL && len > 0)) return -EINVAL;
-  int err = np__fdmu_rwlock(&f->mu, false);
+  int err = fd_lock(f, false);
   if (err != 0) return err;
   size_t nn = 0;
   int ret;
@@ -230,7 +292,7 @@ int np_writev(np_fd *f, const struct iovec *iov, int iovcnt, size_t *written) {
   if (written != NULL) *written = 0;
   size_t total;
   if (f == NULL || !iov_valid(iov, iovcnt, &total)) return -EINVAL;
-  int err = np__fdmu_rwlock(&f->mu, false);
+  int err = fd_lock(f, false);
   if (err != 0) return err;
   size_t nn = 0;
   int ret = 0;
@@ -295,7 +357,7 @@ out:
 int np_accept(np_fd *f, np_fd **out, struct sockaddr *addr, socklen_t *addrlen) {
   if (out != NULL) *out = NULL;
   if (f == NULL || out == NULL || (addr != NULL && addrlen == NULL)) return -EINVAL;
-  int err = np__fdmu_rwlock(&f->mu, true);
+  int err = fd_lock(f, true);
   if (err != 0) return err;
   int s;
   err = np__pd_reset(f->pd, 'r');
@@ -314,17 +376,22 @@ int np_accept(np_fd *f, np_fd **out, struct sockaddr *addr, socklen_t *addrlen) 
     }
     break;
   }
-  np_poller *p = np__home_poller(f->poller, true);
+  /* Register the connection while the listener's reference keeps the
+   * poller alive: np_poller_destroy cannot finish before fd_unlock. The
+   * connection joins the group's schedulers in turn (connections spread). */
+  if (s >= 0) {
+    np_poller *p = np__home_poller(f->poller, true);
+    err = np__fd_open(p, s, out);
+    if (err != 0) p->backend->close_fd(p->backend_state, s);
+    s = err;
+  }
   fd_unlock(f, true);
-  if (s < 0) return s;
-  err = np__fd_open(p, s, out);
-  if (err != 0) p->backend->close_fd(p->backend_state, s);
-  return err;
+  return s;
 }
 
 int np_connect(np_fd *f, const struct sockaddr *addr, socklen_t addrlen) {
   if (f == NULL || addr == NULL) return -EINVAL;
-  int err = np__fdmu_rwlock(&f->mu, false);
+  int err = fd_lock(f, false);
   if (err != 0) return err;
   int ret = 0;
   err = np__pd_reset(f->pd, 'w');
@@ -368,9 +435,15 @@ out:
 static int wait_mode(np_fd *f, int mode) {
   if (f == NULL) return -EINVAL;
   bool read = mode == 'r';
-  int err = np__fdmu_rwlock(&f->mu, read);
+  int err = fd_lock(f, read);
   if (err != 0) return err;
-  int ret = poll_error(np__pd_wait(f->pd, mode));
+  /* No syscall of ours would notice a descriptor closed behind the library
+   * (epoll drops it silently and nothing would ever wake us): check before a
+   * wait that is going to park. A pending READY or an error return at once
+   * and skip the check (an fstat, ~0.5 us). */
+  np__auptr *sem = read ? &f->pd->rg : &f->pd->wg;
+  bool may_park = np__load_uptr(sem) != NP__PD_READY && np__pd_checkerr(f->pd, mode) == NP__POLL_OK;
+  int ret = may_park && !same_file(f) ? -EBADF : poll_error(np__pd_wait(f->pd, mode));
   fd_unlock(f, read);
   return ret;
 }

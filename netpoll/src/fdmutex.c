@@ -9,6 +9,11 @@
  *   bits 23-42  threads waiting for the read lock (on rsema)
  *   bits 43-62  threads waiting for the write lock (on wsema)
  *
+ * Unlike Go's, a thread waiting for a lock holds a reference while it waits
+ * (Go's garbage collector keeps the FD alive; here np_close's wait for the
+ * last reference is what keeps the handle's memory alive, so it must cover
+ * the queued threads too).
+ *
  * It must never: let a count wrap into a neighbouring field (overflow is
  * reported as -EOVERFLOW before the CAS, unlike Go's panic, and nothing is
  * changed); grant anything once closed; tolerate an unbalanced unlock or
@@ -76,24 +81,37 @@ static lock_fields fields_of(np__fdmutex *mu, bool read) {
               : (lock_fields){MU_WLOCK, MU_WWAIT, MU_WMASK, &mu->wsema};
 }
 
+/* A thread that must queue for the lock takes a reference with its wait
+ * count and holds it while it sleeps on the semaphore, so np_close (which
+ * waits for the last reference) cannot return while a queued thread may
+ * still touch the handle. Woken, it retries with that reference: it takes
+ * the lock without a new one, queues again, or, once closed, drops it
+ * (NP__MU_LAST if that was the last one: the caller destroys). */
 int np__fdmu_rwlock(np__fdmutex *mu, bool read) {
   const lock_fields l = fields_of(mu, read);
   const uint64_t bit = l.bit, wait = l.wait, mask = l.mask;
-  np__sema *sema = l.sema;
+  uint64_t ref = MU_REF; /* 0 while we hold the reference taken to queue */
   for (;;) {
     uint64_t old = np__load_u64(&mu->state);
-    if (old & MU_CLOSED) return NP_ECLOSING;
+    if (old & MU_CLOSED) {
+      if (ref != 0) return NP_ECLOSING;
+      return np__fdmu_decref(mu) ? NP__MU_LAST : NP_ECLOSING;
+    }
+    if (ref != 0 && (old & MU_REF_MASK) == MU_REF_MASK) return -EOVERFLOW;
     uint64_t new_value;
     if ((old & bit) == 0) {
-      if ((old & MU_REF_MASK) == MU_REF_MASK) return -EOVERFLOW;
-      new_value = (old | bit) + MU_REF;
+      new_value = (old | bit) + ref;
     } else {
-      if ((old & mask) == mask) return -EOVERFLOW;
-      new_value = old + wait;
+      if ((old & mask) == mask) {
+        if (ref != 0) return -EOVERFLOW;
+        return np__fdmu_decref(mu) ? NP__MU_LAST : -EOVERFLOW;
+      }
+      new_value = old + wait + ref;
     }
     if (np__cas_u64(&mu->state, old, new_value)) {
       if ((old & bit) == 0) return 0;
-      np__sema_acquire(sema); /* the releaser has subtracted our wait count */
+      ref = 0;
+      np__sema_acquire(l.sema); /* the releaser has subtracted our wait count */
     }
   }
 }

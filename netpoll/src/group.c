@@ -57,6 +57,7 @@ static int group_alloc(const np__backend *backend, int events_max, int npollers,
       return err;
     }
     p->group = g;
+    p->sleep_cap_ns = 1000000000; /* a dead break (np__poller_fail) is noticed within 1 s */
     g->pollers[i] = p;
     g->npollers = i + 1;
   }
@@ -104,16 +105,7 @@ int np__poller_new(np_poller **out, const np__backend *backend, int events_max, 
  * new ones once shutdown is set, so this terminates. */
 static void close_all(np__group *g) {
   for (int i = 0; i < g->npollers; i++) np__store_u32(&g->pollers[i]->shutdown, 1);
-  for (int i = 0; i < g->npollers; i++) {
-    np_poller *p = g->pollers[i];
-    for (;;) {
-      np__mutex_lock(&p->fds_lock);
-      np_fd *f = p->fds;
-      np__mutex_unlock(&p->fds_lock);
-      if (f == NULL) break;
-      np_free(f); /* closes: blocked waiters wake with NP_ECLOSING */
-    }
-  }
+  for (int i = 0; i < g->npollers; i++) np__fd_free_all(g->pollers[i]); /* blocked, queued: NP_ECLOSING */
 }
 
 void np_poller_destroy(np_poller *p) {

@@ -75,6 +75,9 @@ typedef struct np__backend {
   int (*getpeername)(void *state, int fd);
   int (*setnonblock)(void *state, int fd);
   int (*close_fd)(void *state, int fd);
+  /* Optional (NULL: not checked): which file fd names now, as an opaque id
+   * (st_dev, st_ino); 0 or -errno (EBADF: no file has that number). */
+  int (*identity)(void *state, int fd, uint64_t *id);
 } np__backend;
 
 extern const np__backend np__backend_epoll;
@@ -112,12 +115,19 @@ extern const np__backend np__backend_epoll;
 #define NP__INFO_EVENT_ERR (1u << 1)
 #define NP__INFO_EXPIRED_READ (1u << 2)
 #define NP__INFO_EXPIRED_WRITE (1u << 3)
+#define NP__INFO_FAILED (1u << 4) /* the poller failed (np__poller_fail) */
 #define NP__INFO_SEQ_SHIFT 8
 #define NP__FDSEQ_BITS 22
 #define NP__FDSEQ_MASK ((1u << NP__FDSEQ_BITS) - 1)
 
 /* Results of checkerr / wait (Go's pollErr*). */
-enum { NP__POLL_OK = 0, NP__POLL_CLOSING = 1, NP__POLL_TIMEOUT = 2, NP__POLL_NOT_POLLABLE = 3 };
+enum {
+  NP__POLL_OK = 0,
+  NP__POLL_CLOSING = 1,
+  NP__POLL_TIMEOUT = 2,
+  NP__POLL_NOT_POLLABLE = 3,
+  NP__POLL_FAILED = 4 /* the poller failed: NP_EPOLLER */
+};
 
 /* Deadline timer kinds. */
 enum { NP__TIMER_READ = 1, NP__TIMER_WRITE = 2, NP__TIMER_BOTH = 3, NP__TIMER_FN = 4 };
@@ -151,6 +161,7 @@ struct np__pd {
   np__mutex lock;    /* protects the fields below */
   bool closing;      /* unblock has run; no new park commits (I7) */
   bool in_use;       /* between open and free (I4 checks) */
+  bool failed;       /* the poller failed while this pd was open */
   uint32_t fdseq;    /* bumped on every open; tag of epoll events */
   uintptr_t rseq;    /* read timer generation: stale timers are ignored */
   uintptr_t wseq;    /* write timer generation */
@@ -177,6 +188,7 @@ struct np_poller {
   np__au32 wake_sig;          /* 1 while a break is pending (coalescing) */
   np__au32 waiters;           /* parked waiters, exact (I11, Go 60782) */
   np__au32 shutdown;          /* set once by destroy */
+  np__au32 failed;            /* 0, or -errno that broke the epoll or break descriptor */
 
   np__mutex cache_lock; /* protects free_list, blocks */
   np__pd *free_list;
@@ -187,6 +199,7 @@ struct np_poller {
   int32_t heap_len;
   int32_t heap_cap;
   int32_t heap_reserved; /* heap slots reserved for NP__TIMER_FN timers */
+  int64_t sleep_cap_ns;  /* a blocking poll waits at most this long (0: no bound); constant */
   int64_t sleep_until;   /* poller's wake time while it waits; 0 awake */
   bool poller_blocking;  /* a np__poll_once(block) is running (one at most); timer lock */
 
@@ -217,6 +230,11 @@ void np__poller_fini(np_poller *p);
 int np__netpoll(np_poller *p, int64_t delay_ns);
 /* Go's netpollBreak: wake a poller blocked in np__netpoll; coalesced. */
 void np__netpoll_break(np_poller *p);
+/* The epoll or break descriptor failed (closed behind the library): enter
+ * the failed state for good. Every parked waiter wakes with NP__POLL_FAILED,
+ * every later operation and np_open fail with NP_EPOLLER; close, free and
+ * destroy still work. Idempotent. */
+void np__poller_fail(np_poller *p, int err);
 /* One turn of the poller loop: run expired timers, then netpoll until the
  * next timer (block=false, or a timer ran: poll only). Returns
  * np__netpoll's result. */
@@ -227,7 +245,11 @@ void np__pd_cache_fini(np_poller *p);
 
 /* pollDesc operations (Go's runtime_poll*). */
 int np__pd_open(np_poller *p, int fd, np__pd **out);
-void np__pd_close(np__pd *pd);
+/* deregister=false: the descriptor number names another file now (closed
+ * behind the library): leave that file's epoll registration alone. */
+void np__pd_close(np__pd *pd, bool deregister);
+/* Wake both waiters with NP__POLL_FAILED and refuse from now on. */
+void np__pd_fail(np__pd *pd);
 void np__pd_unblock(np__pd *pd);
 int np__pd_reset(np__pd *pd, int mode); /* prepare: checkerr, clear stale ready */
 int np__pd_wait(np__pd *pd, int mode);  /* NP__POLL_* */
@@ -238,8 +260,11 @@ void np__pd_deadline_fired(np__pd *pd, uintptr_t seq, int kind);
 uint64_t np__pd_tag(np__pd *pd, uint32_t fdseq);
 np__pd *np__pd_untag(uint64_t tag, uint32_t *fdseq);
 
-/* timer heap, called with pd->lock held (lock order: pd lock, timer lock) */
-void np__timer_set(np_poller *p, np__timer *t, int64_t when_ns, int kind, uintptr_t seq);
+/* timer heap, called with pd->lock held (lock order: pd lock, timer lock).
+ * np__timer_set returns true if the sleeping poller must be woken: the
+ * caller breaks it after releasing the pd lock (a failing break enters the
+ * failed state, which takes pd locks). */
+bool np__timer_set(np_poller *p, np__timer *t, int64_t when_ns, int kind, uintptr_t seq);
 bool np__timer_del(np_poller *p, np__timer *t);       /* true if it was still pending */
 int np__heap_grow_locked(np_poller *p, int64_t need); /* timer lock held */
 /* Reserve (delta > 0) or release heap room for NP__TIMER_FN timers; the
@@ -256,10 +281,13 @@ typedef struct np__fdmutex {
 } np__fdmutex;
 
 #define NP__MUTEX_REF_MAX ((1u << 20) - 1)
-int np__fdmu_incref(np__fdmutex *mu);            /* 0, NP_ECLOSING, -EOVERFLOW */
-int np__fdmu_incref_and_close(np__fdmutex *mu);  /* 0, NP_ECLOSING, -EOVERFLOW */
-bool np__fdmu_decref(np__fdmutex *mu);           /* true: last ref after close */
-int np__fdmu_rwlock(np__fdmutex *mu, bool read); /* 0, NP_ECLOSING, -EOVERFLOW */
+int np__fdmu_incref(np__fdmutex *mu);           /* 0, NP_ECLOSING, -EOVERFLOW */
+int np__fdmu_incref_and_close(np__fdmutex *mu); /* 0, NP_ECLOSING, -EOVERFLOW */
+bool np__fdmu_decref(np__fdmutex *mu);          /* true: last ref after close */
+/* 0, NP_ECLOSING, -EOVERFLOW, or NP__MU_LAST: refused after close, and the
+ * reference this thread held while it queued was the last (destroy). */
+#define NP__MU_LAST 1
+int np__fdmu_rwlock(np__fdmutex *mu, bool read);
 bool np__fdmu_rwunlock(np__fdmutex *mu, bool read);
 
 /* ---- fd handle -------------------------------------------------------------*/
@@ -269,7 +297,10 @@ struct np_fd {
   np_poller *poller;  /* constant */
   int sysfd;          /* -1 after destroy; read only under a reference */
   int close_err;      /* result of close(2), set by destroy */
-  np__sema csema;     /* released by destroy; Close waits on it */
+  np__sema csema;     /* released by destroy; the closer waits on it */
+  np__sema dsema;     /* released by the closer when done with f; np_free waits */
+  bool has_ident;     /* ident is valid (the backend can tell which file sysfd names) */
+  uint64_t ident;     /* the file sysfd named at open (backend identity) */
   np_fd *next, *prev; /* poller->fds; protected by poller->fds_lock */
 };
 
@@ -277,5 +308,7 @@ int np__fd_open(np_poller *p, int fd, np_fd **out);
 /* Runtime: which poller of p's group a new descriptor joins (spread: an
  * accepted connection, round robin). The simulator has one poller: p. */
 np_poller *np__home_poller(np_poller *p, bool spread);
+/* np_poller_destroy's first half: np_free every handle still on p->fds. */
+void np__fd_free_all(np_poller *p);
 
 #endif

@@ -131,6 +131,7 @@ static void publish_info(np__pd *pd) {
   if (pd->closing) bits |= NP__INFO_CLOSING;
   if (pd->rd < 0) bits |= NP__INFO_EXPIRED_READ;
   if (pd->wd < 0) bits |= NP__INFO_EXPIRED_WRITE;
+  if (pd->failed) bits |= NP__INFO_FAILED;
   const uint32_t keep = NP__INFO_EVENT_ERR | (NP__FDSEQ_MASK << NP__INFO_SEQ_SHIFT);
   for (;;) {
     uint32_t old = np__load_u32(&pd->info);
@@ -152,6 +153,7 @@ static void set_event_err(np__pd *pd, bool on, uint32_t fdseq) {
 int np__pd_checkerr(np__pd *pd, int mode) {
   uint32_t info = np__load_u32(&pd->info);
   if (info & NP__INFO_CLOSING) return NP__POLL_CLOSING;
+  if (info & NP__INFO_FAILED) return NP__POLL_FAILED;
   if (mode == 'r' && (info & NP__INFO_EXPIRED_READ)) return NP__POLL_TIMEOUT;
   if (mode == 'w' && (info & NP__INFO_EXPIRED_WRITE)) return NP__POLL_TIMEOUT;
   /* An event error is reported only to readers: a writer's next syscall
@@ -256,6 +258,7 @@ int np__pd_open(np_poller *p, int fd, np__pd **out) {
   NP_ASSERT(pd->rt.heap_index < 0 && pd->wt.heap_index < 0);
   pd->fd = fd;
   pd->closing = false;
+  pd->failed = np__load_u32(&p->failed) != 0; /* np__poller_fail raced with this open */
   pd->in_use = true;
   pd->fdseq = (pd->fdseq + 1) & NP__FDSEQ_MASK;
   /* New fdseq, no event error; publish_info below adds the other bits. */
@@ -286,7 +289,7 @@ int np__pd_open(np_poller *p, int fd, np__pd **out) {
 
 /* Close after unblock: both semaphores must be idle (I4). Deregisters the fd
  * and returns the pd to the cache; the caller closes the descriptor after. */
-void np__pd_close(np__pd *pd) {
+void np__pd_close(np__pd *pd, bool deregister) {
   np_poller *p = pd->poller;
   np__mutex_lock(&pd->lock);
   if (!pd->closing) NP_PANIC("close polldesc w/o unblock (I4)");
@@ -300,7 +303,7 @@ void np__pd_close(np__pd *pd) {
 
   /* ENOENT/EBADF here mean the user closed the raw fd behind our back: the
    * kernel already dropped the registration, nothing left to undo. */
-  (void)p->backend->close(p->backend_state, fd);
+  if (deregister) (void)p->backend->close(p->backend_state, fd);
 
   np__mutex_lock(&pd->lock);
   pd->in_use = false;
@@ -328,6 +331,21 @@ void np__pd_unblock(np__pd *pd) {
   if (pd->wt.armed) {
     np__timer_del(p, &pd->wt);
     pd->wt.armed = false;
+  }
+  np__mutex_unlock(&pd->lock);
+  wake(p, rw);
+  wake(p, ww);
+}
+
+void np__pd_fail(np__pd *pd) {
+  np_poller *p = pd->poller;
+  np__mutex_lock(&pd->lock);
+  np__waiter *rw = NULL, *ww = NULL;
+  if (pd->in_use && !pd->closing && !pd->failed) {
+    pd->failed = true;
+    publish_info(pd); /* before the unblock it justifies */
+    rw = unblock(pd, 'r', false);
+    ww = unblock(pd, 'w', false);
   }
   np__mutex_unlock(&pd->lock);
   wake(p, rw);
@@ -395,16 +413,17 @@ void np__pd_set_deadline(np__pd *pd, int64_t deadline_ns, int mode) {
   publish_info(pd);
   bool combo = pd->rd > 0 && pd->rd == pd->wd;
   int rkind = combo ? NP__TIMER_BOTH : NP__TIMER_READ;
+  bool need_break = false; /* an earlier timer: wake the poller, outside the lock */
 
   if (!pd->rt.armed) {
     if (pd->rd > 0) {
       pd->rt.armed = true;
-      np__timer_set(p, &pd->rt, pd->rd, rkind, pd->rseq);
+      need_break |= np__timer_set(p, &pd->rt, pd->rd, rkind, pd->rseq);
     }
   } else if (pd->rd != rd0 || combo != combo0) {
     pd->rseq++; /* invalidate a timer already fired but not yet run (I5) */
     if (pd->rd > 0) {
-      np__timer_set(p, &pd->rt, pd->rd, rkind, pd->rseq);
+      need_break |= np__timer_set(p, &pd->rt, pd->rd, rkind, pd->rseq);
     } else {
       np__timer_del(p, &pd->rt);
       pd->rt.armed = false;
@@ -413,12 +432,12 @@ void np__pd_set_deadline(np__pd *pd, int64_t deadline_ns, int mode) {
   if (!pd->wt.armed) {
     if (pd->wd > 0 && !combo) {
       pd->wt.armed = true;
-      np__timer_set(p, &pd->wt, pd->wd, NP__TIMER_WRITE, pd->wseq);
+      need_break |= np__timer_set(p, &pd->wt, pd->wd, NP__TIMER_WRITE, pd->wseq);
     }
   } else if (pd->wd != wd0 || combo != combo0) {
     pd->wseq++;
     if (pd->wd > 0 && !combo) {
-      np__timer_set(p, &pd->wt, pd->wd, NP__TIMER_WRITE, pd->wseq);
+      need_break |= np__timer_set(p, &pd->wt, pd->wd, NP__TIMER_WRITE, pd->wseq);
     } else {
       np__timer_del(p, &pd->wt);
       pd->wt.armed = false;
@@ -429,6 +448,7 @@ void np__pd_set_deadline(np__pd *pd, int64_t deadline_ns, int mode) {
   if (pd->rd < 0) rw = unblock(pd, 'r', false);
   if (pd->wd < 0) ww = unblock(pd, 'w', false);
   np__mutex_unlock(&pd->lock);
+  if (need_break) np__netpoll_break(p);
   wake(p, rw);
   wake(p, ww);
 }

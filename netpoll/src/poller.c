@@ -58,7 +58,7 @@ static void heap_remove(np_poller *p, np__timer *t) {
   t->heap_index = -1;
 }
 
-void np__timer_set(np_poller *p, np__timer *t, int64_t when_ns, int kind, uintptr_t seq) {
+bool np__timer_set(np_poller *p, np__timer *t, int64_t when_ns, int kind, uintptr_t seq) {
   NP_ASSERT(when_ns > 0);
   NP_ASSERT(kind >= NP__TIMER_READ && kind <= NP__TIMER_FN);
   NP_ASSERT((kind == NP__TIMER_FN) == (t->fn != NULL));
@@ -79,7 +79,7 @@ void np__timer_set(np_poller *p, np__timer *t, int64_t when_ns, int kind, uintpt
   /* The poller sleeps until sleep_until; an earlier timer must wake it (I8). */
   if (p->sleep_until != 0 && when_ns < p->sleep_until) need_break = true;
   np__mutex_unlock(&p->timer_lock);
-  if (need_break) np__netpoll_break(p);
+  return need_break;
 }
 
 bool np__timer_del(np_poller *p, np__timer *t) {
@@ -158,8 +158,24 @@ int np__run_timers(np_poller *p, int64_t now_ns) {
 void np__netpoll_break(np_poller *p) {
   if (!np__cas_u32(&p->wake_sig, 0, 1)) return; /* one already pending */
   int err = p->backend->wake(p->backend_state);
-  if (err != 0 && err != -EAGAIN) NP_PANIC("netpoll break write failed");
+  if (err != 0 && err != -EAGAIN) {
+    np__poller_fail(p, err); /* the break is gone: wake_sig stays set, no retry */
+    return;
+  }
   np__stat_add(&p->stat_breaks, 1);
+}
+
+/* ---- failure of the poller's own descriptors ------------------------------ */
+
+void np__poller_fail(np_poller *p, int err) {
+  NP_ASSERT(err < 0);
+  (void)np__cas_u32(&p->failed, 0, (uint32_t)-err); /* the first error is kept */
+  /* Every pd in use, under the cache lock (blocks only grow under it; lock
+   * order: cache lock, then a pd lock). */
+  np__mutex_lock(&p->cache_lock);
+  for (np__pd_block *b = p->blocks; b != NULL; b = b->next)
+    for (int i = 0; i < NP__PD_BLOCK_COUNT; i++) np__pd_fail(&b->pds[i]);
+  np__mutex_unlock(&p->cache_lock);
 }
 
 /* ---- netpoll -------------------------------------------------------------- */
@@ -174,7 +190,10 @@ int np__netpoll(np_poller *p, int64_t delay_ns) {
     np__stat_add(&p->stat_polls, 1);
     n = p->backend->wait(p->backend_state, events, p->events_max, delay_ns);
     if (n >= 0) break;
-    if (n != -EINTR) return n;
+    if (n != -EINTR) {
+      np__poller_fail(p, n); /* the epoll descriptor is gone (EBADF, EINVAL) */
+      return n;
+    }
     /* I9: a blocking poll retries; a timed one returns so the caller can
      * recompute its timers. */
     if (delay_ns >= 0) return 0;
@@ -189,7 +208,10 @@ int np__netpoll(np_poller *p, int64_t delay_ns) {
        * non-blocking poll would steal the wake-up of a blocked one. */
       if (delay_ns != 0) {
         int err = p->backend->drain(p->backend_state);
-        if (err != 0 && err != -EAGAIN) NP_PANIC("netpoll break read failed");
+        if (err != 0 && err != -EAGAIN) {
+          np__poller_fail(p, err);
+          continue; /* wake_sig stays set: no more breaks */
+        }
         np__store_u32(&p->wake_sig, 0);
       }
       continue;
@@ -223,6 +245,9 @@ int np__poll_once(np_poller *p, bool block) {
   } else {
     delay = p->heap[0]->when_ns - now;
   }
+  /* A bounded sleep, so that a poller whose break descriptor died (closed
+   * behind the library) still notices its failed state and its inbox. */
+  if (p->sleep_cap_ns > 0 && (delay < 0 || delay > p->sleep_cap_ns)) delay = p->sleep_cap_ns;
   p->sleep_until = delay < 0 ? INT64_MAX : delay == 0 ? 0 : now + delay;
   np__mutex_unlock(&p->timer_lock);
 

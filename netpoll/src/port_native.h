@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 typedef _Atomic uintptr_t np__auptr;
 typedef _Atomic uint32_t np__au32;
@@ -102,6 +103,23 @@ void np__sema_acquire(np__sema *s);
 void np__sema_release(np__sema *s);
 
 int64_t np__now(void);
+
+/* Handle memory (struct np_fd): zeroed on allocation. The simulator keeps
+ * freed handles poisoned and inaccessible instead, so that a use after free
+ * is a failure with a seed. */
+#ifdef NP_TEST_HOOKS
+/* Test builds: tests may route handle memory through their own allocator
+ * (a poisoning one: a use after free faults in every build). NULL: calloc. */
+extern void *(*np__test_hook_fd_alloc)(size_t size);
+extern void (*np__test_hook_fd_free)(void *f);
+#define np__fd_alloc()                                                                            \
+  ((struct np_fd *)(np__test_hook_fd_alloc != NULL ? np__test_hook_fd_alloc(sizeof(struct np_fd)) \
+                                                   : calloc(1, sizeof(struct np_fd))))
+#define np__fd_release(f) (np__test_hook_fd_free != NULL ? np__test_hook_fd_free(f) : free(f))
+#else
+#define np__fd_alloc() ((struct np_fd *)calloc(1, sizeof(struct np_fd)))
+#define np__fd_release(f) free(f)
+#endif
 
 /* Observation hook: every np__pd_wait result passes through it. The
  * simulator checks each against history (I3); natively it is free. */

@@ -110,10 +110,9 @@ bool np__sched_after(np__sched *s, np__task *t) {
 
 static void poll_now(np__sched *s, bool block) {
   s->in_poll = true;
-  int n = np__poll_once(s->p, block);
+  (void)np__poll_once(s->p, block); /* < 0: the poller failed (np__poller_fail) */
   s->in_poll = false;
   s->since_poll = 0;
-  if (n < 0) NP_PANIC("epoll_wait failed (was the epoll descriptor closed behind the library?)");
 }
 
 void np__sched_maybe_poll(np__sched *s) {
@@ -124,6 +123,14 @@ void np__sched_maybe_poll(np__sched *s) {
 }
 
 void np__sched_idle(np__sched *s) {
+  if (np__load_u32(&s->p->failed)) {
+    /* Its epoll or break descriptor is gone (every waiter got NP_EPOLLER):
+     * no epoll_wait and no break any more; tasks still run (inboxes, the
+     * timer heap), found by polling in small sleeps. */
+    np__run_timers(s->p, np__now());
+    np__port_backoff();
+    return;
+  }
   /* One blocking poll: it returns at once when events are pending or when
    * its timers made a task ready, so a non-blocking poll first would only
    * add a system call per idle turn. */

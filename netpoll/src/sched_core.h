@@ -74,6 +74,9 @@ struct np__sched {
 /* Provided by the runtime: the scheduler running on the calling thread
  * (native: thread-local; sim: the simulated thread's), NULL elsewhere. */
 np__sched *np__tls_sched(void);
+/* Provided by the runtime: a short sleep of the calling thread (a failed
+ * poller's scheduler waits in these; native: 1 ms, sim: virtual). */
+void np__port_backoff(void);
 
 void np__sched_init(np__sched *s, struct np__group *g, int id, np_poller *p, np__au32 *stop);
 void np__sched_fini(np__sched *s);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -29,6 +30,7 @@ typedef struct np__syscalls {
   int (*fcntl_getfl)(int fd);
   int (*fcntl_setfl)(int fd, int flags);
   int (*close)(int fd);
+  int (*fstat)(int fd, struct stat *st);
 } np__syscalls;
 
 extern np__syscalls np__sys;

@@ -103,16 +103,18 @@ static bool sleep_commit(void *arg) {
   return true;
 }
 
-static int thread_sleep(int64_t ns) {
+static int thread_sleep_ns(int64_t ns) {
   struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
   return 0;
 }
 
+void np__port_backoff(void) { (void)thread_sleep_ns(1000000); }
+
 int np_sleep(int64_t ns) {
   np__task *t = np__tls_task();
-  if (t == NULL) return ns > 0 ? thread_sleep(ns) : 0;
+  if (t == NULL) return ns > 0 ? thread_sleep_ns(ns) : 0;
   if (np__load_u32(&t->group->shutdown)) return NP_ECLOSING;
   if (ns <= 0) {
     np_yield();
