@@ -122,17 +122,16 @@ static bool node_commit(void *arg) {
   return np__cas_u32(&n->state, NODE_WAITING, NODE_PARKED);
 }
 
+/* count is signed: > 0 units available, < 0 minus the threads and tasks
+ * that took a unit they did not get (each is, or is about to be, on the
+ * queue). A release that finds nobody waiting touches nothing after its
+ * add: np_close's csema / np_free's dsema releases are the last touch of a
+ * handle the other side may free at once (TSan found the earlier version's
+ * lock store after the add). */
 void np__sema_acquire(np__sema *s) {
-  for (uint32_t v = np__load_u32(&s->count); v > 0; v = np__load_u32(&s->count))
-    if (np__cas_u32(&s->count, v, v - 1)) return;
+  if ((int32_t)np__add_u32(&s->count, -1) >= 0) return; /* there was a unit */
   np__sema_node n = {NULL, NODE_WAITING, np__tls_task()};
   spin_lock(&s->lock);
-  for (uint32_t v = np__load_u32(&s->count); v > 0; v = np__load_u32(&s->count)) {
-    if (np__cas_u32(&s->count, v, v - 1)) {
-      spin_unlock(&s->lock);
-      return;
-    }
-  }
   if (s->tail != NULL)
     s->tail->next = &n;
   else
@@ -148,17 +147,25 @@ void np__sema_acquire(np__sema *s) {
 }
 
 void np__sema_release(np__sema *s) {
-  spin_lock(&s->lock);
-  np__sema_node *n = s->head;
-  if (n != NULL) {
-    s->head = n->next;
-    if (s->head == NULL) s->tail = NULL;
-  } else {
-    np__add_u32(&s->count, 1);
+  if ((int32_t)np__add_u32(&s->count, 1) > 0) return; /* nobody waits: the add was the last touch */
+  /* A waiter took its unit first: hand this one to the oldest. It may not
+   * have queued its node yet (between its add and its lock): it is running,
+   * so it will, soon. */
+  np__sema_node *n;
+  for (int spins = 0;; spins++) {
+    spin_lock(&s->lock);
+    n = s->head;
+    if (n != NULL) {
+      s->head = n->next;
+      if (s->head == NULL) s->tail = NULL;
+    }
+    spin_unlock(&s->lock);
+    if (n != NULL) break;
+    if (spins > 16) sched_yield();
   }
-  spin_unlock(&s->lock);
-  if (n == NULL) return;
-  np__task *t = n->task; /* read first: a thread waiter may return at the exchange */
+  /* The waiter cannot return before this exchange: the handle is alive up
+   * to here. Read the task first: a thread waiter may return at it. */
+  np__task *t = n->task;
   uint32_t old = atomic_exchange(&n->state, NODE_SIGNALED);
   if (t == NULL)
     futex_wake(&n->state, 1);
