@@ -6,7 +6,8 @@
 #   clang    clang, no sanitizer                    build-ci-clang
 #   asan     gcc, ASan + UBSan (NP_SANITIZE=address) build-ci-asan
 #   tsan     clang, TSan (NP_SANITIZE=thread)        build-ci-tsan
-#   format   make check-format (clang-format, tracked *.c / *.h)
+#   format   make check-format (clang-format, tracked *.c / *.h) and ci/func-length.sh
+#            (no function over 70 lines in netpoll/src, sim, fuzz, examples)
 #   install  ci/install-check.sh (install, find_package, pkg-config, symbols)
 #   fuzz     ci/fuzz.sh --smoke: every libFuzzer target for about a minute in
 #            all (clang, ASan+UBSan); a crash fails the step
@@ -88,7 +89,8 @@ step() {
     clang) config clang clang none ;;
     asan) config asan gcc address ;;
     tsan) config tsan clang thread ;;
-    format) make check-format ;;
+    format) make check-format && ci/func-length.sh 70 netpoll/src/*.c sim/*.c fuzz/*.c examples/*.c \
+      tests/conformance/native_runner.c ;;
     install) BUILD=build-ci-install CC=gcc JOBS=$JOBS ci/install-check.sh ;;
     fuzz) JOBS=$JOBS ci/fuzz.sh --smoke ;;
     mutants) JOBS=$JOBS ci/mutants.sh ;;

@@ -34,37 +34,13 @@ sim_pct_stats sim_pct_last;
 void (*sim_on_store)(const void *addr, uint64_t old_value, uint64_t new_value);
 
 /* ---- context switch ----------------------------------------------------
- * x86-64 System V: save the callee-saved registers on the old stack, swap
- * stack pointers, restore them from the new one. A new task's stack is laid
- * out so that the first switch "returns" into task_entry. */
-#if defined(__x86_64__)
-void sim_ctx_switch(void **from_sp, void *to_sp);
-__asm__(
-    ".text\n"
-    ".globl sim_ctx_switch\n"
-    ".type sim_ctx_switch,@function\n"
-    "sim_ctx_switch:\n"
-    "  pushq %rbp\n"
-    "  pushq %rbx\n"
-    "  pushq %r12\n"
-    "  pushq %r13\n"
-    "  pushq %r14\n"
-    "  pushq %r15\n"
-    "  movq %rsp, (%rdi)\n"
-    "  movq %rsi, %rsp\n"
-    "  popq %r15\n"
-    "  popq %r14\n"
-    "  popq %r13\n"
-    "  popq %r12\n"
-    "  popq %rbx\n"
-    "  popq %rbp\n"
-    "  ret\n"
-    ".size sim_ctx_switch,.-sim_ctx_switch\n"
-    ".section .note.GNU-stack,\"\",@progbits\n"
-    ".text\n");
-#else
-#error "sim/sched.c: context switch implemented for x86-64 only"
-#endif
+ * The library's own switch (netpoll/src/ctx.c: callee-saved registers and
+ * the stack pointer, x86-64), so the simulator switches exactly as the task
+ * runtime does. The stack layout below is np__ctx_make's: the first switch
+ * "returns" into task_entry. ASan bookkeeping stays here (the simulator
+ * learns the main stack's bounds from its first switch). */
+void np__ctx_asm_switch(void **from_sp, void *to_sp);
+#define sim_ctx_switch np__ctx_asm_switch
 
 static void task_entry(void);
 

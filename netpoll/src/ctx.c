@@ -40,7 +40,7 @@ void np__ctx_asm_switch(void **from_sp, void *to_sp);
 __asm__(
     ".text\n"
     ".globl np__ctx_asm_switch\n"
-    ".hidden np__ctx_asm_switch\n"
+    ".hidden np__ctx_asm_switch\n" /* the library's and the simulator's (sim/sched.c) */
     ".type np__ctx_asm_switch,@function\n"
     "np__ctx_asm_switch:\n"
     "  pushq %rbp\n"
