@@ -1,14 +1,15 @@
 /*
  * netpoll.h - a Go-style network poller for C on Linux.
  *
- * One epoll instance (a poller) serves every registered descriptor. A thread
- * that calls np_read / np_write / np_accept / np_connect on a registered
- * descriptor blocks until the operation can make progress, its deadline
- * passes, or the descriptor is closed, exactly as a goroutine blocks in Go's
- * net package. The descriptor itself is always non-blocking; the blocking is
- * done by the library (a pollDesc with two binary semaphores, rg and wg, per
- * descriptor, edge-triggered epoll, and a poller thread that also runs the
- * deadline timers).
+ * A poller is a group of scheduler threads, each with its own epoll
+ * instance and deadline timers. A task (np_go) or a thread that calls
+ * np_read / np_write / np_accept / np_connect on a registered descriptor
+ * blocks until the operation can make progress, its deadline passes, or the
+ * descriptor is closed, exactly as a goroutine blocks in Go's net package:
+ * a task by switching to its scheduler, a thread on a futex. The descriptor
+ * itself is always non-blocking; the blocking is done by the library (a
+ * pollDesc with two binary semaphores, rg and wg, per descriptor,
+ * edge-triggered epoll registered once).
  *
  * Error rule: every action returns 0 (or a byte count) on success and a
  * negative errno on failure. Three codes have a library meaning:
@@ -71,7 +72,7 @@ extern "C" {
 #define NP_ENOTPOLLABLE (-EPERM)      /* not pollable / epoll error condition */
 #define NP_EPOLLER (-ENOTRECOVERABLE) /* the poller failed: its epoll or break descriptor is gone */
 
-typedef struct np_poller np_poller; /* one epoll instance + poller thread */
+typedef struct np_poller np_poller; /* scheduler threads, each an epoll instance */
 typedef struct np_fd np_fd;         /* one registered descriptor */
 
 /* Describes any return value of this library (0, NP_E*, -errno). Never NULL. */
