@@ -404,49 +404,6 @@ static void test_activity_rearms_idle_deadline(void **state) {
 
 /* ---- shutdown with blocked connections -------------------------------------- */
 
-static void test_shutdown_wakes_blocked_connections(void **state) {
-  (void)state;
-  running r = server_up(0);
-  /* A: an idle connection; its server thread parks in np_read. */
-  int a = client_connect(r.port);
-  assert_true(a >= 0);
-  char x = 0;
-  assert_int_equal(write_all(a, "x", 1), 0);
-  assert_int_equal(read_full(a, &x, 1), 0);
-  /* B: sends without reading until nothing moves for 300 ms: the server's
-   * thread is then parked in np_write (our receive buffer is full) and has
-   * stopped reading (so our send buffer filled up too). */
-  int b = client_connect(r.port);
-  assert_true(b >= 0);
-  assert_int_equal(fcntl(b, F_SETFL, fcntl(b, F_GETFL) | O_NONBLOCK), 0);
-  static char junk[65536];
-  size_t sent = 0;
-  for (;;) {
-    ssize_t n = write(b, junk, sizeof(junk));
-    if (n > 0) {
-      sent += (size_t)n;
-      assert_true(sent < (size_t)1 << 30);
-      continue;
-    }
-    assert_true(n < 0 && errno == EAGAIN);
-    struct pollfd pfd = {.fd = b, .events = POLLOUT};
-    int ready = poll(&pfd, 1, 300);
-    assert_true(ready >= 0);
-    if (ready == 0) break;
-  }
-  /* Parked: the accept loop, A's reader, B's writer. */
-  th_wait_parked(r.srv->poller, 3);
-
-  server_down(&r); /* bounded: close must wake both connection threads */
-
-  assert_int_equal(drain_to_eof(a), 0); /* A sent nothing unread: clean EOF */
-  assert_int_equal(fcntl(b, F_SETFL, fcntl(b, F_GETFL) & ~O_NONBLOCK), 0);
-  int end = drain_to_eof(b); /* the server closed with our data unread: EOF or reset */
-  if (end != 0 && end != -ECONNRESET) fail_msg("B ended with %s", strerror(-end));
-  close(a);
-  close(b);
-}
-
 /* Sends without reading until nothing moves for 300 ms: the server's
  * handler is then parked in np_write. Returns the bytes sent. */
 static size_t stuff(int fd) {
@@ -466,6 +423,34 @@ static size_t stuff(int fd) {
     assert_true(ready >= 0);
     if (ready == 0) return sent;
   }
+}
+
+static void test_shutdown_wakes_blocked_connections(void **state) {
+  (void)state;
+  running r = server_up(0);
+  /* A: an idle connection; its server thread parks in np_read. */
+  int a = client_connect(r.port);
+  assert_true(a >= 0);
+  char x = 0;
+  assert_int_equal(write_all(a, "x", 1), 0);
+  assert_int_equal(read_full(a, &x, 1), 0);
+  /* B: sends without reading until nothing moves for 300 ms: the server's
+   * thread is then parked in np_write (our receive buffer is full) and has
+   * stopped reading (so our send buffer filled up too). */
+  int b = client_connect(r.port);
+  assert_true(b >= 0);
+  stuff(b);
+  /* Parked: the accept loop, A's reader, B's writer. */
+  th_wait_parked(r.srv->poller, 3);
+
+  server_down(&r); /* bounded: close must wake both connection threads */
+
+  assert_int_equal(drain_to_eof(a), 0); /* A sent nothing unread: clean EOF */
+  assert_int_equal(fcntl(b, F_SETFL, fcntl(b, F_GETFL) & ~O_NONBLOCK), 0);
+  int end = drain_to_eof(b); /* the server closed with our data unread: EOF or reset */
+  if (end != 0 && end != -ECONNRESET) fail_msg("B ended with %s", strerror(-end));
+  close(a);
+  close(b);
 }
 
 /* IDLE_MS is the room a write gets, armed when the write starts: a read that

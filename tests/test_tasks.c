@@ -9,9 +9,12 @@
  */
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -195,6 +198,45 @@ static void test_thread_wakes_task(void **state) {
   assert_int_equal(np_write(f[1], "x", 1, &w), 0);
   assert_int_equal(np_wait_tasks(p, 0), 0);
   assert_int_equal(b.ret, 1);
+  np_poller_destroy(p);
+}
+
+/* ---- accepted connections spread over the schedulers ------------------------------ */
+
+typedef struct acceptor {
+  np_fd *l;
+  np_fd *conns[8];
+  int n;
+} acceptor;
+
+static void accept_task(void *arg) {
+  acceptor *a = arg;
+  while (a->n < 8 && np_accept(a->l, &a->conns[a->n], NULL, NULL) == 0) a->n++;
+}
+
+static void test_accepted_connections_spread(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(2);
+  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "np-spread-%d", (int)getpid()); /* abstract */
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sa.sun_path + 1));
+  assert_int_equal(bind(lfd, (struct sockaddr *)&sa, len), 0);
+  assert_int_equal(listen(lfd, 16), 0);
+  acceptor a = {0};
+  assert_int_equal(np_open(p, lfd, &a.l), 0);
+  assert_int_equal(np_go(p, accept_task, &a), 0);
+  int cl[8];
+  for (int i = 0; i < 8; i++) {
+    cl[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(cl[i], (struct sockaddr *)&sa, len), 0);
+  }
+  assert_int_equal(np_wait_tasks(p, np_deadline_after(10000 * MS)), 0);
+  assert_int_equal(a.n, 8);
+  int on_leader = 0;
+  for (int i = 0; i < 8; i++) on_leader += a.conns[i]->poller == p;
+  assert_int_equal(on_leader, 4); /* round robin over the two schedulers' pollers */
+  for (int i = 0; i < 8; i++) close(cl[i]);
   np_poller_destroy(p);
 }
 
@@ -435,6 +477,7 @@ int main(void) {
       cmocka_unit_test(test_blocked_tasks_closed),
       cmocka_unit_test(test_task_deadline),
       cmocka_unit_test(test_thread_wakes_task),
+      cmocka_unit_test(test_accepted_connections_spread),
       cmocka_unit_test(test_sleep_order),
       cmocka_unit_test(test_yield_interleaves),
       cmocka_unit_test(test_blocking_offload),
