@@ -252,6 +252,60 @@ NP_EXTERN int np_wait_tasks(np_poller *p, int64_t deadline_ns);
  * returned and destroys the poller. Returns 0 or -errno from creation. */
 NP_EXTERN int np_run(const np_options *opts, np_task_fn fn, void *arg);
 
+/* ---- network -----------------------------------------------------------
+ * Sockets without socket(2): the same calls, with the same meaning, in the
+ * real library and in the simulated one (libnetpoll-sim, where they reach
+ * the simulated network). Every descriptor they make is non-blocking,
+ * close-on-exec and registered with the poller (from a task: with its
+ * scheduler's poller, as np_open).
+ *
+ * network: "tcp" (IPv4 or IPv6, by the address), "tcp4", "tcp6", "unix"
+ * (SOCK_STREAM). address: "host:port" with a numeric host ("127.0.0.1:7000",
+ * "[::1]:7000"), "localhost:port", or ":port" (every local address; the
+ * unspecified address of the family); a path for "unix" ("@name": the
+ * abstract namespace). Port 0 picks a free port: read it back with
+ * np_local_addr. No name resolution is done (it would block: use
+ * np_blocking and getaddrinfo). Errors: -EINVAL (bad network, address or
+ * port, with nothing created), the socket, bind, listen or connect errno,
+ * and those of np_open. */
+
+#define NP_ADDRSTRLEN 112 /* room for any address np_local_addr writes, with its NUL */
+
+/* A listening socket (SO_REUSEADDR, backlog SOMAXCONN) on address. */
+NP_EXTERN int np_listen(np_poller *p, const char *network, const char *address, np_fd **out);
+
+/* Connects to address, waiting at most until deadline_ns (absolute, as
+ * np_set_deadline; 0 = no deadline): NP_ETIMEOUT then, -ECONNREFUSED when
+ * nothing listens. The returned connection has no deadline set. */
+NP_EXTERN int np_dial(np_poller *p, const char *network, const char *address, int64_t deadline_ns,
+                      np_fd **out);
+
+/* The local / peer address of a socket as text, in the address syntax
+ * above ("127.0.0.1:43012", "[::1]:7000", a path; "" for an unnamed unix
+ * socket). Returns 0, -ENOSPC (len too small; buf gets ""), -ENOTSOCK,
+ * -ENOTCONN (np_remote_addr of an unconnected socket), NP_ECLOSING. */
+NP_EXTERN int np_local_addr(np_fd *f, char *buf, size_t len);
+NP_EXTERN int np_remote_addr(np_fd *f, char *buf, size_t len);
+
+/* A pipe: fds[0] the read end, fds[1] the write end. */
+NP_EXTERN int np_pipe(np_poller *p, np_fd *fds[2]);
+
+/* A connected pair of AF_UNIX stream sockets. */
+NP_EXTERN int np_socketpair(np_poller *p, np_fd *fds[2]);
+
+/* Shuts down the writing side of a socket (Go's CloseWrite): the peer reads
+ * end of file once it has read everything written before; this side can
+ * still read. Returns 0 or -errno (-ENOTSOCK, -ENOTCONN, NP_ECLOSING). */
+NP_EXTERN int np_close_write(np_fd *f);
+
+/* ---- random numbers ----------------------------------------------------
+ * For a program's own choices (jitter, picking a peer). In the simulated
+ * library it is drawn from the run's seed, so a seed replays the program's
+ * choices too; in the real library it is seeded once from the kernel
+ * (getrandom), or from np_rand_seed. Thread-safe. */
+NP_EXTERN uint64_t np_rand(void);
+NP_EXTERN void np_rand_seed(uint64_t seed);
+
 #ifdef __cplusplus
 }
 #endif
