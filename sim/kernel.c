@@ -8,63 +8,10 @@
 #include <string.h>
 #include <sys/epoll.h>
 
+#include "kernel_impl.h"
 #include "sched.h"
 
-enum kind { K_FREE, K_PIPE_R, K_PIPE_W, K_SOCK, K_EVENTFD, K_EPOLL, K_LISTEN, K_RESERVED };
-
-#define BACKLOG_MAX 16
-
-typedef struct kbuf { /* one direction of a stream */
-  uint8_t *data;
-  uint32_t cap, len, head;
-  uint64_t total_read; /* bytes ever read: the stream offset of the next read */
-  bool no_writer;      /* write side closed/shut: reader sees EOF after data */
-  bool no_reader;      /* read side closed: writes fail with EPIPE */
-  int users;           /* files referring to it */
-} kbuf;
-
-typedef struct epitem {
-  int fd;
-  uint32_t reg;    /* registration serial: 1, 2, ... per run (the kernel's identity, not the tag) */
-  uint32_t events; /* interest (EPOLLET included) */
-  uint64_t tag;
-  bool queued;        /* on the ready list */
-  bool err_only_once; /* injected: next report is EPOLLERR alone */
-  struct epitem *next_ready;
-} epitem;
-
-typedef struct kfile {
-  enum kind kind;
-  kbuf *rx, *tx;      /* pipe_r: rx; pipe_w: tx; sock: both */
-  int peer;           /* fd of the other end, -1 if closed */
-  uint64_t efd_count; /* eventfd */
-  int sk_err;         /* pending socket error */
-  bool accepted;      /* client end of a connection that was accepted (stays true) */
-  epitem *item;       /* registration in the one epoll instance, or NULL */
-  /* K_LISTEN: connections not yet accepted, FIFO; each is the server end of
-   * a connected pair whose client end is already an fd of the peer. */
-  struct kconn {
-    kbuf *to_server, *to_client;
-    int client_fd;
-  } backlog[BACKLOG_MAX];
-  int backlog_len;
-} kfile;
-
-static struct {
-  kfile files[KERN_FDS_MAX];
-  int epfd;
-  epitem *ready_head, *ready_tail;
-  sim_task *waiter; /* poller blocked in epoll_wait */
-  int64_t waiter_wake_at;
-  int breakfd;
-  kern_faults faults;
-  kern_stats stats;
-  kern_event_fn hook;
-  kern_reg_fn reg_hook;
-  kern_close_fn close_hook;
-  uint32_t next_reg;
-  void *hook_ctx;
-} K;
+kern_state kern_state_g;
 
 static kbuf *buf_new(uint32_t cap) {
   kbuf *b = calloc(1, sizeof(*b));
@@ -134,6 +81,10 @@ static kfile *file_of(int fd) {
 bool kern_fd_open(int fd) { return file_of(fd) != NULL; }
 
 static uint32_t space(const kbuf *b) { return b->cap - b->len; }
+/* Bytes a reader can have now: the last inflight ones have not arrived. */
+static uint32_t readable(const kbuf *b) { return b->len - b->inflight; }
+/* The writer is gone and everything it wrote has arrived: end of file. */
+static bool at_eof(const kbuf *b) { return b->no_writer && b->inflight == 0; }
 
 uint32_t kern_poll_mask(int fd) {
   kfile *f = file_of(fd);
@@ -149,9 +100,9 @@ uint32_t kern_poll_mask(int fd) {
       if (f->tx->no_reader) m |= EPOLLERR;
       break;
     case K_SOCK:
-      if (f->rx->len > 0) m |= EPOLLIN;
-      if (f->rx->no_writer) m |= EPOLLIN | EPOLLRDHUP;
-      if (f->rx->no_writer && f->tx->no_reader) m |= EPOLLHUP;
+      if (readable(f->rx) > 0) m |= EPOLLIN;
+      if (at_eof(f->rx)) m |= EPOLLIN | EPOLLRDHUP;
+      if (at_eof(f->rx) && f->tx->no_reader) m |= EPOLLHUP;
       if (space(f->tx) > 0 || f->tx->no_reader) m |= EPOLLOUT;
       if (f->sk_err != 0) m |= EPOLLERR;
       break;
@@ -161,6 +112,10 @@ uint32_t kern_poll_mask(int fd) {
     case K_EVENTFD:
       if (f->efd_count > 0) m |= EPOLLIN;
       m |= EPOLLOUT;
+      break;
+    case K_SOCKNEW: /* tcp_poll: a closed socket is writable and hung up; a connecting one nothing */
+      if (!f->connecting) m |= EPOLLOUT | EPOLLHUP;
+      if (f->sk_err != 0) m |= EPOLLERR;
       break;
     default: break;
   }
@@ -253,13 +208,14 @@ static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
     notify(fd);
     return 8;
   }
+  if (f->kind == K_SOCKNEW) return f->sk_err != 0 ? -f->sk_err : f->connecting ? -EAGAIN : -ENOTCONN;
   if (f->kind != K_PIPE_R && f->kind != K_SOCK) return -EBADF;
   kbuf *b = f->rx;
   /* The exact stream offset of this read, for the reader's data check
    * (several tasks may read one stream; they return in any order). */
   sim->current->io_offset = b->total_read;
   if (len == 0) return 0;
-  if (b->len == 0) {
+  if (readable(b) == 0) {
     /* af_unix: queued data first; then a pending error once (sock_error),
      * then EOF or EAGAIN. */
     if (f->kind == K_SOCK && f->sk_err != 0) {
@@ -268,9 +224,9 @@ static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
       notify(fd);
       return -err;
     }
-    return b->no_writer ? 0 : -EAGAIN;
+    return at_eof(b) ? 0 : -EAGAIN;
   }
-  size_t n = len < b->len ? len : b->len;
+  size_t n = len < readable(b) ? len : readable(b);
   if (faults && n > 1 && fault(K.faults.short_io)) n = 1 + sim_rand_below(n - 1);
   bool was_full = b->len == b->cap;
   for (size_t i = 0; i < n; i++) ((uint8_t *)buf)[i] = b->data[(b->head + i) % b->cap];
@@ -292,6 +248,7 @@ static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faul
     notify(fd);
     return 8;
   }
+  if (f->kind == K_SOCKNEW) return f->sk_err != 0 ? -f->sk_err : f->connecting ? -EAGAIN : -EPIPE;
   if (f->kind != K_PIPE_W && f->kind != K_SOCK) return -EBADF;
   kbuf *b = f->tx;
   /* pipe_write returns 0 for an empty write before looking for readers;
@@ -306,6 +263,7 @@ static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faul
   if (faults && n > 1 && fault(K.faults.short_io)) n = 1 + sim_rand_below(n - 1);
   for (size_t i = 0; i < n; i++) b->data[(b->head + b->len + i) % b->cap] = ((const uint8_t *)buf)[i];
   b->len += (uint32_t)n;
+  if (b->net) kern__net_wrote(fd, b, (uint32_t)n);
   notify_buf_users(b, f->peer, -1);
   return (ssize_t)n;
 }
@@ -711,7 +669,13 @@ static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *add
   struct kconn cn = l->backlog[0];
   memmove(&l->backlog[0], &l->backlog[1], (size_t)(l->backlog_len - 1) * sizeof(cn));
   l->backlog_len--;
-  K.files[s] = (kfile){.kind = K_SOCK, .rx = cn.to_server, .tx = cn.to_client, .peer = -1};
+  K.files[s] = (kfile){.kind = K_SOCK,
+                       .rx = cn.to_server,
+                       .tx = cn.to_client,
+                       .peer = -1,
+                       .local = l->local,
+                       .remote = cn.client};
+  if (cn.to_server->net) kern_net_kick(); /* data sent before the accept may be due */
   kfile *client = file_of(cn.client_fd);
   if (client != NULL && client->rx == cn.to_client) {
     client->peer = s;
@@ -732,6 +696,7 @@ static int sb_connect(void *state, int fd, const struct sockaddr *addr, socklen_
   syscall_point("connect", fd);
   kfile *f = file_of(fd);
   if (f == NULL) return -EBADF;
+  if (f->kind == K_SOCKNEW) return kern__net_connect(f, fd, addr, addrlen);
   return f->kind == K_SOCK ? -EISCONN : -ENOTSOCK;
 }
 
@@ -740,7 +705,7 @@ static int sb_getsockopt_error(void *state, int fd, int *so_error) {
   syscall_point("getsockopt", fd);
   kfile *f = file_of(fd);
   if (f == NULL) return -EBADF;
-  if (f->kind != K_SOCK) return -ENOTSOCK;
+  if (f->kind != K_SOCK && f->kind != K_SOCKNEW) return -ENOTSOCK;
   *so_error = f->sk_err;
   f->sk_err = 0;
   return 0;
@@ -751,6 +716,7 @@ static int sb_getpeername(void *state, int fd) {
   syscall_point("getpeername", fd);
   kfile *f = file_of(fd);
   if (f == NULL) return -EBADF;
+  if (f->kind == K_SOCKNEW) return -ENOTCONN;
   if (f->kind != K_SOCK) return -ENOTSOCK;
   return f->peer >= 0 ? 0 : -ENOTCONN;
 }
@@ -788,3 +754,13 @@ const np__backend sim_backend = {
     .setnonblock = sb_setnonblock,
     .close_fd = sb_close_fd,
 };
+
+/* ---- helpers for knet.c ------------------------------------------------------ */
+
+kfile *kern__file(int fd) { return file_of(fd); }
+int kern__fd_alloc(void) { return fd_alloc(); }
+kbuf *kern__buf_new(uint32_t cap) { return buf_new(cap); }
+void kern__buf_release(kbuf *b) { buf_release(b); }
+void kern__notify(int fd) { notify(fd); }
+bool kern__fault(uint32_t rate) { return fault(rate); }
+void kern__syscall_point(const char *name, int fd) { syscall_point(name, fd); }

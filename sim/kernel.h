@@ -84,4 +84,30 @@ bool kern_item_registered(int fd);
 uint64_t kern_break_count(void);                      /* eventfd counter of the break */
 struct sim_task *kern_epoll_waiter(int64_t *wake_at); /* poller blocked in wait, or NULL */
 extern const np__backend sim_backend;
+
+/* ---- the simulated network (knet.c), for libnetpoll-sim ---------------------
+ * Stream sockets on one simulated host: listeners on ports or unix paths,
+ * a connect that takes a SYN's latency (refused when nothing listens,
+ * retried after 1, 2, 4, ... s when the SYN is dropped or the backlog is
+ * full, ETIMEDOUT after 127 s as Linux), data that arrives after a delay,
+ * and resets. Off (kern_net.on false) everything is instant. */
+#define KERN_PATHS_MAX 32
+typedef struct kern_net {
+  bool on;
+  int64_t latency_max;  /* a SYN or a chunk of data takes [0, latency_max] ns */
+  uint32_t syn_drop;    /* per million SYNs lost (the connect retries) */
+  uint32_t reset_write; /* per million writes after which the connection is reset */
+} kern_net;
+kern_net *kern_net_get(void);
+/* A socket of family AF_INET, AF_INET6 or AF_UNIX, not connected. */
+int kern_net_socket(int family);
+/* bind + listen: 0, -EADDRINUSE, -EINVAL (bad address or not a new socket).
+ * Port 0 picks one. */
+int kern_net_listen(int fd, const struct sockaddr *sa, socklen_t len);
+/* The socket's own or its peer's address (-ENOTCONN: none), -ENOTSOCK. */
+int kern_net_addr(int fd, bool peer, struct sockaddr_storage *ss, socklen_t *len);
+/* The network's own task: delivers data and SYNs when due; returns when
+ * *stop is set and it is woken (kern_net_kick). */
+void kern_net_main(const bool *stop);
+void kern_net_kick(void);
 #endif

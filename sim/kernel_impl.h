@@ -1,0 +1,122 @@
+/*
+ * kernel_impl.h - the simulated kernel's state, shared by kernel.c (files,
+ * epoll, the backend table) and knet.c (the simulated network). Nothing
+ * outside those two files may include it.
+ */
+#ifndef SIM_KERNEL_IMPL_H
+#define SIM_KERNEL_IMPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "kernel.h"
+#include "sched.h"
+
+/* K_SOCKNEW: a socket of the simulated network not (yet) connected:
+ * fresh, connecting (its SYN travels) or failed (sk_err says why). */
+enum kind { K_FREE, K_PIPE_R, K_PIPE_W, K_SOCK, K_EVENTFD, K_EPOLL, K_LISTEN, K_RESERVED, K_SOCKNEW };
+
+/* An address of the simulated network: one host, so an IP address only
+ * names the family it was given in; ports and unix paths (interned in
+ * kern_net, path 1...) tell listeners apart. */
+typedef struct kaddr {
+  uint16_t family; /* 0: none (an unnamed socket), AF_INET, AF_INET6, AF_UNIX */
+  uint16_t port;
+  uint32_t path; /* AF_UNIX: index + 1 in knet's path table */
+  uint8_t ip[16];
+} kaddr;
+
+#define KBUF_CHUNKS 8
+
+#define BACKLOG_MAX 16
+
+typedef struct kbuf { /* one direction of a stream */
+  uint8_t *data;
+  uint32_t cap, len, head;
+  uint64_t total_read; /* bytes ever read: the stream offset of the next read */
+  bool no_writer;      /* write side closed/shut: reader sees EOF after data */
+  bool no_reader;      /* read side closed: writes fail with EPIPE */
+  int users;           /* files referring to it */
+  /* The simulated network delays delivery: the last `inflight` bytes were
+   * written but have not arrived; chunks say when they do (FIFO). */
+  uint32_t inflight;
+  uint8_t chunk_head, chunk_len;
+  struct kchunk {
+    int64_t at;
+    uint32_t n;
+  } chunks[KBUF_CHUNKS];
+  bool net; /* a connection of the simulated network (delays, resets) */
+} kbuf;
+
+typedef struct epitem {
+  int fd;
+  uint32_t reg;    /* registration serial: 1, 2, ... per run (the kernel's identity, not the tag) */
+  uint32_t events; /* interest (EPOLLET included) */
+  uint64_t tag;
+  bool queued;        /* on the ready list */
+  bool err_only_once; /* injected: next report is EPOLLERR alone */
+  struct epitem *next_ready;
+} epitem;
+
+typedef struct kfile {
+  enum kind kind;
+  kbuf *rx, *tx;      /* pipe_r: rx; pipe_w: tx; sock: both */
+  int peer;           /* fd of the other end, -1 if closed */
+  uint64_t efd_count; /* eventfd */
+  int sk_err;         /* pending socket error */
+  bool accepted;      /* client end of a connection that was accepted (stays true) */
+  epitem *item;       /* registration in the one epoll instance, or NULL */
+  /* K_LISTEN: connections not yet accepted, FIFO; each is the server end of
+   * a connected pair whose client end is already an fd of the peer. */
+  struct kconn {
+    kbuf *to_server, *to_client;
+    int client_fd;
+    kaddr client;
+  } backlog[BACKLOG_MAX];
+  int backlog_len;
+  kaddr local, remote; /* sockets and listeners of the simulated network */
+  /* K_SOCKNEW connecting: where to, when its SYN arrives, tries so far. */
+  kaddr target;
+  int64_t syn_at;
+  int syn_tries;
+  bool connecting;
+} kfile;
+
+typedef struct kern_state {
+  kfile files[KERN_FDS_MAX];
+  int epfd;
+  epitem *ready_head, *ready_tail;
+  sim_task *waiter; /* poller blocked in epoll_wait */
+  int64_t waiter_wake_at;
+  int breakfd;
+  kern_faults faults;
+  kern_stats stats;
+  kern_event_fn hook;
+  kern_reg_fn reg_hook;
+  kern_close_fn close_hook;
+  uint32_t next_reg;
+  void *hook_ctx;
+  kern_net net;
+  char paths[KERN_PATHS_MAX][108]; /* unix socket paths, interned */
+  int path_count;
+  uint16_t next_port; /* ephemeral ports, from 32768 */
+  sim_task *net_waiter;
+} kern_state;
+
+extern kern_state kern_state_g;
+#define K kern_state_g
+
+/* kernel.c's helpers, for knet.c. */
+kfile *kern__file(int fd);
+int kern__fd_alloc(void);
+kbuf *kern__buf_new(uint32_t cap);
+void kern__buf_release(kbuf *b);
+void kern__notify(int fd);
+bool kern__fault(uint32_t rate);
+void kern__syscall_point(const char *name, int fd);
+/* knet.c's side: connect on a K_SOCKNEW, and a write on a network stream. */
+int kern__net_connect(kfile *f, int fd, const struct sockaddr *sa, socklen_t len);
+void kern__net_wrote(int fd, kbuf *b, uint32_t n);
+
+#endif

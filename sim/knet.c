@@ -1,0 +1,280 @@
+/*
+ * knet.c - the simulated network (see kernel.h): stream sockets of one
+ * simulated host, with connect latency, refusal, lost SYNs, delayed
+ * delivery and resets drawn from the run's PRNG. The network's own task
+ * (kern_net_main) makes due events happen; everything else is a syscall of
+ * the backend (kernel.c) or of libnetpoll-sim's network calls.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/un.h>
+
+#include "kernel_impl.h"
+#include "sched.h"
+
+#define SEC INT64_C(1000000000)
+#define SYN_RETRIES 6 /* Linux's tcp_syn_retries: the connect fails 127 s after the first SYN */
+#define PORT_FIRST 32768
+
+kern_net *kern_net_get(void) { return &K.net; }
+
+void kern_net_kick(void) {
+  if (K.net_waiter != NULL) sim_wake(K.net_waiter);
+}
+
+static int64_t latency(void) {
+  if (!K.net.on || K.net.latency_max <= 0) return 0;
+  return (int64_t)sim_rand_below((uint64_t)K.net.latency_max + 1);
+}
+
+/* ---- addresses --------------------------------------------------------------- */
+
+static uint32_t intern_path(const char *path) {
+  for (int i = 0; i < K.path_count; i++)
+    if (strcmp(K.paths[i], path) == 0) return (uint32_t)i + 1;
+  if (K.path_count >= KERN_PATHS_MAX) return 0;
+  snprintf(K.paths[K.path_count], sizeof(K.paths[0]), "%s", path);
+  return (uint32_t)++K.path_count;
+}
+
+static int to_kaddr(const struct sockaddr *sa, socklen_t len, kaddr *a) {
+  memset(a, 0, sizeof(*a));
+  if (sa == NULL || len < (socklen_t)sizeof(sa_family_t)) return -EINVAL;
+  a->family = sa->sa_family;
+  if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+    const struct sockaddr_in *in = (const void *)sa;
+    a->port = ntohs(in->sin_port);
+    memcpy(a->ip, &in->sin_addr, 4);
+    return 0;
+  }
+  if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+    const struct sockaddr_in6 *in6 = (const void *)sa;
+    a->port = ntohs(in6->sin6_port);
+    memcpy(a->ip, &in6->sin6_addr, 16);
+    return 0;
+  }
+  if (sa->sa_family == AF_UNIX && len > (socklen_t)sizeof(sa_family_t)) {
+    const struct sockaddr_un *un = (const void *)sa;
+    size_t n = (size_t)len - sizeof(sa_family_t);
+    char path[sizeof(un->sun_path) + 1];
+    if (n > sizeof(un->sun_path)) return -EINVAL;
+    memcpy(path, un->sun_path, n);
+    path[n] = 0;
+    if (n == 0 || (path[0] == 0 && n == 1)) return -EINVAL;
+    if (path[0] == 0) path[0] = '@'; /* the abstract namespace */
+    a->path = intern_path(path);
+    return a->path == 0 ? -ENOMEM : 0;
+  }
+  return sa->sa_family == AF_INET || sa->sa_family == AF_INET6 || sa->sa_family == AF_UNIX ? -EINVAL
+                                                                                           : -EAFNOSUPPORT;
+}
+
+static socklen_t from_kaddr(const kaddr *a, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof(*ss));
+  ss->ss_family = a->family;
+  if (a->family == AF_INET) {
+    struct sockaddr_in *in = (void *)ss;
+    in->sin_port = htons(a->port);
+    memcpy(&in->sin_addr, a->ip, 4);
+    return sizeof(*in);
+  }
+  if (a->family == AF_INET6) {
+    struct sockaddr_in6 *in6 = (void *)ss;
+    in6->sin6_port = htons(a->port);
+    memcpy(&in6->sin6_addr, a->ip, 16);
+    return sizeof(*in6);
+  }
+  struct sockaddr_un *un = (void *)ss;
+  if (a->path == 0) return sizeof(sa_family_t); /* unnamed */
+  const char *path = K.paths[a->path - 1];
+  size_t n = strlen(path);
+  memcpy(un->sun_path, path, n);
+  if (path[0] == '@') un->sun_path[0] = 0;
+  return (socklen_t)(sizeof(sa_family_t) + n + (path[0] == '@' ? 0 : 1));
+}
+
+static bool inet(uint16_t family) { return family == AF_INET || family == AF_INET6; }
+
+/* One host: an IP address reaches every listener on the port. */
+static int find_listener(const kaddr *a) {
+  for (int fd = 0; fd < KERN_FDS_MAX; fd++) {
+    const kfile *f = &K.files[fd];
+    if (f->kind != K_LISTEN || f->local.family == 0) continue;
+    if (inet(a->family) && inet(f->local.family) && f->local.port == a->port) return fd;
+    if (a->family == AF_UNIX && f->local.family == AF_UNIX && f->local.path == a->path) return fd;
+  }
+  return -1;
+}
+
+static uint16_t ephemeral_port(void) {
+  for (int tries = 0; tries < 65536 - PORT_FIRST; tries++) {
+    if (K.next_port < PORT_FIRST) K.next_port = PORT_FIRST;
+    uint16_t port = K.next_port++;
+    kaddr probe = {.family = AF_INET, .port = port};
+    if (find_listener(&probe) < 0) return port;
+  }
+  return 0;
+}
+
+/* ---- sockets ----------------------------------------------------------------- */
+
+int kern_net_socket(int family) {
+  if (family != AF_INET && family != AF_INET6 && family != AF_UNIX) return -EAFNOSUPPORT;
+  int fd = kern__fd_alloc();
+  if (fd < 0) return fd;
+  K.files[fd] = (kfile){.kind = K_SOCKNEW, .peer = -1, .local = {.family = (uint16_t)family}};
+  return fd;
+}
+
+int kern_net_listen(int fd, const struct sockaddr *sa, socklen_t len) {
+  kfile *f = kern__file(fd);
+  if (f == NULL) return -EBADF;
+  if (f->kind != K_SOCKNEW || f->connecting || f->sk_err != 0) return -EINVAL;
+  kaddr a;
+  int err = to_kaddr(sa, len, &a);
+  if (err != 0) return err;
+  if (inet(a.family) != inet(f->local.family)) return -EINVAL;
+  if (find_listener(&a) >= 0) return -EADDRINUSE;
+  if (inet(a.family) && a.port == 0 && (a.port = ephemeral_port()) == 0) return -EADDRINUSE;
+  f->kind = K_LISTEN;
+  f->local = a;
+  return 0;
+}
+
+int kern_net_addr(int fd, bool peer, struct sockaddr_storage *ss, socklen_t *len) {
+  kfile *f = kern__file(fd);
+  if (f == NULL) return -EBADF;
+  if (f->kind != K_SOCK && f->kind != K_SOCKNEW && f->kind != K_LISTEN) return -ENOTSOCK;
+  if (peer && f->kind != K_SOCK) return -ENOTCONN;
+  kaddr a = peer ? f->remote : f->local;
+  if (a.family == 0) a.family = AF_UNIX; /* a socketpair's ends are unnamed unix sockets */
+  *len = from_kaddr(&a, ss);
+  return 0;
+}
+
+/* ---- connect ----------------------------------------------------------------- */
+
+int kern__net_connect(kfile *f, int fd, const struct sockaddr *sa, socklen_t len) {
+  if (f->connecting) return -EALREADY;
+  if (f->sk_err != 0) { /* a failed connect reports its error once */
+    int err = f->sk_err;
+    f->sk_err = 0;
+    return -err;
+  }
+  kaddr a;
+  int err = to_kaddr(sa, len, &a);
+  if (err != 0) return err;
+  if (inet(a.family) != inet(f->local.family)) return -EAFNOSUPPORT;
+  f->target = a;
+  if (inet(a.family)) { /* bound to the loopback address of the family and an ephemeral port */
+    f->local.family = a.family;
+    memset(f->local.ip, 0, sizeof(f->local.ip));
+    if (a.family == AF_INET)
+      memcpy(f->local.ip, (const uint8_t[]){127, 0, 0, 1}, 4);
+    else
+      f->local.ip[15] = 1;
+    f->local.port = ephemeral_port();
+  }
+  f->connecting = true;
+  f->syn_tries = 0;
+  f->syn_at = sim->now + latency();
+  kern_net_kick();
+  (void)fd;
+  return -EINPROGRESS;
+}
+
+static void connect_failed(kfile *f, int fd, int err) {
+  f->connecting = false;
+  f->sk_err = err;
+  kern__notify(fd);
+}
+
+static void establish(kfile *f, int fd, kfile *l, int lfd) {
+  uint32_t cap = 1u << (12 + sim_rand_below(5)); /* 4 KiB .. 64 KiB: small ones make writers block */
+  kbuf *to_server = kern__buf_new(cap), *to_client = kern__buf_new(cap);
+  to_server->users = to_client->users = 2;
+  to_server->net = to_client->net = true;
+  kaddr me = f->local;
+  *f = (kfile){.kind = K_SOCK,
+               .rx = to_client,
+               .tx = to_server,
+               .peer = -1,
+               .item = f->item,
+               .local = me,
+               .remote = f->target};
+  l->backlog[l->backlog_len++] = (struct kconn){to_server, to_client, fd, me};
+  kern__notify(fd);
+  kern__notify(lfd);
+}
+
+/* The SYN arrives: refused, dropped (retried later) or queued on the listener. */
+static void syn_arrives(kfile *f, int fd) {
+  int lfd = find_listener(&f->target);
+  if (lfd < 0) return connect_failed(f, fd, ECONNREFUSED);
+  kfile *l = &K.files[lfd];
+  if (l->backlog_len < BACKLOG_MAX && !kern__fault(K.net.syn_drop)) return establish(f, fd, l, lfd);
+  if (++f->syn_tries > SYN_RETRIES) return connect_failed(f, fd, ETIMEDOUT);
+  f->syn_at = sim->now + (SEC << (f->syn_tries - 1)) + latency(); /* 1, 2, 4 ... s: Linux's SYN backoff */
+}
+
+/* ---- data -------------------------------------------------------------------- */
+
+void kern__net_wrote(int fd, kbuf *b, uint32_t n) {
+  int64_t at = sim->now + latency();
+  if (at > sim->now) {
+    if (b->chunk_len > 0) {
+      struct kchunk *last = &b->chunks[(b->chunk_head + b->chunk_len - 1) % KBUF_CHUNKS];
+      if (at < last->at) at = last->at; /* a stream arrives in order */
+      if (b->chunk_len == KBUF_CHUNKS) {
+        last->n += n;
+        last->at = at;
+        n = 0;
+      }
+    }
+    if (n > 0) b->chunks[(b->chunk_head + b->chunk_len++) % KBUF_CHUNKS] = (struct kchunk){at, n};
+    b->inflight += n;
+    kern_net_kick();
+  }
+  if (kern__fault(K.net.reset_write)) { /* a reset reaches one end, at random */
+    int peer = K.files[fd].peer;
+    (void)kern_inject_reset(peer >= 0 && sim_rand_below(2) ? peer : fd);
+  }
+}
+
+static bool deliver(kbuf *b) {
+  bool any = false;
+  while (b->chunk_len > 0 && b->chunks[b->chunk_head].at <= sim->now) {
+    b->inflight -= b->chunks[b->chunk_head].n;
+    b->chunk_head = (uint8_t)((b->chunk_head + 1) % KBUF_CHUNKS);
+    b->chunk_len--;
+    any = true;
+  }
+  return any;
+}
+
+/* Makes what is due happen; returns the time of the next event, or -1. */
+static int64_t run_due(void) {
+  int64_t next = -1;
+  for (int fd = 0; fd < KERN_FDS_MAX; fd++) {
+    kfile *f = &K.files[fd];
+    if (f->kind == K_SOCKNEW && f->connecting && f->syn_at <= sim->now) syn_arrives(f, fd);
+    if (f->kind == K_SOCK && f->rx->net && deliver(f->rx)) kern__notify(fd);
+    int64_t at = -1;
+    if (f->kind == K_SOCKNEW && f->connecting) at = f->syn_at;
+    if (f->kind == K_SOCK && f->rx->chunk_len > 0) at = f->rx->chunks[f->rx->chunk_head].at;
+    if (at >= 0 && (next < 0 || at < next)) next = at;
+  }
+  return next;
+}
+
+void kern_net_main(const bool *stop) {
+  for (;;) {
+    int64_t next = run_due();
+    if (*stop) return;
+    K.net_waiter = sim->current;
+    (void)sim_block("network", next);
+    K.net_waiter = NULL;
+  }
+}
