@@ -145,7 +145,7 @@ socklen_t np__addr_to_sockaddr(const np__addr *a, struct sockaddr_storage *ss) {
     }
     default: {
       NP_ASSERT(a->kind == NP__ADDR_UNIX);
-      NP_ASSERT(a->path_len <= NP__ADDR_PATH_MAX);
+      NP_ASSERT(a->path_len <= (a->abstract ? NP__ADDR_PATH_MAX : NP__ADDR_SUN_MAX));
       struct sockaddr_un *un = (struct sockaddr_un *)ss;
       un->sun_family = AF_UNIX;
       size_t base = offsetof(struct sockaddr_un, sun_path);
@@ -154,8 +154,8 @@ socklen_t np__addr_to_sockaddr(const np__addr *a, struct sockaddr_storage *ss) {
         memcpy(un->sun_path + 1, a->path, a->path_len);
         return (socklen_t)(base + 1 + a->path_len);
       }
-      memcpy(un->sun_path, a->path, a->path_len); /* the NUL is the memset's */
-      return (socklen_t)(base + a->path_len + 1);
+      memcpy(un->sun_path, a->path, a->path_len); /* the NUL is the memset's, unless it is full */
+      return (socklen_t)(base + a->path_len + (a->path_len < NP__ADDR_SUN_MAX));
     }
   }
 }
@@ -170,7 +170,7 @@ static void from_unix(const struct sockaddr_un *un, socklen_t len, np__addr *out
     p++, n--;
   }
   size_t k = 0;
-  while (k < n && k < NP__ADDR_PATH_MAX && p[k] != '\0') k++;
+  while (k < n && p[k] != '\0') k++; /* n <= NP__ADDR_SUN_MAX, less one if abstract */
   memcpy(out->path, p, k);
   out->path[k] = '\0';
   out->path_len = k;
@@ -221,7 +221,7 @@ int np__addr_format(const np__addr *a, char *buf, size_t len) {
       if (inet_ntop(AF_INET6, a->ip, ip, sizeof(ip)) == NULL) NP_PANIC("inet_ntop: ip too small");
       return fitted(snprintf(buf, len, "[%s]:%u", ip, (unsigned)a->port), buf, len);
     case NP__ADDR_UNIX:
-      NP_ASSERT(a->path_len <= NP__ADDR_PATH_MAX);
+      NP_ASSERT(a->path_len <= NP__ADDR_SUN_MAX);
       return fitted(snprintf(buf, len, "%s%.*s", a->abstract ? "@" : "", (int)a->path_len, a->path), buf,
                     len);
     default: buf[0] = '\0'; return -EINVAL;

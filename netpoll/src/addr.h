@@ -31,17 +31,20 @@
 
 enum { NP__ADDR_TCP4 = 1, NP__ADDR_TCP6 = 2, NP__ADDR_UNIX = 3 };
 
-/* The longest unix path or abstract name, in bytes (sun_path less one). */
-#define NP__ADDR_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+/* The longest unix path or abstract name parse accepts, in bytes (sun_path
+ * less one: a path keeps its NUL). A path another program bound may fill
+ * all of sun_path (NP__ADDR_SUN_MAX bytes, no NUL): from_sockaddr keeps it. */
+#define NP__ADDR_SUN_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
+#define NP__ADDR_PATH_MAX (NP__ADDR_SUN_MAX - 1)
 
 typedef struct np__addr {
-  int kind;                         /* NP__ADDR_TCP4, NP__ADDR_TCP6 or NP__ADDR_UNIX */
-  bool v6only;                      /* tcp6: the "tcp6" network asked for IPv6 only */
-  uint16_t port;                    /* tcp: host byte order */
-  uint8_t ip[16];                   /* tcp: network byte order; tcp4 uses ip[0..3] */
-  bool abstract;                    /* unix: path is a name in the abstract namespace */
-  size_t path_len;                  /* unix: bytes of path (0: unnamed), <= NP__ADDR_PATH_MAX */
-  char path[NP__ADDR_PATH_MAX + 1]; /* unix: NUL-terminated, without the '@' */
+  int kind;                        /* NP__ADDR_TCP4, NP__ADDR_TCP6 or NP__ADDR_UNIX */
+  bool v6only;                     /* tcp6: the "tcp6" network asked for IPv6 only */
+  uint16_t port;                   /* tcp: host byte order */
+  uint8_t ip[16];                  /* tcp: network byte order; tcp4 uses ip[0..3] */
+  bool abstract;                   /* unix: path is a name in the abstract namespace */
+  size_t path_len;                 /* unix: bytes of path (0: unnamed); at most NP__ADDR_SUN_MAX */
+  char path[NP__ADDR_SUN_MAX + 1]; /* unix: NUL-terminated, without the '@' */
 } np__addr;
 
 /* network "tcp", "tcp4", "tcp6" or "unix" and address as in netpoll.h.
