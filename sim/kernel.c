@@ -721,6 +721,12 @@ static int sb_getpeername(void *state, int fd) {
   return f->peer >= 0 ? 0 : -ENOTCONN;
 }
 
+static int sb_shutdown_write(void *state, int fd) {
+  (void)state;
+  syscall_point("shutdown", fd);
+  return kern_shutdown_write(fd);
+}
+
 static int sb_setnonblock(void *state, int fd) {
   (void)state;
   syscall_point("fcntl", fd);
@@ -753,6 +759,7 @@ const np__backend sim_backend = {
     .getpeername = sb_getpeername,
     .setnonblock = sb_setnonblock,
     .close_fd = sb_close_fd,
+    .shutdown_write = sb_shutdown_write,
 };
 
 /* ---- helpers for knet.c ------------------------------------------------------ */

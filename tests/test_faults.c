@@ -319,6 +319,7 @@ static int setup(void **state) {
       .connect = w_connect,
       .getsockopt = w_getsockopt,
       .getpeername = w_getpeername,
+      .shutdown = g_real.shutdown, /* np_close_write: not fault-injected */
       .fcntl_getfl = w_fcntl_getfl,
       .fcntl_setfl = w_fcntl_setfl,
       .close = w_close,

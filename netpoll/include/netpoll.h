@@ -261,8 +261,10 @@ NP_EXTERN int np_run(const np_options *opts, np_task_fn fn, void *arg);
  *
  * network: "tcp" (IPv4 or IPv6, by the address), "tcp4", "tcp6", "unix"
  * (SOCK_STREAM). address: "host:port" with a numeric host ("127.0.0.1:7000",
- * "[::1]:7000"), "localhost:port", or ":port" (every local address; the
- * unspecified address of the family); a path for "unix" ("@name": the
+ * "[::1]:7000"), "localhost:port" (127.0.0.1; [::1] for "tcp6"), or
+ * ":port" (every local address: 0.0.0.0 for "tcp" and "tcp4", [::] for
+ * "tcp6"; unlike Go, "tcp" does not listen dual-stack); a path for "unix"
+ * (up to 107 bytes, not removed when the listener closes; "@name": the
  * abstract namespace). Port 0 picks a free port: read it back with
  * np_local_addr. No name resolution is done (it would block: use
  * np_blocking and getaddrinfo). Errors: -EINVAL (bad network, address or

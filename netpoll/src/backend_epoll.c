@@ -34,6 +34,7 @@ np__syscalls np__sys = {
     .connect = connect,
     .getsockopt = getsockopt,
     .getpeername = getpeername,
+    .shutdown = shutdown,
     .fcntl_getfl = fcntl_get,
     .fcntl_setfl = fcntl_set,
     .close = close,
@@ -210,6 +211,11 @@ static int ep_getpeername(void *state, int fd) {
   return np__sys.getpeername(fd, (struct sockaddr *)&ss, &len) == 0 ? 0 : neg_errno();
 }
 
+static int ep_shutdown_write(void *state, int fd) {
+  (void)state;
+  return np__sys.shutdown(fd, SHUT_WR) == 0 ? 0 : neg_errno();
+}
+
 static int ep_setnonblock(void *state, int fd) {
   (void)state;
   int flags = np__sys.fcntl_getfl(fd);
@@ -243,5 +249,6 @@ const np__backend np__backend_epoll = {
     .getpeername = ep_getpeername,
     .setnonblock = ep_setnonblock,
     .close_fd = ep_close_fd,
+    .shutdown_write = ep_shutdown_write,
     .identity = ep_identity,
 };

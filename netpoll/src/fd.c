@@ -187,6 +187,20 @@ int np_sysfd(const np_fd *cf) {
   return fd;
 }
 
+int np__fd_incref(np_fd *f) { return np__fdmu_incref(&f->mu); }
+void np__fd_decref(np_fd *f) { fd_decref(f); }
+
+/* Go's CloseWrite (pfd.Shutdown): under a reference, not the write lock, so
+ * it does not wait behind a blocked writer. */
+int np_close_write(np_fd *f) {
+  if (f == NULL) return -EINVAL;
+  int err = np__fdmu_incref(&f->mu);
+  if (err != 0) return err;
+  err = BE(f)->shutdown_write != NULL ? BE(f)->shutdown_write(BS(f), f->sysfd) : -ENOTSUP;
+  fd_decref(f);
+  return err;
+}
+
 static bool iov_valid(const struct iovec *iov, int iovcnt, size_t *total) {
   if (iovcnt < 0 || iovcnt > IOV_MAX || (iov == NULL && iovcnt > 0)) return false;
   size_t sum = 0;

@@ -50,6 +50,9 @@ _Noreturn void np__panic(const char *file, int line, const char *msg);
  *  read/readv/write/writev/accept4/connect/getsockopt/getpeername/
  *  setnonblock/close_fd   the descriptor syscalls the fd layer uses, with
  *                      the kernel's semantics (EAGAIN, EINTR, short counts).
+ *  shutdown_write(state,fd)
+ *                      shutdown(fd, SHUT_WR) (np_close_write); optional:
+ *                      NULL makes np_close_write return -ENOTSUP.
  */
 typedef struct np__event {
   uint32_t events; /* EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLRDHUP */
@@ -75,6 +78,7 @@ typedef struct np__backend {
   int (*getpeername)(void *state, int fd);
   int (*setnonblock)(void *state, int fd);
   int (*close_fd)(void *state, int fd);
+  int (*shutdown_write)(void *state, int fd);
   /* Optional (NULL: not checked): which file fd names now, as an opaque id
    * (st_dev, st_ino); 0 or -errno (EBADF: no file has that number). */
   int (*identity)(void *state, int fd, uint64_t *id);
@@ -308,6 +312,10 @@ int np__fd_open(np_poller *p, int fd, np_fd **out);
 /* Runtime: which poller of p's group a new descriptor joins (spread: an
  * accepted connection, round robin). The simulator has one poller: p. */
 np_poller *np__home_poller(np_poller *p, bool spread);
+/* A reference on f (np_sysfd's): while held, f->sysfd stays open and
+ * valid. 0, or NP_ECLOSING / -EOVERFLOW (no reference taken). */
+int np__fd_incref(np_fd *f);
+void np__fd_decref(np_fd *f);
 /* np_poller_destroy's first half: np_free every handle still on p->fds. */
 void np__fd_free_all(np_poller *p);
 

@@ -27,6 +27,7 @@ typedef struct np__syscalls {
   int (*connect)(int fd, const struct sockaddr *addr, socklen_t addrlen);
   int (*getsockopt)(int fd, int level, int name, void *value, socklen_t *len);
   int (*getpeername)(int fd, struct sockaddr *addr, socklen_t *len);
+  int (*shutdown)(int fd, int how);
   int (*fcntl_getfl)(int fd);
   int (*fcntl_setfl)(int fd, int flags);
   int (*close)(int fd);
