@@ -718,7 +718,9 @@ static int sb_getpeername(void *state, int fd) {
   if (f == NULL) return -EBADF;
   if (f->kind == K_SOCKNEW) return -ENOTCONN;
   if (f->kind != K_SOCK) return -ENOTSOCK;
-  return f->peer >= 0 ? 0 : -ENOTCONN;
+  /* A connection of the simulated network has its peer from the handshake
+   * on, accepted or not (the backlog holds the other end). */
+  return f->peer >= 0 || f->remote.family != 0 ? 0 : -ENOTCONN;
 }
 
 static int sb_shutdown_write(void *state, int fd) {

@@ -223,17 +223,15 @@ static void syn_arrives(kfile *f, int fd) {
 
 void kern__net_wrote(int fd, kbuf *b, uint32_t n) {
   int64_t at = sim->now + latency();
+  struct kchunk *last =
+      b->chunk_len == 0 ? NULL : &b->chunks[(b->chunk_head + b->chunk_len - 1) % KBUF_CHUNKS];
+  if (last != NULL && at < last->at) at = last->at; /* a stream arrives in order */
   if (at > sim->now) {
-    if (b->chunk_len > 0) {
-      struct kchunk *last = &b->chunks[(b->chunk_head + b->chunk_len - 1) % KBUF_CHUNKS];
-      if (at < last->at) at = last->at; /* a stream arrives in order */
-      if (b->chunk_len == KBUF_CHUNKS) {
-        last->n += n;
-        last->at = at;
-        n = 0;
-      }
+    if (b->chunk_len == KBUF_CHUNKS) { /* no room: the bytes travel with the last chunk */
+      last->n += n;
+    } else {
+      b->chunks[(b->chunk_head + b->chunk_len++) % KBUF_CHUNKS] = (struct kchunk){at, n};
     }
-    if (n > 0) b->chunks[(b->chunk_head + b->chunk_len++) % KBUF_CHUNKS] = (struct kchunk){at, n};
     b->inflight += n;
     kern_net_kick();
   }

@@ -1,0 +1,77 @@
+/*
+ * user_guard.c - the determinism guard of libnetpoll-sim: inside a
+ * simulated run, starting a real thread, reading a real clock or sleeping
+ * in real time would make a seed replay differently. These definitions
+ * take the place of libc's for the user's binary (it links this static
+ * library): inside a run they fail it, naming the call; outside a run they
+ * do what libc does.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sched.h"
+#include "user_run.h"
+
+static bool in_run(void) { return sim != NULL && sim->current != NULL && sim->current != &sim->main_task; }
+
+static void refuse(const char *call, const char *instead) {
+  if (in_run()) sim_fail("determinism: %s in a simulated run (use %s)", call, instead);
+}
+
+void ut_guard_install(void) {}
+
+/* <pthread.h> cannot be included here (the simulator's sched.h shadows
+ * <sched.h>); pthread_t is an unsigned long on Linux. */
+typedef int create_fn(unsigned long *t, const void *attr, void *(*fn)(void *), void *arg);
+create_fn pthread_create;
+
+int pthread_create(unsigned long *t, const void *attr, void *(*fn)(void *), void *arg) {
+  refuse("pthread_create", "np_go: a task is a simulated thread");
+  create_fn *real = (create_fn *)dlsym(RTLD_NEXT, "pthread_create");
+  return real == NULL ? EAGAIN : real(t, attr, fn, arg);
+}
+
+int clock_gettime(clockid_t id, struct timespec *ts) {
+  refuse("clock_gettime", "np_now: virtual time");
+  return (int)syscall(SYS_clock_gettime, id, ts);
+}
+
+int gettimeofday(struct timeval *restrict tv, void *restrict tz) {
+  refuse("gettimeofday", "np_now: virtual time");
+  return (int)syscall(SYS_gettimeofday, tv, tz);
+}
+
+time_t time(time_t *out) {
+  refuse("time", "np_now: virtual time");
+  struct timespec ts;
+  syscall(SYS_clock_gettime, CLOCK_REALTIME, &ts);
+  if (out != NULL) *out = ts.tv_sec;
+  return ts.tv_sec;
+}
+
+int nanosleep(const struct timespec *req, struct timespec *rem) {
+  refuse("nanosleep", "np_sleep: virtual time");
+  return (int)syscall(SYS_nanosleep, req, rem);
+}
+
+int clock_nanosleep(clockid_t id, int flags, const struct timespec *req, struct timespec *rem) {
+  refuse("clock_nanosleep", "np_sleep: virtual time");
+  return syscall(SYS_clock_nanosleep, id, flags, req, rem) == 0 ? 0 : errno;
+}
+
+unsigned int sleep(unsigned int seconds) {
+  refuse("sleep", "np_sleep: virtual time");
+  struct timespec ts = {.tv_sec = seconds};
+  syscall(SYS_nanosleep, &ts, NULL);
+  return 0;
+}
+
+int usleep(useconds_t us) {
+  refuse("usleep", "np_sleep: virtual time");
+  struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000};
+  return (int)syscall(SYS_nanosleep, &ts, NULL);
+}

@@ -1,0 +1,245 @@
+/*
+ * user_main.c - np_test_main in libnetpoll-sim: the campaign runner a
+ * user's test binary gets (npsim's interface): seeds, strategy, a
+ * progress line, a summary, and for a failure its seed, the trace tail and
+ * the one command that replays it with the full trace.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sched.h"
+#include "user_run.h"
+
+#define TESTS_MAX 256
+#define TAIL_LINES 40
+
+static ut_test tests[TESTS_MAX];
+static int test_count;
+
+void np_test_register(const char *name, np_test_fn fn) {
+  if (test_count < TESTS_MAX && name != NULL && fn != NULL) tests[test_count++] = (ut_test){name, fn};
+}
+
+bool np_test_simulated(void) { return true; }
+
+void np_test_fail(const char *file, int line, const char *fmt, ...) {
+  char msg[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (sim == NULL) {
+    fprintf(stderr, "%s:%d: %s (outside a simulated run)\n", file, line, msg);
+    abort();
+  }
+  sim_fail("%s (%s:%d)", msg, file, line);
+}
+
+/* A plain assert() in the program is a failure with its seed too: glibc's
+ * assert calls this (declared here: <assert.h> hides it under NDEBUG). */
+_Noreturn void __assert_fail(const char *expr, const char *file, unsigned int line, const char *function);
+_Noreturn void __assert_fail(const char *expr, const char *file, unsigned int line, const char *function) {
+  np_test_fail(file, (int)line, "assertion failed: %s (in %s)", expr, function);
+}
+
+typedef struct cli {
+  uint64_t first, last;
+  const char *only;
+  ut_run_options run;
+  bool quiet, selfcheck, list, trace;
+  const char *prog;
+} cli;
+
+static double real_seconds(void) { /* the real clock, for progress only (never in a run) */
+  struct timespec ts;
+  syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void usage(FILE *out, const char *prog) {
+  fprintf(out,
+          "usage: %s [--seeds A-B | --seed N] [--strategy random|pct] [--test NAME] [--trace]\n"
+          "          [--no-faults] [--steps N] [--time-limit SECONDS] [--quiet]\n"
+          "       %s selfcheck [--seeds A-B]   each seed twice: the same trace hash\n"
+          "       %s list                      the tests\n"
+          "Runs every test (or NAME) once per seed under the simulator (libnetpoll-sim).\n"
+          "Exit: 0 all passed, 1 a test failed, 2 usage.\n",
+          prog, prog, prog);
+}
+
+static bool parse_u64(const char *s, uint64_t *out) {
+  char *end;
+  if (s == NULL || *s < '0' || *s > '9') return false;
+  unsigned long long v = strtoull(s, &end, 10);
+  *out = v;
+  return *end == 0;
+}
+
+static bool parse_seeds(const char *s, cli *c) {
+  const char *dash = s == NULL ? NULL : strchr(s, '-');
+  if (dash == NULL) return parse_u64(s, &c->first) && (c->last = c->first, true);
+  char a[32];
+  if ((size_t)(dash - s) >= sizeof(a)) return false;
+  memcpy(a, s, (size_t)(dash - s));
+  a[dash - s] = 0;
+  return parse_u64(a, &c->first) && parse_u64(dash + 1, &c->last) && c->first <= c->last;
+}
+
+static bool parse_option(cli *c, const char *opt, const char *val, int *used) {
+  uint64_t n;
+  *used = 1;
+  if (strcmp(opt, "--seeds") == 0 || strcmp(opt, "--seed") == 0) return parse_seeds(val, c);
+  if (strcmp(opt, "--strategy") == 0 && val != NULL && (!strcmp(val, "pct") || !strcmp(val, "random")))
+    return c->run.pct = strcmp(val, "pct") == 0, true;
+  if (strcmp(opt, "--test") == 0 && val != NULL) return c->only = val, true;
+  if (strcmp(opt, "--steps") == 0 && parse_u64(val, &n) && n > 0) return c->run.step_limit = n, true;
+  if (strcmp(opt, "--time-limit") == 0 && parse_u64(val, &n) && n > 0 && n < 3000000000)
+    return c->run.time_limit = (int64_t)n * 1000000000, true;
+  *used = 0;
+  if (strcmp(opt, "--trace") == 0) return c->trace = true;
+  if (strcmp(opt, "--no-faults") == 0) return c->run.faults = false, true;
+  if (strcmp(opt, "--quiet") == 0) return c->quiet = true;
+  return false;
+}
+
+static int parse_cli(cli *c, int argc, char **argv) {
+  *c = (cli){.first = 1, .last = 1, .prog = argv[0]};
+  c->run.faults = true;
+  c->run.time_limit = INT64_C(600) * 1000000000; /* ten virtual minutes */
+  int i = 1;
+  if (i < argc && strcmp(argv[i], "selfcheck") == 0) c->selfcheck = true, i++;
+  if (i < argc && strcmp(argv[i], "list") == 0) c->list = true, i++;
+  if (i < argc && strcmp(argv[i], "run") == 0) i++;
+  for (; i < argc; i++) {
+    int used;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout, c->prog), 0;
+    if (!parse_option(c, argv[i], i + 1 < argc ? argv[i + 1] : NULL, &used)) {
+      fprintf(stderr, "%s: bad option or value: %s\n", c->prog, argv[i]);
+      return usage(stderr, c->prog), 2;
+    }
+    i += used;
+  }
+  return -1;
+}
+
+/* PCT spreads its change points over the run's length: measure it first
+ * with a silent run of the same seed (as npsim does). */
+static int run_seed(const ut_test *t, const cli *c, uint64_t seed, FILE *trace, ut_result *r) {
+  ut_run_options o = c->run;
+  o.seed = seed;
+  o.trace = trace;
+  if (o.pct && o.pct_steps == 0) {
+    ut_run_options probe = o;
+    probe.pct = true;
+    probe.pct_steps = 1;
+    probe.trace = NULL;
+    ut_result pr;
+    (void)ut_run(t, &probe, &pr);
+    o.pct_steps = pr.steps > 0 ? pr.steps : 1;
+  }
+  return ut_run(t, &o, r);
+}
+
+static void print_tail(const char *text, size_t len, int lines) {
+  size_t start = len;
+  for (int n = 0; start > 0 && n <= lines; start--)
+    if (text[start - 1] == '\n' && ++n > lines) break;
+  fwrite(text + start, 1, len - start, stderr);
+}
+
+static void report(const ut_test *t, const cli *c, uint64_t seed, const ut_result *r) {
+  const ut_faults *f = &r->faults;
+  fprintf(stderr, "\nFAIL %s seed %" PRIu64 " (%s) at %.6f s virtual: %s\n", t->name, seed,
+          c->run.pct ? "pct" : "random", (double)r->virtual_ns / 1e9, r->failure);
+  fprintf(stderr,
+          "  faults: latency <= %.3f ms, short i/o %u, EMFILE %u, SYN loss %u, resets %u (per million)\n",
+          (double)f->latency_max / 1e6, f->short_io, f->accept_emfile, f->syn_drop, f->reset_write);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *mem = open_memstream(&text, &len);
+  ut_result again;
+  if (mem != NULL) {
+    (void)run_seed(t, c, seed, mem, &again);
+    fclose(mem);
+    fprintf(stderr, "--- the program's last %d calls ---\n", TAIL_LINES);
+    print_tail(text, len, TAIL_LINES);
+    if (again.hash != r->hash)
+      fprintf(stderr, "warning: the replay differed (the program is not deterministic)\n");
+    free(text);
+  }
+  fprintf(stderr, "replay: %s --test %s --seed %" PRIu64 "%s%s --trace\n", c->prog, t->name, seed,
+          c->run.pct ? " --strategy pct" : "", c->run.faults ? "" : " --no-faults");
+}
+
+static void progress(const char *name, uint64_t done, uint64_t total, double start, bool end) {
+  double el = real_seconds() - start;
+  fprintf(stderr, "\r%s: %" PRIu64 "/%" PRIu64 " seeds, %.0f seeds/s%s", name, done, total,
+          el > 0 ? (double)done / el : 0.0, end ? "\n" : "");
+}
+
+/* Returns 0 all seeds passed, 1 one failed (reported; the campaign stops). */
+static int campaign(const ut_test *t, const cli *c) {
+  uint64_t total = c->last - c->first + 1, done = 0;
+  double start = real_seconds(), shown = start;
+  for (uint64_t seed = c->first;; seed++) {
+    ut_result r;
+    if (run_seed(t, c, seed, c->trace ? stdout : NULL, &r) != 0) {
+      if (!c->quiet) progress(t->name, done, total, start, true);
+      report(t, c, seed, &r);
+      return 1;
+    }
+    done++;
+    if (!c->quiet && real_seconds() - shown > 1)
+      progress(t->name, done, total, start, false), shown = real_seconds();
+    if (seed == c->last) break;
+  }
+  if (!c->quiet) progress(t->name, done, total, start, true);
+  printf("ok %s: %" PRIu64 " seeds (%s), %.2f s\n", t->name, total, c->run.pct ? "pct" : "random",
+         real_seconds() - start);
+  return 0;
+}
+
+static int selfcheck(const ut_test *t, const cli *c) {
+  for (uint64_t seed = c->first;; seed++) {
+    ut_result a, b;
+    (void)run_seed(t, c, seed, NULL, &a);
+    (void)run_seed(t, c, seed, NULL, &b);
+    if (a.hash != b.hash || a.steps != b.steps || a.failed != b.failed) {
+      fprintf(stderr,
+              "selfcheck %s seed %" PRIu64 ": two runs differ (hash %016" PRIx64 " / %016" PRIx64
+              ", steps %" PRIu64 " / %" PRIu64 "): something outside the simulation decides\n",
+              t->name, seed, a.hash, b.hash, a.steps, b.steps);
+      return 1;
+    }
+    if (seed == c->last) break;
+  }
+  printf("selfcheck %s: seeds %" PRIu64 "-%" PRIu64 " replay identically\n", t->name, c->first, c->last);
+  return 0;
+}
+
+int np_test_main(int argc, char **argv) {
+  cli c;
+  int rc = parse_cli(&c, argc, argv);
+  if (rc >= 0) return rc;
+  ut_guard_install();
+  int matched = 0, failed = 0;
+  for (int i = 0; i < test_count; i++) {
+    if (c.only != NULL && strcmp(c.only, tests[i].name) != 0) continue;
+    matched++;
+    if (c.list)
+      printf("%s\n", tests[i].name);
+    else
+      failed |= c.selfcheck ? selfcheck(&tests[i], &c) : campaign(&tests[i], &c);
+  }
+  if (matched == 0) {
+    fprintf(stderr, "%s: no test%s%s\n", c.prog, c.only != NULL ? " named " : "",
+            c.only != NULL ? c.only : "");
+    return 2;
+  }
+  return failed ? 1 : 0;
+}

@@ -1,0 +1,134 @@
+/*
+ * user_net.c - netpoll.h's network calls in libnetpoll-sim: sockets of the
+ * simulated network (sim/knet.c), pipes and socket pairs of the simulated
+ * kernel, registered with the core exactly as the real calls register
+ * real descriptors; np_dial runs the core's connect loop (EINPROGRESS,
+ * wait for writability, SO_ERROR) against the simulated handshake.
+ */
+#include <errno.h>
+#include <sys/socket.h>
+
+#include "addr.h"
+#include "kernel.h"
+#include "user.h"
+#include "user_core.h"
+
+static int family_of(const np__addr *a) {
+  return a->kind == NP__ADDR_TCP4 ? AF_INET : a->kind == NP__ADDR_TCP6 ? AF_INET6 : AF_UNIX;
+}
+
+static int open_fd(np_poller *p, int fd, np_fd **out) {
+  int err = np__u_open(p, fd, out);
+  if (err != 0) kern_close(fd);
+  return err;
+}
+
+static int listen_on(np_poller *p, const char *network, const char *address, np_fd **out) {
+  if (out != NULL) *out = NULL;
+  if (p == NULL || out == NULL) return -EINVAL;
+  np__addr a;
+  int err = np__addr_parse(network, address, &a);
+  if (err != 0) return err;
+  int fd = kern_net_socket(family_of(&a));
+  if (fd < 0) return fd;
+  struct sockaddr_storage ss;
+  socklen_t len = np__addr_to_sockaddr(&a, &ss);
+  err = kern_net_listen(fd, (const struct sockaddr *)&ss, len);
+  if (err != 0) {
+    kern_close(fd);
+    return err;
+  }
+  return open_fd(p, fd, out);
+}
+
+int np_listen(np_poller *p, const char *network, const char *address, np_fd **out) {
+  int r = listen_on(p, network, address, out);
+  ut_trace("np_listen", r == 0 ? (*out)->sysfd : -1, 0, r);
+  return r;
+}
+
+static int dial(np_poller *p, const char *network, const char *address, int64_t deadline_ns, np_fd **out) {
+  if (out != NULL) *out = NULL;
+  if (p == NULL || out == NULL) return -EINVAL;
+  np__addr a;
+  int err = np__addr_parse(network, address, &a);
+  if (err != 0) return err;
+  int fd = kern_net_socket(family_of(&a));
+  if (fd < 0) return fd;
+  np_fd *f;
+  if ((err = open_fd(p, fd, &f)) != 0) return err;
+  struct sockaddr_storage ss;
+  socklen_t len = np__addr_to_sockaddr(&a, &ss);
+  if (deadline_ns != 0) err = np__u_set_write_deadline(f, deadline_ns);
+  ut_enter("np_dial", fd);
+  if (err == 0) err = np__u_connect(f, (const struct sockaddr *)&ss, len);
+  ut_leave();
+  if (err == 0 && deadline_ns != 0) err = np__u_set_write_deadline(f, 0);
+  if (err != 0) {
+    np__u_free(f);
+    return err;
+  }
+  *out = f;
+  return 0;
+}
+
+int np_dial(np_poller *p, const char *network, const char *address, int64_t deadline_ns, np_fd **out) {
+  int r = dial(p, network, address, deadline_ns, out);
+  ut_trace("np_dial", r == 0 ? (*out)->sysfd : -1, deadline_ns == 0 ? 0 : deadline_ns - sim->now, r);
+  return r;
+}
+
+static int addr_of(np_fd *f, bool peer, char *buf, size_t len) {
+  if (buf != NULL && len > 0) buf[0] = 0;
+  if (f == NULL || buf == NULL) return -EINVAL;
+  int fd = np__u_sysfd(f); /* no schedule point from here to the end */
+  if (fd < 0) return NP_ECLOSING;
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  int err = kern_net_addr(fd, peer, &ss, &sl);
+  if (err != 0) return err;
+  np__addr a;
+  if ((err = np__addr_from_sockaddr(&ss, sl, &a)) != 0) return err;
+  return np__addr_format(&a, buf, len);
+}
+
+int np_local_addr(np_fd *f, char *buf, size_t len) { return addr_of(f, false, buf, len); }
+int np_remote_addr(np_fd *f, char *buf, size_t len) { return addr_of(f, true, buf, len); }
+
+/* Both ends registered, or neither. */
+static int open_pair(np_poller *p, int fds[2], np_fd *out[2]) {
+  int err = open_fd(p, fds[0], &out[0]);
+  if (err != 0) {
+    kern_close(fds[1]);
+    return err;
+  }
+  if ((err = open_fd(p, fds[1], &out[1])) != 0) {
+    np__u_free(out[0]);
+    out[0] = NULL;
+  }
+  return err;
+}
+
+static uint32_t pair_capacity(void) { return 1u << (10 + sim_rand_below(7)); /* 1 KiB .. 64 KiB */ }
+
+int np_pipe(np_poller *p, np_fd *out[2]) {
+  if (out == NULL) return -EINVAL;
+  out[0] = out[1] = NULL;
+  if (p == NULL) return -EINVAL;
+  int fds[2];
+  int err = kern_pipe(fds, pair_capacity());
+  if (err == 0) err = open_pair(p, fds, out);
+  ut_trace("np_pipe", err == 0 ? fds[0] : -1, err == 0 ? fds[1] : -1, err);
+  return err;
+}
+
+int np_socketpair(np_poller *p, np_fd *out[2]) {
+  if (out == NULL) return -EINVAL;
+  out[0] = out[1] = NULL;
+  if (p == NULL) return -EINVAL;
+  int fds[2];
+  int err = kern_socketpair(fds, pair_capacity());
+  if (err == 0) err = open_pair(p, fds, out);
+  ut_trace("np_socketpair", err == 0 ? fds[0] : -1, err == 0 ? fds[1] : -1, err);
+  return err;
+}

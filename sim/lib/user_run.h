@@ -1,0 +1,49 @@
+/*
+ * user_run.h - one simulated run of a test of the user's program.
+ */
+#ifndef SIM_USER_RUN_H
+#define SIM_USER_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "netpoll_test.h"
+
+typedef struct ut_test {
+  const char *name;
+  np_test_fn fn;
+} ut_test;
+
+typedef struct ut_run_options {
+  uint64_t seed;
+  bool pct;
+  uint64_t step_limit; /* 0: the scheduler's default */
+  uint64_t pct_steps;  /* PCT run length (0: measured by a probe run) */
+  FILE *trace;         /* the program's API trace, or NULL */
+  int64_t time_limit;  /* virtual ns a run may last (0: none) */
+  bool faults;         /* swarm faults drawn from the seed */
+} ut_run_options;
+
+typedef struct ut_faults { /* what the seed drew, for the report */
+  int64_t latency_max;
+  uint32_t short_io, accept_emfile, syn_drop, reset_write;
+} ut_faults;
+
+typedef struct ut_result {
+  bool failed;
+  char failure[768];
+  uint64_t steps;
+  int64_t virtual_ns;
+  uint64_t hash; /* schedule and API trace: equal for equal runs */
+  ut_faults faults;
+} ut_result;
+
+/* Runs t once; 0 passed, -1 failed (r->failure says why). */
+int ut_run(const ut_test *t, const ut_run_options *o, ut_result *r);
+
+/* The determinism guard (user_guard.c): real threads, clocks and sleeps
+ * inside a simulated run fail it, naming the call. */
+void ut_guard_install(void);
+
+#endif
