@@ -1,0 +1,19 @@
+#!/bin/sh
+# user_guard.sh BINARY - each test that reaches past the simulation fails,
+# naming the call; the clean one passes.
+bin=$1
+expect() { # test, text the failure must contain
+  out=$("$bin" --test "$1" --quiet 2>&1)
+  rc=$?
+  if [ $rc -ne 1 ] || ! echo "$out" | grep -q "$2"; then echo "$1: rc=$rc, want '$2': $out"; exit 1; fi
+  echo "$1: $(echo "$out" | grep '^FAIL')"
+}
+expect real_clock 'determinism: clock_gettime'
+expect real_thread 'determinism: pthread_create'
+expect real_sleep 'determinism: usleep'
+expect real_fd 'determinism: np_open(fd'
+expect plain_assert 'assertion failed: x == 2'
+"$bin" --test clean --seeds 1-50 --quiet || { echo "clean failed"; exit 1; }
+"$bin" --seeds x 2>/dev/null; [ $? -eq 2 ] || { echo "bad option: want exit 2"; exit 1; }
+"$bin" --test nosuch 2>/dev/null; [ $? -eq 2 ] || { echo "unknown test: want exit 2"; exit 1; }
+echo ok

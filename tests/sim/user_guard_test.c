@@ -1,0 +1,50 @@
+/*
+ * user_guard_test.c - the determinism guard of libnetpoll-sim: each test
+ * reaches past the simulation and must fail naming the call; "clean" must
+ * pass. Run by ctest (sim_user_guard), one --test at a time.
+ */
+#undef NDEBUG
+#include <assert.h>
+#include <fcntl.h>
+#include <netpoll_test.h>
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+static void *thread_main(void *arg) { return arg; }
+
+NP_TEST(real_clock) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+}
+
+NP_TEST(real_thread) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, thread_main, NULL) == 0) pthread_join(t, NULL);
+}
+
+NP_TEST(real_sleep) { usleep(1000); }
+
+NP_TEST(real_fd) {
+  np_fd *f;
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  (void)np_open(np_current(), fd, &f);
+}
+
+NP_TEST(plain_assert) {
+  int x = 1;
+  assert(x == 2);
+}
+
+NP_TEST(clean) {
+  np_fd *pair[2];
+  NP_CHECK_EQ(np_socketpair(np_current(), pair), 0);
+  NP_CHECK_EQ(np_write(pair[0], "x", 1, NULL), 0);
+  char c;
+  NP_CHECK_EQ(np_read(pair[1], &c, 1), 1);
+  NP_CHECK(np_sleep(1000000000) == 0 && np_now() >= 1000000000); /* virtual: instant */
+  np_free(pair[0]);
+  np_free(pair[1]);
+}
+
+NP_TEST_MAIN()
