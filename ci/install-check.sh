@@ -63,6 +63,7 @@ LD_LIBRARY_PATH=$LIBDIR "$TMP/consumer/consumer"
 deps=$(ldd "$TMP/consumer/consumer")
 grep -q "$LIBDIR/libnetpoll.so.0" <<<"$deps" || die "CMake consumer is not linked against the installed libnetpoll.so"
 "$TMP/consumer/consumer_static"
+"$TMP/consumer/consumer_sim" --seeds 1-100 --quiet
 deps=$(ldd "$TMP/consumer/consumer_static")
 if grep -q libnetpoll <<<"$deps"; then die "static consumer needs libnetpoll.so"; fi
 
@@ -76,5 +77,16 @@ grep -q -- -pthread <<<"$(pkg-config --static --libs netpoll)" || die "Libs.priv
 LD_LIBRARY_PATH=$LIBDIR "$TMP/consumer_pc"
 deps=$(LD_LIBRARY_PATH=$LIBDIR ldd "$TMP/consumer_pc")
 grep -q "$LIBDIR/libnetpoll.so.0" <<<"$deps" || die "pkg-config consumer is not linked against the installed libnetpoll.so"
+
+say "a user's test, one source, against both libraries (pkg-config netpoll / netpoll-sim)"
+pkg-config --exists --print-errors netpoll-sim
+# shellcheck disable=SC2046
+"$CC" -std=c11 -Wall -Wextra -Werror -o "$TMP/echo_native" examples/sim/echo_test.c $(pkg-config --cflags --libs netpoll)
+# shellcheck disable=SC2046
+"$CC" -std=c11 -Wall -Wextra -Werror -o "$TMP/echo_sim" examples/sim/echo_test.c $(pkg-config --cflags --libs netpoll-sim)
+LD_LIBRARY_PATH=$LIBDIR "$TMP/echo_native" --seeds 1-3
+"$TMP/echo_sim" --seeds 1-300 --quiet
+[ -f "$LIBDIR/libnetpoll-sim.a" ] || die "libnetpoll-sim.a not installed"
+[ -f "$PREFIX/include/netpoll_test.h" ] || die "netpoll_test.h not installed"
 
 say "OK"
