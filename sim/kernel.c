@@ -317,6 +317,13 @@ int kern_listen(void) {
   return fd;
 }
 
+int kern_eventfd(void) {
+  int fd = fd_alloc();
+  if (fd < 0) return fd;
+  K.files[fd] = (kfile){.kind = K_EVENTFD, .peer = -1};
+  return fd;
+}
+
 /* The peer side of a connection: a client fd now, the server end queued on
  * the listener until accepted. */
 int kern_connect(int listen_fd, uint32_t capacity) {
