@@ -151,7 +151,10 @@ uint32_t kern_poll_mask(int fd) {
     case K_SOCK:
       if (f->rx->len > 0) m |= EPOLLIN;
       if (f->rx->no_writer) m |= EPOLLIN | EPOLLRDHUP;
-      if (f->rx->no_writer && f->tx->no_reader) m |= EPOLLHUP;
+      /* unix_poll: HUP once both directions are shut (sk_shutdown ==
+       * SHUTDOWN_MASK): ours by our shutdown or the peer's close, theirs by
+       * their shutdown or close. */
+      if (f->rx->no_writer && (f->tx->no_writer || f->tx->no_reader)) m |= EPOLLHUP;
       if (space(f->tx) > 0 || f->tx->no_reader) m |= EPOLLOUT;
       if (f->sk_err != 0) m |= EPOLLERR;
       break;
