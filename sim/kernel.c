@@ -161,9 +161,9 @@ uint32_t kern_poll_mask(int fd) {
     case K_LISTEN:
       if (f->backlog_len > 0) m |= EPOLLIN;
       break;
-    case K_EVENTFD:
+    case K_EVENTFD: /* eventfd_poll: writable while one more can be added */
       if (f->efd_count > 0) m |= EPOLLIN;
-      m |= EPOLLOUT;
+      if (f->efd_count < UINT64_MAX - 1) m |= EPOLLOUT;
       break;
     default: break;
   }
@@ -291,6 +291,8 @@ static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faul
     if (len < 8) return -EINVAL;
     uint64_t add;
     memcpy(&add, buf, 8);
+    if (add == UINT64_MAX) return -EINVAL;
+    if (add > UINT64_MAX - 1 - f->efd_count) return -EAGAIN; /* the counter stops at 2^64 - 2 */
     f->efd_count += add;
     notify(fd);
     return 8;
