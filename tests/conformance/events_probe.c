@@ -65,6 +65,7 @@ enum step {
   EFD_ADD1,     /* eventfd: write 1 */
   EFD_ADD_MAX,  /* eventfd: write 0xfffffffffffffffe (the counter's maximum) */
   EFD_READ,     /* eventfd: read the counter */
+  WAIT,         /* epoll_wait: take the events so far (the next report needs a new edge) */
   STEPS_MAX = 8 /* steps per case */
 };
 
@@ -83,6 +84,9 @@ static const probe_case cases[] = {
     {PIPE_R, "writer closed", {PEER_CLOSE}, NULL},
     {PIPE_R, "writer closed, data unread", {PEER_WRITE, PEER_CLOSE}, NULL},
     {PIPE_R, "writer closed, data drained", {PEER_WRITE, PEER_CLOSE, SELF_DRAIN}, NULL},
+    {PIPE_R, "edge: peer wrote, wait, peer wrote", {PEER_WRITE, WAIT, PEER_WRITE}, NULL},
+    {PIPE_R, "edge: peer wrote, wait, read 1 byte", {PEER_WRITE, WAIT, SELF_READ1}, NULL},
+    {PIPE_R, "edge: peer wrote, wait, writer closed", {PEER_WRITE, WAIT, PEER_CLOSE}, NULL},
     {PIPE_W, "fresh", {END}, NULL},
     {PIPE_W, "full", {SELF_FILL}, NULL},
     {PIPE_W, "full, reader drained", {SELF_FILL, PEER_DRAIN}, NULL},
@@ -94,6 +98,9 @@ static const probe_case cases[] = {
     {PIPE_W, "reader closed", {PEER_CLOSE}, NULL},
     {PIPE_W, "wrote, reader closed", {SELF_WRITE, PEER_CLOSE}, NULL},
     {PIPE_W, "full, reader closed", {SELF_FILL, PEER_CLOSE}, NULL},
+    {PIPE_W, "edge: wrote, wait, reader read 1 byte", {SELF_WRITE, WAIT, PEER_READ1}, NULL},
+    {PIPE_W, "edge: full, wait, reader drained", {SELF_FILL, WAIT, PEER_DRAIN}, NULL},
+    {PIPE_W, "edge: wait, reader closed", {WAIT, PEER_CLOSE}, NULL},
     {SOCK, "fresh", {END}, NULL},
     {SOCK, "peer wrote", {PEER_WRITE}, NULL},
     {SOCK, "peer wrote, drained", {PEER_WRITE, SELF_DRAIN}, NULL},
@@ -122,6 +129,12 @@ static const probe_case cases[] = {
     {SOCK, "reset", {RESET}, NULL},
     {SOCK, "reset, data unread", {PEER_WRITE, RESET}, NULL},
     {SOCK, "reset, error read", {RESET, SELF_READ1}, NULL},
+    {SOCK, "edge: peer wrote, wait, read 1 byte", {PEER_WRITE, WAIT, SELF_READ1}, NULL},
+    {SOCK, "edge: peer wrote, wait, peer wrote", {PEER_WRITE, WAIT, PEER_WRITE}, NULL},
+    {SOCK, "edge: wrote, wait, peer drained", {SELF_WRITE, WAIT, PEER_DRAIN}, NULL},
+    {SOCK, "edge: wait, this side shut write", {WAIT, SELF_SHUT}, NULL},
+    {SOCK, "edge: peer shut write, wait, this side shut", {PEER_SHUT, WAIT, SELF_SHUT}, NULL},
+    {SOCK, "edge: peer shut write, wait, peer closed", {PEER_SHUT, WAIT, PEER_CLOSE}, NULL},
     {ACCEPTED, "fresh", {END}, NULL},
     {ACCEPTED, "client wrote", {PEER_WRITE}, NULL},
     {ACCEPTED, "client shut write", {PEER_SHUT}, NULL},
@@ -135,10 +148,13 @@ static const probe_case cases[] = {
     {LISTENER, "connection queued", {CONNECT}, NULL},
     {LISTENER, "connection queued, client closed", {CONNECT, PEER_CLOSE}, NULL},
     {LISTENER, "connection accepted", {CONNECT, ACCEPT}, NULL},
+    {LISTENER, "edge: queued, wait, second connection", {CONNECT, WAIT, CONNECT}, NULL},
     {EVENTFD, "fresh", {END}, NULL},
     {EVENTFD, "counter 1", {EFD_ADD1}, NULL},
     {EVENTFD, "counter read back", {EFD_ADD1, EFD_READ}, NULL},
     {EVENTFD, "counter at its maximum", {EFD_ADD_MAX}, NULL},
+    {EVENTFD, "edge: counter 1, wait, read back", {EFD_ADD1, WAIT, EFD_READ}, NULL},
+    {EVENTFD, "edge: counter 1, wait, add 1", {EFD_ADD1, WAIT, EFD_ADD1}, NULL},
 };
 #define CASES (sizeof(cases) / sizeof(cases[0]))
 
@@ -427,6 +443,7 @@ static ssize_t run_step(const probe_ops *o, enum step s, int self, int *peer) {
     case EFD_ADD1: return efd_write(o, self, 1);
     case EFD_ADD_MAX: return efd_write(o, self, UINT64_MAX - 1);
     case EFD_READ: return o->read(self, &v, sizeof(v)) == 8 ? 0 : -EIO;
+    case WAIT: return o->wait(&(uint32_t){0}) < 0 ? -EIO : 0;
     default: return -EINVAL;
   }
 }
