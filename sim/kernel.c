@@ -280,9 +280,9 @@ static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
   b->head = (uint32_t)((b->head + n) % b->cap);
   b->len -= (uint32_t)n;
   b->total_read += n;
-  (void)was_full; /* Linux wakes writers on every read of a unix socket; pipes when it was full. Waking always
-                     over-approximates both. */
-  notify_buf_users(b, f->peer, -1);
+  /* pipe_read wakes writers only when the pipe was full; af_unix on every
+   * read that leaves the sender writable (here: any room). */
+  if (f->kind == K_SOCK || was_full) notify_buf_users(b, f->peer, -1);
   return (ssize_t)n;
 }
 
