@@ -572,7 +572,7 @@ int main(int argc, char **argv) {
   if (run_simulated() != 0) return 2;
   int diffs = 0, unmodelled = 0, errors = 0;
   char lx[128], sm[128], name[64];
-  printf("%-52s %-22s %-22s %-12s %-8s %s\n", "kind: case", "mask (poll)", "event (ET epoll)", "write",
+  printf("%-60s %-22s %-22s %-12s %-8s %s\n", "kind: case", "mask (poll)", "event (ET epoll)", "write",
          "read", "wakes / verdict");
   for (size_t i = 0; i < CASES; i++) {
     const probe_case *c = &cases[i];
@@ -580,7 +580,7 @@ int main(int argc, char **argv) {
     const char *lerr = run_case(&linux_ops, c, &l);
     snprintf(name, sizeof(name), "%s: %s", kind_names[c->kind], c->name);
     if (lerr != NULL || sim_err[i] != NULL) {
-      printf("%-52s ERROR %s\n", name, lerr != NULL ? lerr : sim_err[i]);
+      printf("%-60s ERROR %s\n", name, lerr != NULL ? lerr : sim_err[i]);
       errors++;
       continue;
     }
@@ -588,15 +588,15 @@ int main(int argc, char **argv) {
     outcome_str(&sim_out[i], sm, sizeof(sm));
     bool eq = same(&l, &sim_out[i]);
     if (eq && c->not_modelled == NULL) {
-      printf("%-52s %s %s\n", name, lx, wakes_str(&l));
+      printf("%-60s %s %s\n", name, lx, wakes_str(&l));
       continue;
     }
-    printf("%-52s %s %s\n", name, lx,
+    printf("%-60s %s %s\n", name, lx,
            c->not_modelled != NULL ? (eq ? "not modelled, yet agrees" : "NOT MODELLED") : "DIFFERS");
-    printf("%-52s %s %s\n", "  simulator:", sm, wakes_str(&sim_out[i]));
+    printf("%-60s %s %s\n", "  simulator:", sm, wakes_str(&sim_out[i]));
     if (c->not_modelled != NULL) {
       unmodelled++;
-      if (verbose || !eq) printf("%-52s %s\n", "  (not modelled:", c->not_modelled);
+      if (verbose || !eq) printf("%-60s %s\n", "  (not modelled:", c->not_modelled);
     } else {
       diffs++;
     }
