@@ -3,14 +3,15 @@
 # (default 70), from the opening line of the definition to its closing brace,
 # in clang-formatted C (a definition starts at column 0 and ends at the first
 # "}" in column 0). Default files: sim/*.c fuzz/*.c
-# tests/conformance/native_runner.c. Prints "file:line: name: N lines" for
-# each; exit 1 if any.
+# tests/conformance/native_runner.c tests/conformance/events_probe.c. Prints
+# "file:line: name: N lines" for each; exit 1 if any.
 set -u
 MAX=${1:-70}
 [ $# -gt 0 ] && shift
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ $# -eq 0 ]; then
-  set -- "$ROOT"/sim/*.c "$ROOT"/fuzz/*.c "$ROOT"/tests/conformance/native_runner.c
+  set -- "$ROOT"/sim/*.c "$ROOT"/fuzz/*.c "$ROOT"/tests/conformance/native_runner.c \
+    "$ROOT"/tests/conformance/events_probe.c
 fi
 awk -v max="$MAX" -v root="$ROOT/" '
   FNR == 1 { infn = 0 }

@@ -90,7 +90,7 @@ step() {
     asan) config asan gcc address ;;
     tsan) config tsan clang thread ;;
     format) make check-format && ci/func-length.sh 70 netpoll/src/*.c sim/*.c sim/lib/*.c fuzz/*.c examples/*.c examples/sim/*.c examples/sim/bugs/*.c \
-      tests/conformance/native_runner.c ;;
+      tests/conformance/native_runner.c tests/conformance/events_probe.c ;;
     install) BUILD=build-ci-install CC=gcc JOBS=$JOBS ci/install-check.sh ;;
     fuzz) JOBS=$JOBS ci/fuzz.sh --smoke ;;
     mutants) JOBS=$JOBS ci/mutants.sh ;;

@@ -102,16 +102,19 @@ uint32_t kern_poll_mask(int fd) {
     case K_SOCK:
       if (readable(f->rx) > 0) m |= EPOLLIN;
       if (at_eof(f->rx)) m |= EPOLLIN | EPOLLRDHUP;
-      if (at_eof(f->rx) && f->tx->no_reader) m |= EPOLLHUP;
+      /* unix_poll: HUP once both directions are shut (sk_shutdown ==
+       * SHUTDOWN_MASK): ours by our shutdown or the peer's close, theirs by
+       * their shutdown or close. */
+      if (at_eof(f->rx) && (f->tx->no_writer || f->tx->no_reader)) m |= EPOLLHUP;
       if (space(f->tx) > 0 || f->tx->no_reader) m |= EPOLLOUT;
       if (f->sk_err != 0) m |= EPOLLERR;
       break;
     case K_LISTEN:
       if (f->backlog_len > 0) m |= EPOLLIN;
       break;
-    case K_EVENTFD:
+    case K_EVENTFD: /* eventfd_poll: writable while one more can be added */
       if (f->efd_count > 0) m |= EPOLLIN;
-      m |= EPOLLOUT;
+      if (f->efd_count < UINT64_MAX - 1) m |= EPOLLOUT;
       break;
     case K_SOCKNEW: /* tcp_poll: a closed socket is writable and hung up; a connecting one nothing */
       if (!f->connecting) m |= EPOLLOUT | EPOLLHUP;
@@ -233,9 +236,9 @@ static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
   b->head = (uint32_t)((b->head + n) % b->cap);
   b->len -= (uint32_t)n;
   b->total_read += n;
-  (void)was_full; /* Linux wakes writers on every read of a unix socket; pipes when it was full. Waking always
-                     over-approximates both. */
-  notify_buf_users(b, f->peer, -1);
+  /* pipe_read wakes writers only when the pipe was full; af_unix on every
+   * read that leaves the sender writable (here: any room). */
+  if (f->kind == K_SOCK || was_full) notify_buf_users(b, f->peer, -1);
   return (ssize_t)n;
 }
 
@@ -244,6 +247,8 @@ static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faul
     if (len < 8) return -EINVAL;
     uint64_t add;
     memcpy(&add, buf, 8);
+    if (add == UINT64_MAX) return -EINVAL;
+    if (add > UINT64_MAX - 1 - f->efd_count) return -EAGAIN; /* the counter stops at 2^64 - 2 */
     f->efd_count += add;
     notify(fd);
     return 8;
@@ -272,6 +277,13 @@ int kern_listen(void) {
   int fd = fd_alloc();
   if (fd < 0) return fd;
   K.files[fd] = (kfile){.kind = K_LISTEN, .peer = -1};
+  return fd;
+}
+
+int kern_eventfd(void) {
+  int fd = fd_alloc();
+  if (fd < 0) return fd;
+  K.files[fd] = (kfile){.kind = K_EVENTFD, .peer = -1};
   return fd;
 }
 

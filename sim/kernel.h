@@ -60,7 +60,8 @@ kern_stats *kern_stats_get(void);
 /* Creation; return 0 or -errno (EMFILE when the table is full). */
 int kern_pipe(int fds[2], uint32_t capacity);
 int kern_socketpair(int fds[2], uint32_t capacity);
-int kern_listen(void); /* a listening socket's fd */
+int kern_listen(void);  /* a listening socket's fd */
+int kern_eventfd(void); /* a non-blocking eventfd, counter 0 (the event probe's) */
 int kern_connect(int listen_fd,
                  uint32_t capacity);   /* the client end's fd; ECONNREFUSED, EAGAIN (backlog full) */
 int kern_peer_of(int fd);              /* the other end of a connected socket, or -1 */

@@ -854,12 +854,16 @@ static bool gen_room(const gen *g) {
 
 /* Sometimes a second library-side actor on the same generation: it queues
  * on the fd mutex behind the first (handle lifetime: np_free and destroy
- * must wait for it). */
+ * must wait for it). On a pipe's write end it writes once: an np_wait_write
+ * there may wait for ever, legitimately, as on Linux (edge-triggered, and a
+ * pipe read makes an edge only when the pipe was full), holding the write
+ * lock the other writer needs. */
 static void gen_queued(gen *g, int s, int id, int wait_generation, sc_op op) {
   if (gbelow(g, 3) != 0) return;
   int t = gen_task(g, "queued%d", id, 0);
   if (wait_generation > 0) gen_act(g, t, (sc_action){.op = SC_WAIT_GEN, .stream = s, .n = wait_generation});
-  gen_act(g, t, (sc_action){.op = op, .stream = s});
+  int64_t n = op == SC_WRITE ? 1 + (int64_t)gbelow(g, 256) : 0;
+  gen_act(g, t, (sc_action){.op = op, .stream = s, .n = n});
 }
 
 /* The actors of one generation of a stream: library side and peer side.
@@ -903,7 +907,7 @@ static void gen_stream_tasks(gen *g, int s, int generation) {
     gen_act(g, closer, (sc_action){.op = SC_JOIN, .task = reader});
     gen_act(g, closer, (sc_action){.op = SC_CLOSE, .stream = s});
   }
-  gen_queued(g, s, id, must_wait ? generation : 0, kind != SC_PIPE_OUT ? SC_READ_ALL : SC_WAIT_WRITE);
+  gen_queued(g, s, id, must_wait ? generation : 0, kind != SC_PIPE_OUT ? SC_READ_ALL : SC_WRITE);
 }
 
 static void gen_faults(gen *g) {

@@ -467,6 +467,7 @@ void np__park(np__waiter *w, bool (*commit)(np__waiter *w, void *arg), void *arg
   /* No schedule point between a successful commit and sleeping: in the
    * native runtime an unpark that comes first makes the futex wait return. */
   w->parked = true;
+  self->park_step = sim->steps;
   self->waiter = w;
   self->state = SIM_PARKED;
   self->block_reason = "park";

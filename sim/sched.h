@@ -44,6 +44,7 @@ typedef struct sim_task {
   uint64_t op_step;             /* schedule step the actor's current op began (oracles) */
   uint64_t io_offset;           /* stream offset of this task's last read (set by the kernel) */
   bool pure_wait;               /* inside np_wait_*: parked without a syscall having said EAGAIN */
+  uint64_t park_step;           /* schedule step of its last committed park (I14) */
   void *actor;                  /* world data */
   struct sim_task *join_target; /* task this one waits for in sim_join */
   void *port_sched;             /* the runtime scheduler this simulated thread is (rt_world), or NULL */

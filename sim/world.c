@@ -19,6 +19,7 @@
 #include "handle_heap.h"
 #include "kernel.h"
 #include "np_internal.h"
+#include "oracle.h"
 #include "scenario.h"
 
 #define RECS_MAX 48
@@ -78,7 +79,13 @@ typedef struct world {
   uint32_t reg_last[REG_MAX];  /* the last event mask fetched, by registration (I10 both ways) */
   uint32_t reg_epoch[REG_MAX]; /* quiescence epoch of that event */
   bool reg_mixed[REG_MAX];     /* ERR-only and other events fetched in one epoch */
-  uint32_t epoch;              /* quiescent checks so far */
+  struct {                     /* I14, by registration and mode (0 read, 1 write) */
+    uint64_t last_step;        /* step the last event that must wake this mode was fetched */
+    uint32_t last_mask;        /* its mask */
+    uint32_t events;           /* events fetched that wake this mode */
+    uint32_t ready;            /* wait results "ready" in this mode */
+  } wakes[REG_MAX][2];
+  uint32_t epoch; /* quiescent checks so far */
   int used_pd_count;
   bool destroyed;                /* the destroy action ran: np_open is refused */
   int frees_active;              /* np_free calls in progress: destroy must not race them */
@@ -231,6 +238,20 @@ static void check_result(rec *r, int mode, int result, const char *where) {
   }
 }
 
+/* I14, negative space: each event wakes at most one waiter per mode (or
+ * leaves one READY), so a registration's "ready" results in a mode never
+ * outnumber the events fetched for it that wake that mode (sim/oracle.h).
+ * A core that wakes a writer for a readable event, or a reader for room,
+ * makes ready results no event justifies. */
+static void check_ready_count(const rec *r, int mode) {
+  if (r->reg == 0 || r->reg >= REG_MAX) return;
+  int mi = mode == 'r' ? 0 : 1;
+  uint32_t ready = ++W.wakes[r->reg][mi].ready, events = W.wakes[r->reg][mi].events;
+  if (ready > events)
+    sim_fail("I14: wait(%c) on stream %d woken ready %u times but only %u events of its registration wake %s",
+             mode, r->id, ready, events, mode == 'r' ? "readers" : "writers");
+}
+
 /* Port hook: every np__pd_wait result. Deliberately not a schedule point:
  * the result was decided by the load just before, and nothing may happen
  * in between. */
@@ -246,6 +267,7 @@ int np__port_wait_result(const void *pd, int mode, int result) {
       sim_fail(
           "I3/I6: waiter on stream %d mode %c woken ready without any readiness event for its registration",
           r->id, mode);
+    check_ready_count(r, mode);
   } else {
     static const int map[] = {0, NP_ECLOSING, NP_ETIMEOUT, NP_ENOTPOLLABLE, NP_EPOLLER};
     if (result < 0 || result > NP__POLL_FAILED) sim_fail("wait(%c) returned %d", mode, result);
@@ -259,11 +281,17 @@ static void on_event(void *ctx, int fd, uint64_t tag, uint32_t reg, uint32_t eve
   (void)fd;
   if (tag == 0) return; /* the break */
   unsigned flags = 0;
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) flags |= EV_R;
-  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) flags |= EV_W;
-  if (events == EPOLLERR) flags |= EV_ERR_ONLY;
+  if (oracle_wakes(events, 'r')) flags |= EV_R;
+  if (oracle_wakes(events, 'w')) flags |= EV_W;
+  if (oracle_sets_err_bit(events)) flags |= EV_ERR_ONLY;
   if (reg > 0 && reg < REG_MAX) {
     W.reg_flags[reg] |= flags;
+    for (int mi = 0; mi < 2; mi++) {
+      if (!(flags & (mi == 0 ? EV_R : EV_W))) continue;
+      W.wakes[reg][mi].events++;
+      W.wakes[reg][mi].last_step = sim->steps;
+      W.wakes[reg][mi].last_mask = events;
+    }
     /* Pollers may process their batches out of fetch order (a non-blocking
      * poll's older event after the blocking poller's newer one, as in Go):
      * within one epoch, disagreeing events leave either bit legal. */
@@ -1032,6 +1060,22 @@ static void check_err_bit(const np__pd *pd, uint32_t reg) {
            bit ? "set" : "clear", last);
 }
 
+/* I14, positive space, at quiescence (every event fetched has been
+ * processed): an event that wakes a mode (sim/oracle.h), fetched for the
+ * pd's registration after a waiter of that mode committed its park, must
+ * have woken it. Unlike I8 this needs no readiness left in the kernel, and
+ * holds for np_wait_* too. A closing pd is I7's. */
+static void check_woken(const sim_task *t, const np__waiter *w, const np__pd *pd) {
+  if (pd->closing || pd->lock.owner != NULL) return;
+  uint32_t reg = W.used_reg[used_index(pd)];
+  if (reg == 0 || reg >= REG_MAX) return;
+  int mi = w->mode == 'r' ? 0 : 1;
+  if (W.wakes[reg][mi].last_step > t->park_step)
+    sim_fail(
+        "I14: %s still parked (%c) on fd%d although an event %#x that wakes %s was fetched after it parked",
+        t->name, w->mode, pd->fd, W.wakes[reg][mi].last_mask, mi == 0 ? "readers" : "writers");
+}
+
 static void check(void *ctx, bool quiescent) {
   (void)ctx;
   np_poller *p = W.p;
@@ -1062,16 +1106,15 @@ static void check(void *ctx, bool quiescent) {
     uintptr_t installed = w->mode == 'r' ? pd->rg : pd->wg;
     if (installed != (uintptr_t)w)
       sim_fail("I2: %s parked but no longer installed: a wake-up was lost", t->name);
+    check_woken(t, w, pd);
     rec *r = rec_of_pd(pd);
     if (r == NULL) continue;
     uint32_t mask = kern_poll_mask(r->fd);
-    uint32_t wakes =
-        w->mode == 'r' ? (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) : (EPOLLOUT | EPOLLHUP | EPOLLERR);
     /* Lost wake-up: ready, no event on its way, and the waiter got here from
      * a syscall that said EAGAIN (a pure np_wait_* may have consumed the
      * edge itself earlier: edge-triggered, it legitimately waits for the
      * next one). */
-    if (!t->pure_wait && (mask & wakes) && !kern_item_queued(r->fd) &&
+    if (!t->pure_wait && oracle_wakes(mask, w->mode) && !kern_item_queued(r->fd) &&
         kern_epoll_waiter(&(int64_t){0}) != NULL)
       sim_fail(
           "I8: %s parked (%c) on stream %d (fd %d, kind %d) although it is ready (mask %#x) and no event is "
