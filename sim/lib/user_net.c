@@ -73,8 +73,9 @@ static int dial(np_poller *p, const char *network, const char *address, int64_t 
 }
 
 int np_dial(np_poller *p, const char *network, const char *address, int64_t deadline_ns, np_fd **out) {
+  int64_t timeout = deadline_ns == 0 || sim == NULL ? 0 : deadline_ns - sim->now; /* as given, not as left */
   int r = dial(p, network, address, deadline_ns, out);
-  ut_trace("np_dial", r == 0 ? (*out)->sysfd : -1, deadline_ns == 0 ? 0 : deadline_ns - sim->now, r);
+  ut_trace("np_dial", r == 0 ? (*out)->sysfd : -1, timeout, r);
   return r;
 }
 
