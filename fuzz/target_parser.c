@@ -27,18 +27,7 @@ static bool legitimate(const char *failure) {
   return false;
 }
 
-/* A run cut short (step bound, input error) inside np_accept leaks the new
- * handle: world.c's reclaim_after_failure frees only adopted handles (open:
- * its owner's to fix), and LeakSanitizer reports it. Until then scenarios
- * with accept are parsed and dumped but not run. */
-static bool runnable(const scenario *sc) {
-  for (int i = 0; i < sc->action_count; i++)
-    if (sc->actions[i].op == SC_ACCEPT) return false;
-  return true;
-}
-
 static uint64_t run_scenario(const scenario *sc) {
-  if (!runnable(sc)) return 0;
   world_options o = {
       .sc = sc,
       .seed = sc->has_seed ? sc->seed : sc->seed_first,
