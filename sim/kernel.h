@@ -19,7 +19,7 @@
 
 #include "np_internal.h"
 
-#define KERN_FDS_MAX 64
+#define KERN_FDS_MAX 128
 /* epoll_wait timeouts longer than this (virtual) block indefinitely: timers
  * further out never fire in a simulation. */
 #define KERN_WAIT_HORIZON_NS (INT64_C(3600) * 1000000000)

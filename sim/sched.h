@@ -52,7 +52,7 @@ typedef struct sim_task {
 
 typedef enum sim_strategy { SIM_RANDOM = 0, SIM_PCT = 1 } sim_strategy;
 
-#define SIM_TASKS_MAX 64
+#define SIM_TASKS_MAX 256
 #define SIM_TRACE_RING 4096
 
 typedef struct sim_trace_entry {
