@@ -41,8 +41,7 @@ void kern_reset(void) {
     if (f->tx != NULL && f->tx != f->rx) buf_release(f->tx);
   }
   memset(&K, 0, sizeof(K));
-  K.epfd = -1;
-  K.breakfd = -1;
+  for (int i = 0; i < KERN_EPOLLS_MAX; i++) K.eps[i].epfd = K.eps[i].breakfd = -1;
   /* 0, 1, 2 are the standard streams: taken, as in a real process. */
   for (int fd = 0; fd < 3; fd++) K.files[fd].kind = K_RESERVED;
 }
@@ -129,24 +128,26 @@ static void enqueue(epitem *it) {
   if (it->queued) return;
   it->queued = true;
   it->next_ready = NULL;
-  if (K.ready_tail != NULL)
-    K.ready_tail->next_ready = it;
+  kep *e = it->ep;
+  if (e->ready_tail != NULL)
+    e->ready_tail->next_ready = it;
   else
-    K.ready_head = it;
-  K.ready_tail = it;
-  if (K.waiter != NULL) sim_wake(K.waiter);
+    e->ready_head = it;
+  e->ready_tail = it;
+  if (e->waiter != NULL) sim_wake(e->waiter);
 }
 
 static void dequeue(epitem *it) {
   if (!it->queued) return;
-  epitem **pp = &K.ready_head;
+  kep *e = it->ep;
+  epitem **pp = &e->ready_head;
   epitem *prev = NULL;
   while (*pp != it) {
     prev = *pp;
     pp = &(*pp)->next_ready;
   }
   *pp = it->next_ready;
-  if (K.ready_tail == it) K.ready_tail = prev;
+  if (e->ready_tail == it) e->ready_tail = prev;
   it->queued = false;
   it->next_ready = NULL;
 }
@@ -396,8 +397,10 @@ int kern_close(int fd) {
     K.files[peer].peer = -1;
   }
   kbuf *rx = f->rx, *tx = f->tx;
-  if (fd == K.breakfd) K.breakfd = -1;
-  if (fd == K.epfd) K.epfd = -1;
+  for (int i = 0; i < KERN_EPOLLS_MAX; i++) {
+    if (fd == K.eps[i].breakfd) K.eps[i].breakfd = -1;
+    if (fd == K.eps[i].epfd) K.eps[i].epfd = -1;
+  }
   K.files[fd] = (kfile){.kind = K_FREE, .peer = -1};
   if (rx != NULL) buf_release(rx);
   if (tx != NULL && tx != rx) buf_release(tx);
@@ -423,12 +426,12 @@ bool kern_item_registered(int fd) {
   return f != NULL && f->item != NULL;
 }
 uint64_t kern_break_count(void) {
-  kfile *f = file_of(K.breakfd);
+  kfile *f = file_of(K.eps[0].breakfd);
   return f == NULL ? 0 : f->efd_count;
 }
 sim_task *kern_epoll_waiter(int64_t *wake_at) {
-  *wake_at = K.waiter_wake_at;
-  return K.waiter;
+  *wake_at = K.eps[0].waiter_wake_at;
+  return K.eps[0].waiter;
 }
 
 /* ---- the backend table ------------------------------------------------------ */
@@ -441,6 +444,10 @@ static void syscall_point(const char *name, int fd) {
 
 static int sb_create(void **state) {
   syscall_point("epoll_create1", -1);
+  kep *e = NULL;
+  for (int i = 0; i < KERN_EPOLLS_MAX && e == NULL; i++)
+    if (!K.eps[i].used) e = &K.eps[i];
+  if (e == NULL) return -EMFILE;
   int ep = fd_alloc();
   if (ep < 0) return ep;
   K.files[ep] = (kfile){.kind = K_EPOLL, .peer = -1};
@@ -450,25 +457,25 @@ static int sb_create(void **state) {
     return efd;
   }
   K.files[efd] = (kfile){.kind = K_EVENTFD, .peer = -1};
-  K.epfd = ep;
-  K.breakfd = efd;
+  *e = (kep){.used = true, .epfd = ep, .breakfd = efd, .waiter_wake_at = -1};
   epitem *it = calloc(1, sizeof(*it));
   if (it == NULL) sim_fail("out of memory");
   it->fd = efd;
   it->events = EPOLLIN; /* level-triggered, tag 0 */
+  it->ep = e;
   K.files[efd].item = it;
-  *state = &K;
+  *state = e;
   return 0;
 }
 
 static void sb_destroy(void *state) {
-  (void)state;
-  if (K.breakfd >= 0) kern_close(K.breakfd);
-  if (K.epfd >= 0) kern_close(K.epfd);
+  kep *e = state;
+  if (e->breakfd >= 0) kern_close(e->breakfd);
+  if (e->epfd >= 0) kern_close(e->epfd);
+  e->used = false;
 }
 
 static int sb_open(void *state, int fd, uint64_t tag) {
-  (void)state;
   syscall_point("epoll_ctl(ADD)", fd);
   kfile *f = file_of(fd);
   if (f == NULL) return -EBADF;
@@ -479,6 +486,7 @@ static int sb_open(void *state, int fd, uint64_t tag) {
   it->fd = fd;
   it->events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   it->tag = tag;
+  it->ep = state;
   it->reg = ++K.next_reg;
   f->item = it;
   if (K.reg_hook != NULL) K.reg_hook(fd, tag, it->reg);
@@ -500,32 +508,33 @@ static int sb_close(void *state, int fd) {
 
 /* A registered stream for spurious / error-only reports. Listeners are
  * left out: Linux never reports EPOLLERR alone for them. */
-static bool injectable(int fd) {
-  return file_of(fd) != NULL && K.files[fd].item != NULL && fd != K.breakfd && K.files[fd].kind != K_LISTEN;
+static bool injectable(const kep *e, int fd) {
+  return file_of(fd) != NULL && K.files[fd].item != NULL && K.files[fd].item->ep == e && fd != e->breakfd &&
+         K.files[fd].kind != K_LISTEN;
 }
 
-static epitem *random_item(void) {
+static epitem *random_item(const kep *e) {
   int count = 0;
   for (int fd = 0; fd < KERN_FDS_MAX; fd++)
-    if (injectable(fd)) count++;
+    if (injectable(e, fd)) count++;
   if (count == 0) return NULL;
   int pick = (int)sim_rand_below((uint64_t)count);
   for (int fd = 0; fd < KERN_FDS_MAX; fd++)
-    if (injectable(fd) && pick-- == 0) return K.files[fd].item;
+    if (injectable(e, fd) && pick-- == 0) return K.files[fd].item;
   return NULL;
 }
 
 static int sb_wait(void *state, np__event *events, int events_max, int64_t delay_ns) {
-  (void)state;
+  kep *e = state;
   syscall_point("epoll_wait", (int)(delay_ns < 0 ? -1 : delay_ns / 1000));
   K.stats.epoll_waits++;
   if (fault(K.faults.epoll_eintr)) return -EINTR;
   if (fault(K.faults.spurious_ready)) {
-    epitem *it = random_item();
+    epitem *it = random_item(e);
     if (it != NULL) enqueue(it);
   }
   if (fault(K.faults.err_only)) {
-    epitem *it = random_item();
+    epitem *it = random_item(e);
     if (it != NULL) {
       it->err_only_once = true;
       enqueue(it);
@@ -549,8 +558,8 @@ static int sb_wait(void *state, np__event *events, int events_max, int64_t delay
     int max = events_max;
     if (max > 1 && fault(K.faults.maxevents_cut)) max = 1 + (int)sim_rand_below((uint64_t)max - 1);
     int n = 0;
-    epitem *stop_at = K.ready_tail; /* one pass over the list as it is now */
-    for (epitem *it = K.ready_head; it != NULL && n < max;) {
+    epitem *stop_at = e->ready_tail; /* one pass over the list as it is now */
+    for (epitem *it = e->ready_head; it != NULL && n < max;) {
       epitem *next = it->next_ready;
       bool last = it == stop_at;
       uint32_t mask = kern_poll_mask(it->fd) & (it->events | EPOLLERR | EPOLLHUP);
@@ -574,28 +583,28 @@ static int sb_wait(void *state, np__event *events, int events_max, int64_t delay
       return n;
     }
     if (wake_at >= 0 && sim->now >= wake_at) return 0;
-    K.waiter = sim->current;
-    K.waiter_wake_at = wake_at;
+    e->waiter = sim->current;
+    e->waiter_wake_at = wake_at;
     bool timed_out = sim_block("epoll_wait", wake_at);
-    K.waiter = NULL;
-    K.waiter_wake_at = -1;
+    e->waiter = NULL;
+    e->waiter_wake_at = -1;
     if (timed_out) return 0;
   }
 }
 
 static int sb_wake(void *state) {
-  (void)state;
-  syscall_point("write(break)", K.breakfd);
+  kep *e = state;
+  syscall_point("write(break)", e->breakfd);
   uint64_t one = 1;
-  ssize_t n = kern_write(K.breakfd, &one, 8);
+  ssize_t n = kern_write(e->breakfd, &one, 8);
   return n == 8 ? 0 : (int)n;
 }
 
 static int sb_drain(void *state) {
-  (void)state;
-  syscall_point("read(break)", K.breakfd);
+  kep *e = state;
+  syscall_point("read(break)", e->breakfd);
   uint64_t v;
-  ssize_t n = kern_read(K.breakfd, &v, 8);
+  ssize_t n = kern_read(e->breakfd, &v, 8);
   return n == 8 ? 0 : (int)n;
 }
 

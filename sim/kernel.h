@@ -20,6 +20,8 @@
 #include "np_internal.h"
 
 #define KERN_FDS_MAX 128
+/* epoll instances (pollers) at once; the scenario world uses one. */
+#define KERN_EPOLLS_MAX 4
 /* epoll_wait timeouts longer than this (virtual) block indefinitely: timers
  * further out never fire in a simulation. */
 #define KERN_WAIT_HORIZON_NS (INT64_C(3600) * 1000000000)
@@ -82,6 +84,7 @@ bool kern_fd_open(int fd);
 uint32_t kern_poll_mask(int fd); /* current readiness, as poll would say */
 bool kern_item_queued(int fd);   /* registered and on the ready list */
 bool kern_item_registered(int fd);
+/* Of the first epoll instance (the scenario world's one poller): */
 uint64_t kern_break_count(void);                      /* eventfd counter of the break */
 struct sim_task *kern_epoll_waiter(int64_t *wake_at); /* poller blocked in wait, or NULL */
 extern const np__backend sim_backend;

@@ -49,6 +49,7 @@ typedef struct kbuf { /* one direction of a stream */
   bool net; /* a connection of the simulated network (delays, resets) */
 } kbuf;
 
+struct kep;
 typedef struct epitem {
   int fd;
   uint32_t reg;    /* registration serial: 1, 2, ... per run (the kernel's identity, not the tag) */
@@ -57,6 +58,7 @@ typedef struct epitem {
   bool queued;        /* on the ready list */
   bool err_only_once; /* injected: next report is EPOLLERR alone */
   struct epitem *next_ready;
+  struct kep *ep; /* the epoll instance it is registered with */
 } epitem;
 
 typedef struct kfile {
@@ -66,7 +68,7 @@ typedef struct kfile {
   uint64_t efd_count; /* eventfd */
   int sk_err;         /* pending socket error */
   bool accepted;      /* client end of a connection that was accepted (stays true) */
-  epitem *item;       /* registration in the one epoll instance, or NULL */
+  epitem *item;       /* registration in an epoll instance, or NULL (one at most) */
   /* K_LISTEN: connections not yet accepted, FIFO; each is the server end of
    * a connected pair whose client end is already an fd of the peer. */
   struct kconn {
@@ -83,13 +85,18 @@ typedef struct kfile {
   bool connecting;
 } kfile;
 
-typedef struct kern_state {
-  kfile files[KERN_FDS_MAX];
-  int epfd;
+/* An epoll instance and its poller's break (one per poller). */
+typedef struct kep {
+  bool used;
+  int epfd, breakfd;
   epitem *ready_head, *ready_tail;
   sim_task *waiter; /* poller blocked in epoll_wait */
   int64_t waiter_wake_at;
-  int breakfd;
+} kep;
+
+typedef struct kern_state {
+  kfile files[KERN_FDS_MAX];
+  kep eps[KERN_EPOLLS_MAX];
   kern_faults faults;
   kern_stats stats;
   kern_event_fn hook;
