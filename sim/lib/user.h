@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kernel.h"
 #include "netpoll.h"
 #include "np_internal.h"
 #include "sched.h"
@@ -26,12 +27,22 @@ typedef struct ut_task {
   bool sleep_cut; /* destroy ended its np_sleep */
 } ut_task;
 
+/* A poller of the program: one simulated thread polling its own simulated
+ * epoll instance (as many at once as the kernel has: KERN_EPOLLS_MAX). */
+typedef struct ut_poller {
+  np_poller *p; /* NULL: a free slot */
+  sim_task *task;
+  bool stop;
+  int live;         /* its tasks started and not yet returned */
+  sim_task *waiter; /* np_wait_tasks / np_poller_destroy */
+} ut_poller;
+
+#define UT_POLLERS_MAX KERN_EPOLLS_MAX
+
 typedef struct ut_state {
-  np_poller *p; /* the one poller (the simulated kernel has one epoll instance) */
-  sim_task *poller_task, *net_task;
-  bool stop_poller, stop_net;
-  int live;               /* user tasks started and not yet returned */
-  sim_task *tasks_waiter; /* np_wait_tasks */
+  ut_poller pollers[UT_POLLERS_MAX];
+  sim_task *net_task;
+  bool stop_net;
   int next_task;
   uint64_t hash; /* of the API trace: the selfcheck compares it */
   FILE *trace;   /* live API trace (--trace), or NULL */
@@ -39,6 +50,9 @@ typedef struct ut_state {
 } ut_state;
 
 extern ut_state U;
+
+/* The slot of p, or NULL if p is not a live poller of this run. */
+ut_poller *ut_poller_of(const np_poller *p);
 
 /* The user task running now, or NULL (the driver, the poller, the network). */
 ut_task *ut_current(void);

@@ -58,8 +58,9 @@ static int fd_of(const np_fd *f) { return f == NULL ? -1 : f->sysfd; }
 /* Whether one of the poller's handles has fd (a list walk without a
  * schedule point: no other task runs meanwhile). */
 static bool has_handle(int fd) {
-  for (np_fd *f = U.p != NULL ? U.p->fds : NULL; f != NULL; f = f->next)
-    if (f->sysfd == fd) return true;
+  for (int i = 0; i < UT_POLLERS_MAX; i++)
+    for (np_fd *f = U.pollers[i].p != NULL ? U.pollers[i].p->fds : NULL; f != NULL; f = f->next)
+      if (f->sysfd == fd) return true;
   return false;
 }
 

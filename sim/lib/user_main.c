@@ -157,8 +157,10 @@ static void report(const ut_test *t, const cli *c, uint64_t seed, const ut_resul
   fprintf(stderr, "\nFAIL %s seed %" PRIu64 " (%s) at %.6f s virtual: %s\n", t->name, seed,
           c->run.pct ? "pct" : "random", (double)r->virtual_ns / 1e9, r->failure);
   fprintf(stderr,
-          "  faults: latency <= %.3f ms, short i/o %u, EMFILE %u, SYN loss %u, resets %u (per million)\n",
-          (double)f->latency_max / 1e6, f->short_io, f->accept_emfile, f->syn_drop, f->reset_write);
+          "  faults: latency <= %.3f ms, short i/o %u, EMFILE %u, aborted accepts %u, SYN loss %u, resets %u"
+          " (per million)\n",
+          (double)f->latency_max / 1e6, f->short_io, f->accept_emfile, f->accept_abort, f->syn_drop,
+          f->reset_write);
   char *text = NULL;
   size_t len = 0;
   FILE *mem = open_memstream(&text, &len);

@@ -18,9 +18,16 @@ ut_task *ut_current(void) {
   return sim->current->actor;
 }
 
+ut_poller *ut_poller_of(const np_poller *p) {
+  for (int i = 0; p != NULL && i < UT_POLLERS_MAX; i++)
+    if (U.pollers[i].p == p) return &U.pollers[i];
+  return NULL;
+}
+
 static void poller_main(void *arg) {
-  np_poller *p = arg;
-  while (!U.stop_poller) {
+  ut_poller *up = arg;
+  np_poller *p = up->p;
+  while (!up->stop) {
     int n = np__poll_once(p, true);
     if (n < 0 && n != NP_EPOLLER) sim_fail("netpoll failed: %s", np_strerror(n));
     if (n == NP_EPOLLER) sim_sleep(1000000);
@@ -56,7 +63,10 @@ int np_poller_create(np_poller **out, const np_options *opts) {
   int err = check_options(opts);
   if (err != 0) return err;
   if (sim == NULL) return -ENOTSUP; /* outside a simulated run (np_test_main starts them) */
-  if (U.p != NULL) return -EBUSY;   /* one poller at a time: the simulated kernel has one epoll */
+  ut_poller *up = ut_poller_of(NULL);
+  for (int i = 0; i < UT_POLLERS_MAX && up == NULL; i++)
+    if (U.pollers[i].p == NULL) up = &U.pollers[i];
+  if (up == NULL) return -EMFILE; /* as many pollers as the simulated kernel has epoll instances */
   np_poller *p = calloc(1, sizeof(*p));
   if (p == NULL) return -ENOMEM;
   /* Small event batches unless asked: more polls, more interleavings. */
@@ -66,18 +76,17 @@ int np_poller_create(np_poller **out, const np_options *opts) {
     free(p);
     return err;
   }
-  U.p = p;
-  U.stop_poller = false;
-  U.poller_task = sim_spawn("poller", poller_main, p);
+  *up = (ut_poller){.p = p};
+  up->task = sim_spawn("poller", poller_main, up);
   *out = p;
   return 0;
 }
 
-static void wake_sleepers(void) {
+static void wake_sleepers(const np_poller *p) {
   for (int i = 0; i < sim->task_count; i++) {
     sim_task *t = sim->tasks[i];
     ut_task *u = t->actor;
-    if (u != NULL && t->state == SIM_BLOCKED && t->block_reason != NULL &&
+    if (u != NULL && u->p == p && t->state == SIM_BLOCKED && t->block_reason != NULL &&
         strcmp(t->block_reason, "np_sleep") == 0) {
       u->sleep_cut = true;
       sim_wake(t);
@@ -87,25 +96,26 @@ static void wake_sleepers(void) {
 
 void np_poller_destroy(np_poller *p) {
   if (p == NULL) return;
-  if (p != U.p) NP_PANIC("np_poller_destroy: not a handle from np_poller_create");
+  ut_poller *up = ut_poller_of(p);
+  if (up == NULL) NP_PANIC("np_poller_destroy: not a handle from np_poller_create");
   ut_task *self = ut_current();
   if (self != NULL && self->p == p) NP_PANIC("np_poller_destroy called from one of its own tasks");
   ut_trace("np_poller_destroy", -1, 0, 0);
   np__store_u32(&p->shutdown, 1);
-  wake_sleepers();
+  wake_sleepers(p);
   np__fd_free_all(p); /* blocked and queued callers wake with NP_ECLOSING */
-  while (U.live > 0) {
-    U.tasks_waiter = sim->current;
+  while (up->live > 0) {
+    up->waiter = sim->current;
     (void)sim_block("np_poller_destroy", -1);
-    U.tasks_waiter = NULL;
+    up->waiter = NULL;
   }
   np__fd_free_all(p); /* descriptors tasks opened as they finished */
-  U.stop_poller = true;
+  up->stop = true;
   np__netpoll_break(p);
-  sim_join(U.poller_task);
+  sim_join(up->task);
   np__poller_fini(p);
   free(p);
-  U.p = NULL;
+  *up = (ut_poller){0};
 }
 
 void np_poller_stats(np_poller *p, np_stats *out) {
@@ -117,7 +127,8 @@ void np_poller_stats(np_poller *p, np_stats *out) {
   out->breaks = np__load_u64(&p->stat_breaks);
   out->timers_fired = np__load_u64(&p->stat_timers);
   out->pd_allocated = np__load_u64(&p->stat_pds);
-  out->tasks = (uint64_t)U.live;
+  ut_poller *up = ut_poller_of(p);
+  out->tasks = up == NULL ? 0 : (uint64_t)up->live;
   out->procs = 1;
 }
 
@@ -127,15 +138,16 @@ static void task_entry(void *arg) {
   ut_task *u = arg;
   u->fn(u->arg);
   ut_trace("return", -1, 0, 0);
-  U.live--;
-  if (U.live == 0 && U.tasks_waiter != NULL) sim_wake(U.tasks_waiter);
+  ut_poller *up = ut_poller_of(u->p);
+  if (--up->live == 0 && up->waiter != NULL) sim_wake(up->waiter);
   sim->current->actor = NULL;
   free(u);
 }
 
 int np_go(np_poller *p, np_task_fn fn, void *arg) {
   if (p == NULL || fn == NULL) return -EINVAL;
-  if (p != U.p) return -EINVAL;
+  ut_poller *up = ut_poller_of(p);
+  if (up == NULL) return -EINVAL;
   if (np__load_u32(&p->shutdown)) return NP_ECLOSING;
   if (sim->task_count >= SIM_TASKS_MAX) return -ENOMEM; /* tasks of a run are never reused */
   ut_task *u = calloc(1, sizeof(*u));
@@ -146,7 +158,7 @@ int np_go(np_poller *p, np_task_fn fn, void *arg) {
   u->call_fd = -1;
   char name[24];
   snprintf(name, sizeof(name), "task%d", ++U.next_task);
-  U.live++;
+  up->live++;
   u->st = sim_spawn(name, task_entry, u);
   u->st->actor = u;
   ut_trace("np_go", -1, u->st->id, 0);
@@ -161,7 +173,7 @@ int np_sleep(int64_t ns) {
     sim_point();
     return 0;
   }
-  if (U.p != NULL && np__load_u32(&U.p->shutdown)) return NP_ECLOSING;
+  if (np__load_u32(&u->p->shutdown)) return NP_ECLOSING;
   int64_t until = ns > SIM_TIME_MAX_NS - sim->now ? SIM_TIME_MAX_NS + 1 : sim->now + ns;
   ut_enter("np_sleep", -1);
   u->sleep_cut = false;
@@ -193,14 +205,15 @@ np_poller *np_current(void) {
 }
 
 int np_wait_tasks(np_poller *p, int64_t deadline_ns) {
-  if (p == NULL || p != U.p) return -EINVAL;
+  ut_poller *up = ut_poller_of(p);
+  if (up == NULL) return -EINVAL;
   ut_task *self = ut_current();
   if (self != NULL && self->p == p) return -EDEADLK;
-  while (U.live > 0) {
+  while (up->live > 0) {
     if (deadline_ns > 0 && sim->now >= deadline_ns) return NP_ETIMEOUT;
-    U.tasks_waiter = sim->current;
+    up->waiter = sim->current;
     (void)sim_block("np_wait_tasks", deadline_ns > 0 ? deadline_ns : -1);
-    U.tasks_waiter = NULL;
+    up->waiter = NULL;
   }
   return 0;
 }

@@ -56,6 +56,7 @@ static void draw_faults(bool on, ut_faults *out) {
   if (sim_chance(250000)) n->reset_write = rates[sim_rand_below(2)];
   out->short_io = k->short_io;
   out->accept_emfile = k->accept_emfile;
+  out->accept_abort = k->accept_abort;
   out->syn_drop = n->syn_drop;
   out->reset_write = n->reset_write;
 }
@@ -94,14 +95,16 @@ static void reclaim(void) {
     free(sim->tasks[i]->actor);
     sim->tasks[i]->actor = NULL;
   }
-  if (U.p != NULL) {
-    for (np__pd_block *b = U.p->blocks, *next; b != NULL; b = next) {
+  for (int i = 0; i < UT_POLLERS_MAX; i++) {
+    np_poller *p = U.pollers[i].p;
+    if (p == NULL) continue;
+    for (np__pd_block *b = p->blocks, *next; b != NULL; b = next) {
       next = b->next;
       free(b);
     }
-    free(U.p->heap);
-    free(U.p);
-    U.p = NULL;
+    free(p->heap);
+    free(p);
+    U.pollers[i].p = NULL;
   }
 }
 

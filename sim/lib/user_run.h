@@ -27,7 +27,7 @@ typedef struct ut_run_options {
 
 typedef struct ut_faults { /* what the seed drew, for the report */
   int64_t latency_max;
-  uint32_t short_io, accept_emfile, syn_drop, reset_write;
+  uint32_t short_io, accept_emfile, accept_abort, syn_drop, reset_write;
 } ut_faults;
 
 typedef struct ut_result {
