@@ -29,6 +29,10 @@ static void driver(void *arg) {
   ut_start_net();
   int err = np_run(NULL, body, NULL);
   if (err != 0) sim_fail("np_run: %s", np_strerror(err));
+  /* Pollers the test left behind end as at process exit, natively: their
+   * tasks see NP_ECLOSING (a task that never returns is then stuck). */
+  for (int i = 0; i < UT_POLLERS_MAX; i++)
+    if (U.pollers[i].p != NULL) np_poller_destroy(U.pollers[i].p);
   ut_stop_net();
 }
 
@@ -86,6 +90,9 @@ static void stuck_report(char *out, size_t len) {
       used += (size_t)snprintf(out + used, len - used, " %s blocked (%s);", t->name,
                                t->block_reason != NULL ? t->block_reason : "parked");
   }
+  /* The runner's own tasks say where the end of the test waits. */
+  if (sim->tasks[0]->state != SIM_DONE && sim->tasks[0]->block_reason != NULL && used < len - 80)
+    snprintf(out + used, len - used, " (the test's end waits in %s)", sim->tasks[0]->block_reason);
 }
 
 /* A failed run stops where it is; free what it held (the handle heap is

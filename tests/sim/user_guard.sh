@@ -13,7 +13,9 @@ expect real_thread 'determinism: pthread_create'
 expect real_sleep 'determinism: usleep'
 expect real_fd 'determinism: np_open(fd'
 expect plain_assert 'assertion failed: x == 2'
+expect stuck_read 'stuck: .* in np_read(fd'
 "$bin" --test clean --seeds 1-50 --quiet || { echo "clean failed"; exit 1; }
+"$bin" --test leftover_poller --seeds 1-50 --quiet || { echo "leftover_poller failed"; exit 1; }
 "$bin" --seeds x 2>/dev/null; [ $? -eq 2 ] || { echo "bad option: want exit 2"; exit 1; }
 "$bin" --test nosuch 2>/dev/null; [ $? -eq 2 ] || { echo "unknown test: want exit 2"; exit 1; }
 echo ok

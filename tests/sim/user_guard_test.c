@@ -48,3 +48,29 @@ NP_TEST(clean) {
 }
 
 NP_TEST_MAIN()
+
+static void forever(void *arg) {
+  (void)arg;
+  while (np_sleep(1000000) == 0) {
+  }
+}
+
+/* A poller left running when the test returns is destroyed as at exit:
+ * its task's sleep ends with NP_ECLOSING and the run passes. */
+NP_TEST(leftover_poller) {
+  np_poller *q;
+  NP_CHECK_EQ(np_poller_create(&q, NULL), 0);
+  NP_CHECK_EQ(np_go(q, forever, NULL), 0);
+}
+
+static void reader(void *arg) {
+  char c;
+  (void)np_read(arg, &c, 1);
+}
+
+/* A task waiting for data that never comes: stuck, named with its call. */
+NP_TEST(stuck_read) {
+  np_fd *pair[2];
+  NP_CHECK_EQ(np_socketpair(np_current(), pair), 0);
+  NP_CHECK_EQ(np_go(np_current(), reader, pair[0]), 0);
+}
