@@ -703,11 +703,11 @@ static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *add
     client->accepted = true;
     K.files[s].peer = cn.client_fd;
   }
-  if (addr != NULL && addrlen != NULL) {
-    socklen_t len = *addrlen < (socklen_t)sizeof(sa_family_t) ? *addrlen : (socklen_t)sizeof(sa_family_t);
-    sa_family_t family = AF_UNIX;
-    memcpy(addr, &family, len);
-    *addrlen = sizeof(sa_family_t);
+  if (addr != NULL && addrlen != NULL) { /* the peer's address, cut to the caller's room as accept4 does */
+    struct sockaddr_storage ss;
+    socklen_t full = kern__net_sockaddr(&cn.client, &ss);
+    memcpy(addr, &ss, *addrlen < full ? *addrlen : full);
+    *addrlen = full;
   }
   return s;
 }

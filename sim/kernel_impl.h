@@ -125,5 +125,7 @@ void kern__syscall_point(const char *name, int fd);
 /* knet.c's side: connect on a K_SOCKNEW, and a write on a network stream. */
 int kern__net_connect(kfile *f, int fd, const struct sockaddr *sa, socklen_t len);
 void kern__net_wrote(int fd, kbuf *b, uint32_t n);
+/* The sockaddr of a (an unnamed unix socket when a has no family). */
+socklen_t kern__net_sockaddr(const kaddr *a, struct sockaddr_storage *ss);
 
 #endif

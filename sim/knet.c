@@ -95,6 +95,11 @@ static socklen_t from_kaddr(const kaddr *a, struct sockaddr_storage *ss) {
   return (socklen_t)(sizeof(sa_family_t) + n + (path[0] == '@' ? 0 : 1));
 }
 
+socklen_t kern__net_sockaddr(const kaddr *a, struct sockaddr_storage *ss) {
+  kaddr unnamed = {.family = AF_UNIX};
+  return from_kaddr(a->family != 0 ? a : &unnamed, ss);
+}
+
 static bool inet(uint16_t family) { return family == AF_INET || family == AF_INET6; }
 
 /* One host: an IP address reaches every listener on the port. */

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <netpoll_test.h>
+#include <netinet/in.h>
 #include <string.h>
 
 static void server(void *arg) {
@@ -12,9 +13,12 @@ static void server(void *arg) {
   char buf[16];
   ssize_t n;
   int err;
-  while ((err = np_accept(l, &c, NULL, NULL)) == -EMFILE) np_sleep(1000000); /* out of descriptors: retry */
+  struct sockaddr_storage peer;
+  socklen_t len = sizeof(peer);
+  while ((err = np_accept(l, &c, (struct sockaddr *)&peer, &len)) == -EMFILE) np_sleep(1000000); /* retry */
   if (err == NP_ECLOSING) return; /* the test gave up: its dial failed */
   NP_CHECK_EQ(err, 0);
+  NP_CHECK(peer.ss_family == AF_INET && len == sizeof(struct sockaddr_in)); /* the client's address */
   while ((n = np_read(c, buf, sizeof(buf))) > 0)
     if (np_write(c, buf, (size_t)n, NULL) != 0) break;
   np_free(c);
