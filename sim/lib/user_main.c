@@ -4,6 +4,7 @@
  * progress line, a summary, and for a failure its seed, the trace tail and
  * the one command that replays it with the full trace.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -174,6 +175,11 @@ static void report(const ut_test *t, const cli *c, uint64_t seed, const ut_resul
       fprintf(stderr, "warning: the replay differed (the program is not deterministic)\n");
     free(text);
   }
+  if (t->fn == NULL) { /* a program's own np_run */
+    fprintf(stderr, "replay: NP_SIM_SEED=%" PRIu64 " NP_SIM_TRACE=1%s %s\n", seed,
+            c->run.faults ? "" : " NP_SIM_NO_FAULTS=1", program_invocation_name);
+    return;
+  }
   fprintf(stderr, "replay: %s --test %s --seed %" PRIu64 "%s%s --trace\n", c->prog, t->name, seed,
           c->run.pct ? " --strategy pct" : "", c->run.faults ? "" : " --no-faults");
 }
@@ -244,4 +250,22 @@ int np_test_main(int argc, char **argv) {
     return 2;
   }
   return failed ? 1 : 0;
+}
+
+int ut_run_program(np_task_fn fn, void *arg) {
+  cli c = {.first = 1, .last = 1, .prog = "NP_SIM_SEED=N <program>"};
+  c.run.faults = getenv("NP_SIM_NO_FAULTS") == NULL;
+  c.run.time_limit = INT64_C(600) * 1000000000;
+  c.trace = getenv("NP_SIM_TRACE") != NULL;
+  const char *seed = getenv("NP_SIM_SEED");
+  if (seed != NULL && !parse_u64(seed, &c.first)) {
+    fprintf(stderr, "netpoll-sim: NP_SIM_SEED=%s is not a number\n", seed);
+    exit(2);
+  }
+  ut_guard_install();
+  ut_test t = {.name = "np_run", .task = fn, .arg = arg};
+  ut_result r;
+  if (run_seed(&t, &c, c.first, c.trace ? stdout : NULL, &r) == 0) return 0;
+  report(&t, &c, c.first, &r);
+  exit(1);
 }

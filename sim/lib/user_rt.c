@@ -10,6 +10,7 @@
 
 #include "kernel.h"
 #include "user.h"
+#include "user_run.h"
 
 ut_state U;
 
@@ -220,6 +221,7 @@ int np_wait_tasks(np_poller *p, int64_t deadline_ns) {
 
 int np_run(const np_options *opts, void (*fn)(void *arg), void *arg) {
   if (fn == NULL) return -EINVAL;
+  if (sim == NULL) return check_options(opts) != 0 ? -EINVAL : ut_run_program(fn, arg); /* a program's main */
   np_poller *p;
   int err = np_poller_create(&p, opts);
   if (err != 0) return err;

@@ -21,7 +21,10 @@ static const ut_test *running;
 static void body(void *arg) {
   (void)arg;
   np_task_name(running->name);
-  running->fn();
+  if (running->fn != NULL)
+    running->fn();
+  else
+    running->task(running->arg);
 }
 
 static void driver(void *arg) {

@@ -12,7 +12,9 @@
 
 typedef struct ut_test {
   const char *name;
-  np_test_fn fn;
+  np_test_fn fn;      /* an NP_TEST body, or NULL: */
+  np_task_fn task;    /* np_run's function (a program run by np_run outside a campaign) */
+  void *arg;
 } ut_test;
 
 typedef struct ut_run_options {
@@ -45,5 +47,10 @@ int ut_run(const ut_test *t, const ut_run_options *o, ut_result *r);
 /* The determinism guard (user_guard.c): real threads, clocks and sleeps
  * inside a simulated run fail it, naming the call. */
 void ut_guard_install(void);
+
+/* np_run called by a program outside a campaign: one simulated run of fn
+ * (seed NP_SIM_SEED, default 1; NP_SIM_TRACE=1 prints the trace). Returns
+ * 0; a failure is reported and exits with status 1. */
+int ut_run_program(np_task_fn fn, void *arg);
 
 #endif
