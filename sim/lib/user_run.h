@@ -12,8 +12,8 @@
 
 typedef struct ut_test {
   const char *name;
-  np_test_fn fn;      /* an NP_TEST body, or NULL: */
-  np_task_fn task;    /* np_run's function (a program run by np_run outside a campaign) */
+  np_test_fn fn;   /* an NP_TEST body, or NULL: */
+  np_task_fn task; /* np_run's function (a program run by np_run outside a campaign) */
   void *arg;
 } ut_test;
 
