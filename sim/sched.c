@@ -204,23 +204,48 @@ void sim_fini(sim_sched *s) {
   if (sim == s) sim = NULL;
 }
 
+/* A full table reuses the slot, struct and stack of a finished task (a
+ * server's task per connection outlives SIM_TASKS_MAX over a run; ids stay
+ * the slot's). Below the limit nothing is reused: traces are unchanged. */
+static bool joined(const sim_task *t) { /* a joiner woken by its end has not run yet */
+  for (int i = 0; i < sim->task_count; i++)
+    if (sim->tasks[i]->join_target == t) return true;
+  return false;
+}
+
+static sim_task *reuse_done(void) {
+  for (int i = 0; i < sim->task_count; i++) {
+    sim_task *t = sim->tasks[i];
+    if (t->state != SIM_DONE || t == sim->current || joined(t)) continue;
+    void *stack = t->stack;
+#ifdef SIM_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(stack, SIM_STACK_SIZE);
+#endif
+    memset(t, 0, sizeof(*t));
+    t->id = i;
+    t->stack = stack;
+    return t;
+  }
+  sim_fail("too many tasks (%d live at once)", SIM_TASKS_MAX);
+}
+
 sim_task *sim_spawn(const char *name, void (*fn)(void *), void *arg) {
-  if (sim->task_count >= SIM_TASKS_MAX) sim_fail("too many tasks (max %d)", SIM_TASKS_MAX);
-  sim_task *t = calloc(1, sizeof(*t));
+  bool full = sim->task_count >= SIM_TASKS_MAX;
+  sim_task *t = full ? reuse_done() : calloc(1, sizeof(*t));
   if (t == NULL) sim_fail("out of memory");
-  t->id = sim->task_count;
+  if (!full) t->id = sim->task_count;
   snprintf(t->name, sizeof(t->name), "%s", name);
   t->state = SIM_RUNNABLE;
   t->wake_at = -1;
   t->fn = fn;
   t->arg = arg;
   t->stack_size = SIM_STACK_SIZE;
-  t->stack = stack_get(t->stack_size);
+  if (t->stack == NULL) t->stack = stack_get(t->stack_size);
   if (t->stack == NULL) sim_fail("out of memory");
   /* PCT: initial priorities above every change-point priority. */
   t->priority = (uint64_t)sim->cfg.pct_depth + 1 + (sim_rand() >> 8);
   stack_prepare(t);
-  sim->tasks[sim->task_count++] = t;
+  if (!full) sim->tasks[sim->task_count++] = t;
   return t;
 }
 

@@ -74,3 +74,26 @@ NP_TEST(stuck_read) {
   NP_CHECK_EQ(np_socketpair(np_current(), pair), 0);
   NP_CHECK_EQ(np_go(np_current(), reader, pair[0]), 0);
 }
+
+static np_fd *many_done;
+
+static void short_task(void *arg) {
+  (void)arg;
+  np_sleep(1000);
+  NP_CHECK_EQ(np_write(many_done, "x", 1, NULL), 0);
+}
+
+/* More tasks over a run than the scheduler has slots: finished ones are
+ * reused. */
+NP_TEST(many_tasks) {
+  np_fd *pair[2];
+  NP_CHECK_EQ(np_socketpair(np_current(), pair), 0);
+  many_done = pair[1];
+  for (int i = 0; i < 1000; i++) {
+    NP_CHECK_EQ(np_go(np_current(), short_task, NULL), 0);
+    char c;
+    NP_CHECK_EQ(np_read(pair[0], &c, 1), 1);
+  }
+  np_free(pair[0]);
+  np_free(pair[1]);
+}
