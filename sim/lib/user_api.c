@@ -170,7 +170,9 @@ int np_connect(np_fd *f, const struct sockaddr *addr, socklen_t addrlen) {
 int np_wait_read(np_fd *f) {
   int fd = fd_of(f);
   ut_enter("np_wait_read", fd);
+  sim->current->pure_wait = true; /* parks without a syscall's EAGAIN: may wait for the next edge (I8) */
   int r = np__u_wait_read(f);
+  sim->current->pure_wait = false;
   ut_leave();
   ut_trace("np_wait_read", fd, 0, r);
   return r;
@@ -179,7 +181,9 @@ int np_wait_read(np_fd *f) {
 int np_wait_write(np_fd *f) {
   int fd = fd_of(f);
   ut_enter("np_wait_write", fd);
+  sim->current->pure_wait = true; /* parks without a syscall's EAGAIN: may wait for the next edge (I8) */
   int r = np__u_wait_write(f);
+  sim->current->pure_wait = false;
   ut_leave();
   ut_trace("np_wait_write", fd, 0, r);
   return r;

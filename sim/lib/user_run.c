@@ -70,6 +70,7 @@ static void draw_faults(bool on, ut_faults *out) {
 
 static void check(void *ctx, bool quiescent) {
   (void)ctx;
+  if (quiescent) ut_check_quiescent();
   if (quiescent && U.time_limit > 0 && sim->now > U.time_limit)
     sim_fail("time limit: the run passed %.3f s of virtual time%s", (double)U.time_limit / 1e9,
              " (a task retries forever, or waits far longer than it should)");

@@ -44,6 +44,9 @@ typedef struct ut_result {
 /* Runs t once; 0 passed, -1 failed (r->failure says why). */
 int ut_run(const ut_test *t, const ut_run_options *o, ut_result *r);
 
+/* The library's invariants when every task is blocked (user_check.c). */
+void ut_check_quiescent(void);
+
 /* The determinism guard (user_guard.c): real threads, clocks and sleeps
  * inside a simulated run fail it, naming the call. */
 void ut_guard_install(void);
