@@ -31,7 +31,11 @@ void np__sched_init(np__sched *s, struct np__group *g, int id, np_poller *p, np_
 
 void np__sched_fini(np__sched *s) { np__mutex_destroy(&s->inbox_lock); }
 
+/* Another thread's wake-up. From the push on, t may run, return and let
+ * np_poller_destroy proceed while this thread still breaks s's sleep:
+ * wakers keeps the group's memory until the last touch here. */
 static void inbox_push(np__sched *s, np__task *t) {
+  np__add_u32(&s->wakers, 1);
   np__mutex_lock(&s->inbox_lock);
   t->link.next = NULL;
   if (s->inbox_tail != NULL)
@@ -42,6 +46,7 @@ static void inbox_push(np__sched *s, np__task *t) {
   np__mutex_unlock(&s->inbox_lock);
   np__add_u32(&s->inbox_n, 1);
   if (np__load_u32(&s->sleeping)) np__netpoll_break(s->p);
+  np__add_u32(&s->wakers, -1); /* the last touch of s */
 }
 
 void np__task_ready(np__task *t) {

@@ -63,6 +63,8 @@ struct np__sched {
   int sleepers;      /* np_sleep timers armed on p (its thread only) */
   np__au32 sleeping; /* 1 from deciding to block in epoll_wait until awake */
   np__au32 inbox_n;  /* tasks in the inbox (read without the lock) */
+  np__au32 wakers;   /* threads inside inbox_push: the woken task may already have run and
+                        returned, so destroy frees the group only once this is 0 */
   np__mutex inbox_lock;
   np__runq_node *inbox_head, *inbox_tail;
   np__task *current;

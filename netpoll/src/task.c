@@ -276,6 +276,8 @@ void np__group_shutdown(np__group *g) {
   np__store_u32(&g->stop, 1);
   for (int i = 0; i < g->n; i++) np__netpoll_break(g->scheds[i].p);
   for (int i = 0; i < g->n; i++) pthread_join(g->os[i].thread, NULL);
+  for (int i = 0; i < g->n; i++) /* a waker on another thread may still be breaking a sleep */
+    while (np__load_u32(&g->scheds[i].wakers) != 0) sched_yield();
   for (int i = 0; i < g->n; i++) np__sched_fini(&g->scheds[i]);
   np__blocking_fini(g);
   np__stack_pool_fini(g);
