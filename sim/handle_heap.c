@@ -29,6 +29,7 @@ typedef struct block {
   size_t size;
   bool freed;
   uint64_t free_step; /* schedule step of the free */
+  const char *what;   /* for the report: "np_fd", "scheduler" */
 } block;
 
 static block blocks[HEAP_MAX];
@@ -65,10 +66,11 @@ static void chain(const struct sigaction *prev, int sig, siginfo_t *info, void *
 static void on_fault(int sig, siginfo_t *info, void *uc) {
   const block *b = sim != NULL ? freed_block_of(info->si_addr) : NULL;
   if (b != NULL && !sim->failed)
-    sim_fail("I13: use after free: %s touched a freed np_fd at offset %td, freed at step %" PRIu64
-             " (np_free / destroy returned while a thread was still inside a call)",
-             sim->current != NULL ? sim->current->name : "?",
-             (const char *)info->si_addr - (const char *)b->addr, b->free_step);
+    sim_fail("I13: use after free: %s touched a freed %s at offset %td, freed at step %" PRIu64
+             " (%s returned while a thread was still inside a call)",
+             sim->current != NULL ? sim->current->name : "?", b->what,
+             (const char *)info->si_addr - (const char *)b->addr, b->free_step,
+             strcmp(b->what, "np_fd") == 0 ? "np_free / destroy" : "its destroy");
   chain(sig == SIGBUS ? &previous_bus : &previous_segv, sig, info, uc);
 }
 
@@ -98,32 +100,39 @@ static void compact(void) {
   block_count = kept;
 }
 
-struct np_fd *np__fd_alloc(void) {
+void *sim_heap_alloc(size_t bytes, const char *what) {
   install_handler();
   if (block_count >= HEAP_MAX) compact();
-  if (block_count >= HEAP_MAX) sim_fail("handle heap: more than %d live handles", HEAP_MAX);
+  if (block_count >= HEAP_MAX) sim_fail("handle heap: more than %d live blocks", HEAP_MAX);
   size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  size_t size = (sizeof(struct np_fd) + page - 1) / page * page;
+  size_t size = (bytes + page - 1) / page * page;
   void *addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (addr == MAP_FAILED) return NULL; /* np_open reports -ENOMEM */
-  blocks[block_count++] = (block){.addr = addr, .size = size};
+  if (addr == MAP_FAILED) return NULL;
+  blocks[block_count++] = (block){.addr = addr, .size = size, .what = what};
   return addr; /* anonymous mappings are zeroed, as calloc */
 }
 
-void np__fd_release(struct np_fd *f) {
+void sim_heap_free(void *p) {
   for (int i = 0; i < block_count; i++) {
     block *b = &blocks[i];
-    if (b->addr != (void *)f) continue;
-    if (b->freed) sim_fail("I13: double free of an np_fd (first freed at step %" PRIu64 ")", b->free_step);
-    if (sim_on_handle_free != NULL) sim_on_handle_free(f);
+    if (b->addr != p) continue;
+    if (b->freed)
+      sim_fail("I13: double free of a %s (first freed at step %" PRIu64 ")", b->what, b->free_step);
+    if (sim_on_handle_free != NULL && strcmp(b->what, "np_fd") == 0) sim_on_handle_free(p);
     b->free_step = sim != NULL ? sim->steps : 0;
     b->freed = true;
     memset(b->addr, POISON, b->size);
     if (mprotect(b->addr, b->size, PROT_NONE) != 0) sim_fail("handle heap: mprotect failed");
     return;
   }
-  sim_fail("np__fd_release of memory the handle heap never gave out");
+  sim_fail("sim_heap_free of memory the handle heap never gave out");
 }
+
+struct np_fd *np__fd_alloc(void) {
+  return sim_heap_alloc(sizeof(struct np_fd), "np_fd");
+}
+
+void np__fd_release(struct np_fd *f) { sim_heap_free(f); }
 
 void sim_heap_reset(void) {
   for (int i = 0; i < block_count; i++) munmap(blocks[i].addr, blocks[i].size);

@@ -10,6 +10,7 @@
 #define SIM_HANDLE_HEAP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct np_fd;
@@ -17,6 +18,11 @@ struct np_fd;
 /* Called by np__fd_release before the handle is poisoned (the world stops
  * referring to it). */
 extern void (*sim_on_handle_free)(struct np_fd *f);
+
+/* Any other memory of a run that must fault once freed (np_rtsim's
+ * schedulers): zeroed, on pages of its own; what names it in reports. */
+void *sim_heap_alloc(size_t bytes, const char *what);
+void sim_heap_free(void *p);
 
 /* Unmaps every handle of the run (live or freed); the world calls it
  * between runs and after a failed run. */

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 
+#include "handle_heap.h"
 #include "sched.h"
 #include "sched_core.h"
 
@@ -47,18 +48,19 @@ typedef struct rt_task {
 
 typedef struct rt_backend_state {
   bool break_pending;
+  bool signalled;   /* a signal interrupts the wait: EINTR */
   sim_task *waiter; /* blocked in wait */
 } rt_backend_state;
 
 static struct {
   int nscheds, ntasks, nwakers;
-  np__sched scheds[RT_SCHEDS_MAX];
-  np_poller pollers[RT_SCHEDS_MAX];
+  np__sched *scheds;  /* RT_SCHEDS_MAX, on the handle heap: poisoned at teardown */
+  np_poller *pollers; /* RT_SCHEDS_MAX, on the handle heap too */
   rt_task tasks[RT_TASKS_MAX];
   np__au32 stop;
   int done;
   int remote_parks_left; /* remote parks still to be woken */
-  sim_task *actors[RT_SCHEDS_MAX + RT_WAKERS_MAX];
+  sim_task *actors[RT_SCHEDS_MAX + RT_WAKERS_MAX + 1];
   int nactors;
   bool torn_down; /* the pollers are gone: nothing left to check */
 } R;
@@ -93,6 +95,10 @@ static int rb_wait(void *state, np__event *ev, int max, int64_t delay_ns) {
     b->waiter = sim->current;
     bool timed_out = sim_block("epoll_wait", wake_at);
     b->waiter = NULL;
+    if (b->signalled) { /* the scheduler wakes without the break: it may see its inbox first */
+      b->signalled = false;
+      return -EINTR;
+    }
     if (timed_out) return 0;
   }
 }
@@ -232,6 +238,32 @@ static void waker_main(void *arg) {
   }
 }
 
+/* A signal now and then interrupts a sleeping scheduler's epoll_wait
+ * (EINTR), as on a real thread: it then looks at its inbox before a
+ * waker's break arrives, which is how a task woken from another thread
+ * can run and return while that waker is still inside its wake-up. */
+static void signal_one(void) {
+  rt_backend_state *b = R.pollers[sim_rand_below((uint64_t)R.nscheds)].backend_state;
+  if (b->waiter != NULL) {
+    b->signalled = true;
+    sim_wake(b->waiter);
+  }
+}
+
+/* Asleep most of the time (so that virtual time moves); awake for a burst
+ * of schedule points, where a signal can land between any two steps of
+ * another actor (a timed wake-up cannot: time moves only when all block). */
+static void signaller_main(void *arg) {
+  (void)arg;
+  while (R.done < R.ntasks) {
+    sim_sleep((int64_t)sim_rand_below(1000000));
+    for (int n = (int)sim_rand_below(40); n > 0 && R.done < R.ntasks; n--) {
+      sim_point();
+      if (R.done < R.ntasks && sim_chance(250000)) signal_one(); /* teardown follows done: the pollers go */
+    }
+  }
+}
+
 /* ---- invariants ------------------------------------------------------------------ */
 
 static int memberships(const np__task *t, int *where) {
@@ -294,6 +326,9 @@ static void script(rt_task *t) {
 
 static void world_init(void) {
   memset(&R, 0, sizeof(R));
+  R.scheds = sim_heap_alloc(sizeof(np__sched) * RT_SCHEDS_MAX, "scheduler");
+  R.pollers = sim_heap_alloc(sizeof(np_poller) * RT_SCHEDS_MAX, "scheduler's poller");
+  if (R.scheds == NULL || R.pollers == NULL) sim_fail("out of memory");
   R.nscheds = 2 + (int)sim_rand_below(RT_SCHEDS_MAX - 1);
   R.ntasks = 1 + (int)sim_rand_below(RT_TASKS_MAX);
   R.nwakers = 1 + (int)sim_rand_below(RT_WAKERS_MAX);
@@ -315,20 +350,28 @@ static void world_init(void) {
 /* Inside the run (the port's primitives are schedule points): tears the
  * pollers down once every scheduler and waker has returned. */
 static void teardown(void) {
+  for (int i = 0; i < R.nscheds; i++) /* np__group_shutdown: a waker may still be breaking a sleep */
+    while (np__load_u32(&R.scheds[i].wakers) != 0) sim_sleep(1000);
   R.torn_down = true;
   for (int i = 0; i < R.nscheds; i++) {
     np__sched_fini(&R.scheds[i]);
     np__poller_fini(&R.pollers[i]);
   }
+  sim_heap_free(R.scheds); /* a waker that touches a scheduler now faults: I13 with the seed */
+  sim_heap_free(R.pollers);
 }
 
 static void main_task(void *arg) {
   (void)arg;
   for (int i = 0; i < R.nscheds; i++) R.actors[R.nactors++] = sim_spawn("sched", sched_main, &R.scheds[i]);
   for (int i = 0; i < R.nwakers; i++) R.actors[R.nactors++] = sim_spawn("waker", waker_main, NULL);
+  R.actors[R.nactors++] = sim_spawn("signals", signaller_main, NULL);
   for (int i = 0; i < R.ntasks; i++) np__task_ready(&R.tasks[i].t); /* np_go from a thread */
-  for (int i = 0; i < R.nactors; i++) sim_join(R.actors[i]);
+  /* As np_poller_destroy: the schedulers (and so every task) end, then the
+   * group is freed while the wakers, other threads, may still run. */
+  for (int i = 0; i < R.nscheds; i++) sim_join(R.actors[i]);
   teardown();
+  for (int i = R.nscheds; i < R.nactors; i++) sim_join(R.actors[i]);
 }
 
 /* After a failed run (cut short: locks may be held, timers armed): memory only. */
@@ -360,6 +403,7 @@ static int run_seed(uint64_t seed, sim_strategy strategy, FILE *trace, bool quie
            strategy == SIM_PCT ? " --strategy pct" : "");
   }
   world_fini(rc != 0);
+  sim_heap_reset();
   sim_fini(&s);
   return rc == 0 ? 0 : -1;
 }
