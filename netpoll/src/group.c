@@ -13,8 +13,6 @@
 
 #include "task.h"
 
-#define PROCS_MAX 256
-
 /* The calling task's scheduler (the task will likely use the descriptor),
  * else the handle's own poller; accepted connections go round robin so
  * they spread over the schedulers. */
@@ -84,14 +82,14 @@ static int group_new(np_poller **out, const np__backend *backend, const np_optio
 
 static int default_procs(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n < 1 ? 1 : n > PROCS_MAX ? PROCS_MAX : (int)n;
+  return n < 1 ? 1 : n > NP__PROCS_MAX ? NP__PROCS_MAX : (int)n;
 }
 
 int np_poller_create(np_poller **out, const np_options *opts) {
   if (out == NULL) return -EINVAL;
   *out = NULL;
+  if (np__options_check(opts) != 0) return -EINVAL;
   int procs = opts != NULL ? opts->procs : 0;
-  if (procs < 0 || procs > PROCS_MAX) return -EINVAL;
   return group_new(out, &np__backend_epoll, opts, procs == 0 ? default_procs() : procs);
 }
 

@@ -221,6 +221,10 @@ struct np_poller {
 
 /* Events fetched by one np__netpoll call (a stack buffer, as Go's 128). */
 #define NP__EVENTS_MAX 128
+#define NP__PROCS_MAX 256 /* scheduler threads of one poller */
+
+/* np_options within its documented ranges: 0 or -EINVAL (common.c). */
+int np__options_check(const np_options *o);
 int np__poller_init(np_poller *p, const np__backend *backend, int events_max);
 /* Native runtime: a poller on any backend; threaded=false starts no poller
  * thread (tests drive np__poll_once / np__netpoll themselves). Destroy with

@@ -180,12 +180,3 @@ int64_t np__now(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
-
-int64_t np_now(void) { return np__now(); }
-
-int64_t np_deadline_after(int64_t delay_ns) {
-  int64_t now = np__now();
-  if (delay_ns <= 0) return now > 1 ? now - 1 : 1; /* already passed, never 0 */
-  if (delay_ns > INT64_MAX - now) return INT64_MAX;
-  return now + delay_ns;
-}

@@ -112,24 +112,17 @@ static int open_pair(np_poller *p, int fds[2], np_fd *out[2]) {
 
 static uint32_t pair_capacity(void) { return 1u << (10 + sim_rand_below(7)); /* 1 KiB .. 64 KiB */ }
 
-int np_pipe(np_poller *p, np_fd *out[2]) {
+/* np_pipe / np_socketpair: make the kernel pair, register both ends. */
+static int pair(np_poller *p, np_fd *out[2], int (*make)(int fds[2], uint32_t capacity), const char *call) {
   if (out == NULL) return -EINVAL;
   out[0] = out[1] = NULL;
   if (p == NULL) return -EINVAL;
   int fds[2];
-  int err = kern_pipe(fds, pair_capacity());
+  int err = make(fds, pair_capacity());
   if (err == 0) err = open_pair(p, fds, out);
-  ut_trace("np_pipe", err == 0 ? fds[0] : -1, err == 0 ? fds[1] : -1, err);
+  ut_trace(call, err == 0 ? fds[0] : -1, err == 0 ? fds[1] : -1, err);
   return err;
 }
 
-int np_socketpair(np_poller *p, np_fd *out[2]) {
-  if (out == NULL) return -EINVAL;
-  out[0] = out[1] = NULL;
-  if (p == NULL) return -EINVAL;
-  int fds[2];
-  int err = kern_socketpair(fds, pair_capacity());
-  if (err == 0) err = open_pair(p, fds, out);
-  ut_trace("np_socketpair", err == 0 ? fds[0] : -1, err == 0 ? fds[1] : -1, err);
-  return err;
-}
+int np_pipe(np_poller *p, np_fd *out[2]) { return pair(p, out, kern_pipe, "np_pipe"); }
+int np_socketpair(np_poller *p, np_fd *out[2]) { return pair(p, out, kern_socketpair, "np_socketpair"); }

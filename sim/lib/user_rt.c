@@ -51,17 +51,10 @@ void ut_stop_net(void) {
   sim_join(U.net_task);
 }
 
-static int check_options(const np_options *o) {
-  if (o == NULL) return 0;
-  if (o->events_max < 0 || o->events_max > 128 || o->procs < 0 || o->procs > 256) return -EINVAL;
-  if (o->stack_size != 0 && (o->stack_size < NP_STACK_MIN || o->stack_size > NP_STACK_MAX)) return -EINVAL;
-  return 0;
-}
-
 int np_poller_create(np_poller **out, const np_options *opts) {
   if (out == NULL) return -EINVAL;
   *out = NULL;
-  int err = check_options(opts);
+  int err = np__options_check(opts);
   if (err != 0) return err;
   if (sim == NULL) return -ENOTSUP; /* outside a simulated run (np_test_main starts them) */
   ut_poller *up = ut_poller_of(NULL);
@@ -228,7 +221,8 @@ int np_wait_tasks(np_poller *p, int64_t deadline_ns) {
 
 int np_run(const np_options *opts, void (*fn)(void *arg), void *arg) {
   if (fn == NULL) return -EINVAL;
-  if (sim == NULL) return check_options(opts) != 0 ? -EINVAL : ut_run_program(fn, arg); /* a program's main */
+  if (sim == NULL)
+    return np__options_check(opts) != 0 ? -EINVAL : ut_run_program(fn, arg); /* a program's main */
   np_poller *p;
   int err = np_poller_create(&p, opts);
   if (err != 0) return err;
@@ -238,15 +232,7 @@ int np_run(const np_options *opts, void (*fn)(void *arg), void *arg) {
   return err;
 }
 
-/* ---- clock and random numbers ------------------------------------------------ */
-
-int64_t np_now(void) { return np__now(); }
-
-int64_t np_deadline_after(int64_t delay_ns) {
-  int64_t now = np__now();
-  if (delay_ns <= 0) return now > 1 ? now - 1 : 1; /* already passed, never 0 */
-  return delay_ns > INT64_MAX - now ? INT64_MAX : now + delay_ns;
-}
+/* ---- random numbers ------------------------------------------------------- */
 
 uint64_t np_rand(void) {
   if (sim == NULL) return 0x9e3779b97f4a7c15ull; /* outside a run nothing is random */
