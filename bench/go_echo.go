@@ -1,8 +1,9 @@
 // go_echo.go - the peer: an echo server on Go's net package, one goroutine
 // per connection blocking in Read and Write exactly as a thread blocks in
-// np_read / np_write in np_echo (examples/echo.c), with the same 16 KiB buffer.
+// np_read / np_write in np_echo (examples/echo.c), with the same 16 KiB buffer
+// (-buf sets another size: the benchmark also runs Go with 64 KiB).
 //
-//	go_echo [[ADDR:]PORT]
+//	go_echo [-buf BYTES] [[ADDR:]PORT]
 //
 // Prints "listening on ADDR:PORT". An explicit Read/Write loop, not io.Copy:
 // io.Copy between two TCP connections would splice(2) and measure something
@@ -10,15 +11,18 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"net"
 	"os"
 	"strings"
 )
 
+var bufSize = flag.Int("buf", 16384, "read buffer bytes per connection")
+
 func serve(c net.Conn) {
 	defer c.Close()
-	buf := make([]byte, 16384)
+	buf := make([]byte, *bufSize)
 	for {
 		n, err := c.Read(buf)
 		if n > 0 {
@@ -33,9 +37,14 @@ func serve(c net.Conn) {
 }
 
 func main() {
+	flag.Parse()
+	if *bufSize < 1 || flag.NArg() > 1 {
+		fmt.Fprintln(os.Stderr, "usage: go_echo [-buf BYTES] [[ADDR:]PORT]")
+		os.Exit(2)
+	}
 	addr := "127.0.0.1:0"
-	if len(os.Args) > 1 {
-		addr = os.Args[1]
+	if flag.NArg() == 1 {
+		addr = flag.Arg(0)
 		if !strings.Contains(addr, ":") {
 			addr = "127.0.0.1:" + addr
 		}

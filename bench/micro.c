@@ -3,8 +3,11 @@
  * the same process:
  *
  *   wake      data written -> the parked reader running again (ns, percentiles):
- *             np_read on a registered pipe vs a thread blocked in read(2) on a
- *             blocking pipe vs a thread blocked in epoll_wait.
+ *             np_read on a registered pipe, by a thread (impl netpoll) and by a
+ *             task of a one-scheduler poller whose thread sleeps in epoll_wait
+ *             (impl netpoll_task, Go's case: a goroutine and an idle P), vs a
+ *             thread blocked in read(2) on a blocking pipe vs a thread blocked
+ *             in epoll_wait.
  *   pingpong  two threads bouncing one byte over two pipes (round trips/s):
  *             np_read/np_write vs blocking read(2)/write(2).
  *   openclose pipe2 + np_open x2 + np_close/np_free x2 (pairs/s) vs pipe2 +
@@ -74,7 +77,7 @@ static int cmp_i64(const void *a, const void *b) {
 
 /* ---- wake latency --------------------------------------------------------------- */
 
-enum { WAKE_RAW_READ, WAKE_RAW_EPOLL, WAKE_NETPOLL };
+enum { WAKE_RAW_READ, WAKE_RAW_EPOLL, WAKE_NETPOLL, WAKE_NETPOLL_TASK };
 
 typedef struct wake_ctx {
   int kind;
@@ -83,7 +86,8 @@ typedef struct wake_ctx {
   int ep;             /* WAKE_RAW_EPOLL */
   np_poller *poller;  /* WAKE_NETPOLL */
   np_fd *data_np;     /* WAKE_NETPOLL: data_r registered */
-  _Atomic int tid;
+  _Atomic int tid;    /* the reader's thread (a task's: its scheduler's) */
+  _Atomic int ended;  /* WAKE_NETPOLL_TASK: the reader task has returned */
 } wake_ctx;
 
 static void *wake_reader(void *arg) {
@@ -108,6 +112,12 @@ static void *wake_reader(void *arg) {
     check(write(w->done_w, &t1, sizeof(t1)) == (ssize_t)sizeof(t1), "write done");
   }
   return NULL;
+}
+
+static void wake_task(void *arg) {
+  wake_ctx *w = arg;
+  (void)wake_reader(w);
+  atomic_store(&w->ended, 1);
 }
 
 /* True when thread tid is asleep (S) in the kernel. */
@@ -145,12 +155,16 @@ static void bench_wake(int kind, const char *impl) {
     w.ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = w.data_r};
     check(w.ep >= 0 && epoll_ctl(w.ep, EPOLL_CTL_ADD, w.data_r, &ev) == 0, "epoll");
-  } else if (kind == WAKE_NETPOLL) {
-    check_np(np_poller_create(&w.poller, NULL), "np_poller_create");
+  } else if (kind != WAKE_RAW_READ) {
+    np_options one = {.procs = 1}; /* the task's scheduler is the thread that polls */
+    check_np(np_poller_create(&w.poller, kind == WAKE_NETPOLL_TASK ? &one : NULL), "np_poller_create");
     check_np(np_open(w.poller, w.data_r, &w.data_np), "np_open");
   }
   pthread_t t;
-  check(pthread_create(&t, NULL, wake_reader, &w) == 0, "pthread_create");
+  if (kind == WAKE_NETPOLL_TASK)
+    check_np(np_go(w.poller, wake_task, &w), "np_go");
+  else
+    check(pthread_create(&t, NULL, wake_reader, &w) == 0, "pthread_create");
   while (atomic_load(&w.tid) == 0) sched_yield();
   int tid = atomic_load(&w.tid);
 
@@ -159,7 +173,7 @@ static void bench_wake(int kind, const char *impl) {
   check(samples != NULL, "malloc");
   for (int i = 0; i < n; i++) {
     for (;;) {
-      if (kind == WAKE_NETPOLL) {
+      if (kind != WAKE_RAW_READ && kind != WAKE_RAW_EPOLL) {
         np_stats st;
         np_poller_stats(w.poller, &st);
         if (st.waiters_parked != 1) continue;
@@ -174,10 +188,13 @@ static void bench_wake(int kind, const char *impl) {
     samples[i] = t1 - t0;
   }
   close(w.data_w); /* EOF ends the reader */
-  pthread_join(t, NULL);
+  if (kind == WAKE_NETPOLL_TASK)
+    while (!atomic_load(&w.ended)) sched_yield();
+  else
+    pthread_join(t, NULL);
   report_percentiles("wake", impl, samples, n);
   free(samples);
-  if (kind == WAKE_NETPOLL) {
+  if (kind == WAKE_NETPOLL || kind == WAKE_NETPOLL_TASK) {
     np_free(w.data_np);
     np_poller_destroy(w.poller);
   } else {
@@ -449,6 +466,7 @@ int main(int argc, char **argv) {
     bench_wake(WAKE_RAW_READ, "raw_read");
     bench_wake(WAKE_RAW_EPOLL, "raw_epoll");
     bench_wake(WAKE_NETPOLL, "netpoll");
+    bench_wake(WAKE_NETPOLL_TASK, "netpoll_task");
   }
   if (strstr(tests, "pingpong") != NULL) {
     bench_pingpong(false, "raw");

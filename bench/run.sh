@@ -5,7 +5,8 @@
 # servers on ephemeral loopback ports (np_echo on netpoll tasks with one
 # scheduler per CPU, np_echo with one scheduler (netpoll1), np_echo with a
 # thread per connection (netpoll_threads), a single-thread raw epoll loop,
-# Go's net package, libuv), and runs the same load client
+# Go's net package with 16 KiB and 64 KiB read buffers (go, go64), libuv),
+# and runs the same load client
 # (bench/client.c) against each: ping-pong round trips (64 B) and streaming
 # (16 KiB writes, 64 KiB in flight per connection) at 1, 100 and 1000
 # connections. Every measurement is repeated BENCH_REPEAT times, the servers
@@ -25,7 +26,7 @@
 #   BENCH_REPEAT   runs per figure, median taken (default 5)
 #   BENCH_CONNS    connection counts (default "1 100 1000")
 #   BENCH_MODES    "pingpong stream" (default both)
-#   BENCH_SERVERS  subset of "epoll netpoll netpoll1 netpoll_threads go libuv"
+#   BENCH_SERVERS  subset of "epoll netpoll netpoll1 netpoll_threads go go64 libuv"
 #                  (default all but netpoll_threads, where available)
 #   BENCH_WAIT_IDLE  wait up to this many seconds for the CPUs to be < 10% busy (default 0)
 #   BENCH_PERF=0   skip the perf stat section; BENCH_MICRO=0 skip the micro benchmarks
@@ -40,7 +41,7 @@ WARMUP=${BENCH_WARMUP:-0.5}
 REPEAT=${BENCH_REPEAT:-5}
 CONNS=${BENCH_CONNS:-"1 100 1000"}
 MODES=${BENCH_MODES:-"pingpong stream"}
-SERVERS=${BENCH_SERVERS:-"epoll netpoll netpoll1 go libuv"}
+SERVERS=${BENCH_SERVERS:-"epoll netpoll netpoll1 go go64 libuv"}
 RES=$BUILD/results
 T_START=$(date +%s.%N)
 
@@ -62,8 +63,8 @@ B=$BUILD/bench
 CLIENT=$B/np_bench_client
 declare -A SRV_CMD=([netpoll]=$BUILD/examples/np_echo [netpoll1]=$BUILD/examples/np_echo
   [netpoll_threads]=$BUILD/examples/np_echo [epoll]=$B/np_bench_epoll_echo
-  [go]=$B/go_echo [libuv]=$B/np_bench_uv_echo)
-declare -A SRV_ARGS=([netpoll1]="--procs 1" [netpoll_threads]="--threads")
+  [go]=$B/go_echo [go64]=$B/go_echo [libuv]=$B/np_bench_uv_echo)
+declare -A SRV_ARGS=([netpoll1]="--procs 1" [netpoll_threads]="--threads" [go64]="-buf 65536")
 avail=""
 for s in $SERVERS; do
   if [ -x "${SRV_CMD[$s]:-/nonexistent}" ]; then avail="$avail $s"; else log "no $s server (${SRV_CMD[$s]:-?}), skipped"; fi
@@ -153,7 +154,7 @@ done
 
 # ---- perf stat: what the thread-per-waiter runtime pays ------------------------------
 PERF_CONNS=""
-PERF_EVENTS=context-switches,cpu-migrations,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_writev
+PERF_EVENTS=context-switches,cpu-migrations,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_read,syscalls:sys_enter_recvmsg,syscalls:sys_enter_write,syscalls:sys_enter_writev
 perf_ok=0
 if [ "${BENCH_PERF:-1}" != 0 ] && command -v perf >/dev/null &&
   perf stat -x, -e "$PERF_EVENTS" true >/dev/null 2>&1; then
@@ -250,6 +251,7 @@ FILENAME ~ /perf-.*csv$/ {
   v = col[1] + 0
   if (ev == "epoll_pwait") ev = "epoll_wait"
   if (ev == "writev") ev = "write"
+  if (ev == "recvmsg") ev = "read" /* netpoll reads TCP through recvmsg (TCP_INQ) */
   pv[s, c, ev] += v
   next
 }
@@ -260,28 +262,28 @@ END {
     if (m == "pingpong") {
       print "### Ping-pong: 64 B round trips per second"
       print ""
-      print "| conns | server | round trips/s | vs epoll | vs Go | p50 us | p99 us | server CPU (cores) | server CPU us/rt | ctx switches/rt |"
-      print "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+      print "| conns | server | round trips/s | vs epoll | vs Go | vs Go 64K | p50 us | p99 us | server CPU (cores) | server CPU us/rt | ctx switches/rt |"
+      print "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     } else {
       print "### Streaming: 16 KiB writes, 64 KiB in flight per connection, MB/s echoed"
       print ""
-      print "| conns | server | MB/s | vs epoll | vs Go | server CPU (cores) | client CPU (cores) |"
-      print "|---:|---|---:|---:|---:|---:|---:|"
+      print "| conns | server | MB/s | vs epoll | vs Go | vs Go 64K | server CPU (cores) | client CPU (cores) |"
+      print "|---:|---|---:|---:|---:|---:|---:|---:|"
     }
     rf = (m == "pingpong") ? "rt_per_s" : "mb_per_s"
     for (ci = 1; ci <= nc; ci++) {
       c = C[ci]
-      e = med(m SUBSEP c SUBSEP "epoll", rf); g = med(m SUBSEP c SUBSEP "go", rf)
+      e = med(m SUBSEP c SUBSEP "epoll", rf); g = med(m SUBSEP c SUBSEP "go", rf); g64 = med(m SUBSEP c SUBSEP "go64", rf)
       for (si = 1; si <= ns; si++) {
         s = S[si]; k = m SUBSEP c SUBSEP s
         x = med(k, rf)
         if (x == "") continue
         if (m == "pingpong")
-          printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, s, fmt(x, "%.0f"), ratio(x, e), ratio(x, g),
+          printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, s, fmt(x, "%.0f"), ratio(x, e), ratio(x, g), ratio(x, g64),
             fmt(med(k, "p50_us"), "%.1f"), fmt(med(k, "p99_us"), "%.1f"), fmt(med(k, "srv_cpu"), "%.2f"),
             fmt(med(k, "srv_cpu_us_per_op"), "%.2f"), fmt(med(k, "srv_csw_per_op"), "%.2f")
         else
-          printf "| %s | %s | %s | %s | %s | %s | %s |\n", c, s, fmt(x, "%.0f"), ratio(x, e), ratio(x, g),
+          printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", c, s, fmt(x, "%.0f"), ratio(x, e), ratio(x, g), ratio(x, g64),
             fmt(med(k, "srv_cpu"), "%.2f"), fmt(med(k, "cli_cpu"), "%.2f")
       }
     }
@@ -338,6 +340,8 @@ micro_table() { # file title [wake_and_pingpong_only]
     row("wake latency p99, ns (raw: thread in epoll_wait)", "wake", "p99_ns", "raw_epoll")
     row("wake latency p50, ns (raw: thread in blocking read)", "wake", "p50_ns", "raw_read")
     row("wake latency p99, ns (raw: thread in blocking read)", "wake", "p99_ns", "raw_read")
+    row("wake latency p50, ns, a parked task (raw: thread in epoll_wait)", "wake", "p50_ns", "raw_epoll", "netpoll_task")
+    row("wake latency p99, ns, a parked task (raw: thread in epoll_wait)", "wake", "p99_ns", "raw_epoll", "netpoll_task")
     row("park/unpark ping-pong, round trips/s (raw: blocking pipes)", "pingpong", "per_s", "raw")
     row("the same, both sides tasks of one scheduler", "pingpong", "per_s", "raw", "netpoll_tasks")
     row("task park + ready + 2 switches, round trips/s", "task_park_unpark", "per_s", "")

@@ -48,14 +48,14 @@ typedef struct echo_conn echo_conn;
 typedef struct echo_server {
   np_poller *poller;
   np_fd *listener;
-  struct sockaddr_in addr; /* the bound address (port filled in); constant */
-  int64_t idle_ns;         /* per-read / per-write deadline, 0 = none; constant */
-  bool threads;            /* a thread per connection instead of a task; constant */
-  _Atomic int stopping;    /* handlers exit: shutdown, not an idle timeout */
-  pthread_mutex_t lock;    /* protects conns, active */
-  pthread_cond_t done;     /* signalled when active reaches 0 */
-  echo_conn *conns;        /* open connections */
-  int active;              /* connection threads not yet finished */
+  int port;             /* the bound port; constant */
+  int64_t idle_ns;      /* per-read / per-write deadline, 0 = none; constant */
+  bool threads;         /* a thread per connection instead of a task; constant */
+  _Atomic int stopping; /* handlers exit: shutdown, not an idle timeout */
+  pthread_mutex_t lock; /* protects conns, active */
+  pthread_cond_t done;  /* signalled when active reaches 0 */
+  echo_conn *conns;     /* open connections */
+  int active;           /* connection threads not yet finished */
   _Atomic uint64_t accepted;
   _Atomic uint64_t bytes_echoed;
   _Atomic uint64_t timeouts;
@@ -77,47 +77,33 @@ static int echo_server_start(echo_server **out, const char *host, int port, int6
   if (s == NULL) return -ENOMEM;
   s->idle_ns = idle_ns > 0 ? idle_ns : 0;
   s->threads = threads;
-  s->addr.sin_family = AF_INET;
-  s->addr.sin_port = htons((uint16_t)port);
-  if (inet_pton(AF_INET, host != NULL ? host : "127.0.0.1", &s->addr.sin_addr) != 1) {
+  struct in_addr ip;
+  char addr[64];
+  if (inet_pton(AF_INET, host != NULL ? host : "127.0.0.1", &ip) != 1) {
     free(s);
     return -EINVAL;
   }
+  snprintf(addr, sizeof(addr), "%s:%d", host != NULL ? host : "127.0.0.1", port);
   int err = np_poller_create(&s->poller, opts);
   if (err != 0) {
     free(s);
     return err;
   }
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    err = -errno;
-    goto fail;
-  }
-  int one = 1;
-  socklen_t len = sizeof(s->addr);
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-      bind(fd, (struct sockaddr *)&s->addr, sizeof(s->addr)) != 0 || listen(fd, SOMAXCONN) != 0 ||
-      getsockname(fd, (struct sockaddr *)&s->addr, &len) != 0) {
-    err = -errno;
-    close(fd);
-    goto fail;
-  }
-  err = np_open(s->poller, fd, &s->listener); /* from now on the library owns fd */
-  if (err != 0) {
-    close(fd);
-    goto fail;
-  }
+  err = np_listen(s->poller, "tcp", addr, &s->listener);
+  if (err == 0) err = np_local_addr(s->listener, addr, sizeof(addr));
+  if (err < 0) goto fail;
+  s->port = atoi(strrchr(addr, ':') + 1);
   pthread_mutex_init(&s->lock, NULL);
   pthread_cond_init(&s->done, NULL);
   *out = s;
   return 0;
 fail:
-  np_poller_destroy(s->poller);
+  np_poller_destroy(s->poller); /* frees the listener, if there is one */
   free(s);
   return err;
 }
 
-static int echo_server_port(const echo_server *s) { return ntohs(s->addr.sin_port); }
+static int echo_server_port(const echo_server *s) { return s->port; }
 
 static void conn_finish(echo_conn *c) {
   echo_server *s = c->srv;

@@ -436,10 +436,26 @@ sim_task *kern_epoll_waiter(int64_t *wake_at) {
 
 /* ---- the backend table ------------------------------------------------------ */
 
+/* The mode an i/o syscall finds readiness for (I15), or -1. */
+static int io_mode(const char *name) {
+  static const char *const rd[] = {"read", "readv", "recvmsg", "accept4"}, *const wr[] = {"write", "writev",
+                                                                                          "connect"};
+  for (size_t i = 0; i < sizeof(rd) / sizeof(rd[0]); i++)
+    if (strcmp(name, rd[i]) == 0) return 0;
+  for (size_t i = 0; i < sizeof(wr) / sizeof(wr[0]); i++)
+    if (strcmp(name, wr[i]) == 0) return 1;
+  return -1;
+}
+
 static void syscall_point(const char *name, int fd) {
-  (void)name;
   sim_point();
   sim_record(SIM_OP_SYSCALL, name, (uint64_t)(int64_t)fd, 0);
+  int m = io_mode(name);
+  if (m >= 0 && fd >= 0 && fd < KERN_FDS_MAX) K.last_io_step[fd][m] = sim->steps;
+}
+
+uint64_t kern_last_io_step(int fd, int mode) {
+  return fd >= 0 && fd < KERN_FDS_MAX ? K.last_io_step[fd][mode == 'r' ? 0 : 1] : 0;
 }
 
 static int sb_create(void **state) {
@@ -671,6 +687,40 @@ static ssize_t sb_readv(void *state, int fd, const struct iovec *iov, int iovcnt
   return do_vec(fd, iov, iovcnt, false);
 }
 
+/* TCP_INQ, modelled on every stream socket of the simulated kernel (its
+ * socket pairs stand in for TCP connections in the random worlds; on Linux
+ * AF_UNIX refuses the option). */
+static int sb_enable_inq(void *state, int fd) {
+  (void)state;
+  syscall_point("setsockopt(TCP_INQ)", fd);
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  if (f->kind != K_SOCK && f->kind != K_SOCKNEW && f->kind != K_LISTEN) return -ENOTSOCK;
+  f->inq = true;
+  return 0;
+}
+
+/* What tcp_inq_hint says after a read: the bytes that have arrived and are
+ * unread, else 1 while EOF or an error is still to be read; -1 (no control
+ * message) without TCP_INQ. Data still in flight is not counted: its
+ * arrival is an edge. */
+static int inq_left(const kfile *f) {
+  if (!f->inq || f->kind != K_SOCK) return -1;
+  uint32_t n = readable(f->rx);
+  if (n > 0) return n > INT32_MAX ? INT32_MAX : (int)n;
+  return f->sk_err != 0 || at_eof(f->rx) ? 1 : 0;
+}
+
+static ssize_t sb_recv_inq(void *state, int fd, const struct iovec *iov, int iovcnt, int *left) {
+  (void)state;
+  syscall_point("recvmsg", fd);
+  *left = -1;
+  ssize_t n = do_vec(fd, iov, iovcnt, false);
+  kfile *f = file_of(fd);
+  if (n >= 0 && f != NULL) *left = inq_left(f);
+  return n;
+}
+
 static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
   (void)state, (void)flags;
   syscall_point("accept4", fd);
@@ -695,7 +745,8 @@ static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *add
                        .tx = cn.to_client,
                        .peer = -1,
                        .local = l->local,
-                       .remote = cn.client};
+                       .remote = cn.client,
+                       .inq = l->inq};    /* Linux copies TCP_INQ from the listener */
   if (cn.to_server->net) kern_net_kick(); /* data sent before the accept may be due */
   kfile *client = file_of(cn.client_fd);
   if (client != NULL && client->rx == cn.to_client) {
@@ -774,6 +825,8 @@ const np__backend sim_backend = {
     .drain = sb_drain,
     .read = sb_read,
     .readv = sb_readv,
+    .recv_inq = sb_recv_inq,
+    .enable_inq = sb_enable_inq,
     .write = sb_write,
     .writev = sb_writev,
     .accept4 = sb_accept4,

@@ -83,6 +83,10 @@ int kern_inject_event(int fd, bool err_only);
 bool kern_fd_open(int fd);
 uint32_t kern_poll_mask(int fd); /* current readiness, as poll would say */
 bool kern_item_queued(int fd);   /* registered and on the ready list */
+/* The schedule step of the last library syscall on fd that finds readiness
+ * for mode 'r' (read, readv, recvmsg, accept4) or 'w' (write, writev,
+ * connect), by any task; 0 if none. */
+uint64_t kern_last_io_step(int fd, int mode);
 bool kern_item_registered(int fd);
 /* Of the first epoll instance (the scenario world's one poller): */
 uint64_t kern_break_count(void);                      /* eventfd counter of the break */

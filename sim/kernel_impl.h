@@ -83,6 +83,7 @@ typedef struct kfile {
   int64_t syn_at;
   int syn_tries;
   bool connecting;
+  bool inq; /* TCP_INQ: reads report the bytes left (sockets, listeners: inherited) */
 } kfile;
 
 /* An epoll instance and its poller's break (one per poller). */
@@ -96,6 +97,7 @@ typedef struct kep {
 
 typedef struct kern_state {
   kfile files[KERN_FDS_MAX];
+  uint64_t last_io_step[KERN_FDS_MAX][2]; /* by fd and mode: the step of the last i/o syscall (I15) */
   kep eps[KERN_EPOLLS_MAX];
   kern_faults faults;
   kern_stats stats;

@@ -208,7 +208,8 @@ static void establish(kfile *f, int fd, kfile *l, int lfd) {
                .peer = -1,
                .item = f->item,
                .local = me,
-               .remote = f->target};
+               .remote = f->target,
+               .inq = f->inq};
   l->backlog[l->backlog_len++] = (struct kconn){to_server, to_client, fd, me};
   kern__notify(fd);
   kern__notify(lfd);
@@ -240,9 +241,14 @@ void kern__net_wrote(int fd, kbuf *b, uint32_t n) {
     b->inflight += n;
     kern_net_kick();
   }
-  if (kern__fault(K.net.reset_write)) { /* a reset reaches one end, at random */
+  /* A middlebox drops the connection and resets both ends (a NAT or load
+   * balancer timing out). Resetting one end alone let the other see its
+   * close as a clean EOF, which TCP cannot do: a reset end sends no FIN.
+   * A connection still in the backlog has no peer yet: its client alone. */
+  if (kern__fault(K.net.reset_write)) {
     int peer = K.files[fd].peer;
-    (void)kern_inject_reset(peer >= 0 && sim_rand_below(2) ? peer : fd);
+    (void)kern_inject_reset(fd);
+    if (peer >= 0) (void)kern_inject_reset(peer);
   }
 }
 

@@ -857,11 +857,25 @@ static bool gen_room(const gen *g) {
  * must wait for it). On a pipe's write end it writes once: an np_wait_write
  * there may wait for ever, legitimately, as on Linux (edge-triggered, and a
  * pipe read makes an edge only when the pipe was full), holding the write
- * lock the other writer needs. */
-static void gen_queued(gen *g, int s, int id, int wait_generation, sc_op op) {
+ * lock the other writer needs. On the read side it may first wait for
+ * readiness a few times between the reader's reads (np_wait_read consumes
+ * what a drained read counts on), under a read deadline of up to 5 ms.
+ * Only where everything produced fits the buffer (may_wait): the wait
+ * holds the read lock, and with data queued and the producer blocked on a
+ * full buffer no edge would ever come (a setter may clear the deadline);
+ * here the producer always finishes, and its shutdown or close is an edge. */
+static void gen_queued(gen *g, int s, int id, int wait_generation, sc_op op, bool may_wait) {
   if (gbelow(g, 3) != 0) return;
   int t = gen_task(g, "queued%d", id, 0);
   if (wait_generation > 0) gen_act(g, t, (sc_action){.op = SC_WAIT_GEN, .stream = s, .n = wait_generation});
+  if (op == SC_READ_ALL && may_wait && gbelow(g, 2) == 0) {
+    for (int i = (int)gbelow(g, 4); i >= 0; i--) {
+      int64_t bound = 1 + (int64_t)gbelow(g, 5000000);
+      gen_act(g, t, (sc_action){.op = SC_DEADLINE, .stream = s, .mode = 'r', .when = SC_DL_PLUS, .n = bound});
+      gen_act(g, t, (sc_action){.op = SC_WAIT_READ, .stream = s});
+    }
+    gen_act(g, t, (sc_action){.op = SC_DEADLINE, .stream = s, .mode = 'r', .when = SC_DL_NONE});
+  }
   int64_t n = op == SC_WRITE ? 1 + (int64_t)gbelow(g, 256) : 0;
   gen_act(g, t, (sc_action){.op = op, .stream = s, .n = n});
 }
@@ -877,14 +891,14 @@ static void gen_stream_tasks(gen *g, int s, int generation) {
   int reader = -1, producer = -1, writer = -1, consumer = -1;
   sc_action wait = {.op = SC_WAIT_GEN, .stream = s, .n = generation};
   bool must_wait = accepted || generation > 1;
+  int64_t produce = (int64_t)gbelow(g, 24 * 1024);
   if (kind != SC_PIPE_OUT) {
     reader = gen_task(g, "reader%d", id, 0);
     if (must_wait) gen_act(g, reader, wait);
     gen_act(g, reader, (sc_action){.op = SC_READ_ALL, .stream = s});
     producer = gen_task(g, "producer%d", id, 0);
     if (must_wait) gen_act(g, producer, wait);
-    gen_act(g, producer,
-            (sc_action){.op = SC_PRODUCE, .stream = s, .n = (int64_t)gbelow(g, 24 * 1024), .gap = 2000000});
+    gen_act(g, producer, (sc_action){.op = SC_PRODUCE, .stream = s, .n = produce, .gap = 2000000});
     if (kind == SC_SOCK && gbelow(g, 10) == 0)
       gen_act(g, producer, (sc_action){.op = SC_PEER_RESET, .stream = s});
     gen_act(g, producer, (sc_action){.op = kind == SC_SOCK ? SC_PEER_SHUTDOWN : SC_PEER_CLOSE, .stream = s});
@@ -907,7 +921,8 @@ static void gen_stream_tasks(gen *g, int s, int generation) {
     gen_act(g, closer, (sc_action){.op = SC_JOIN, .task = reader});
     gen_act(g, closer, (sc_action){.op = SC_CLOSE, .stream = s});
   }
-  gen_queued(g, s, id, must_wait ? generation : 0, kind != SC_PIPE_OUT ? SC_READ_ALL : SC_WRITE);
+  bool fits = !must_wait && produce <= (int64_t)sc->streams[s].cap; /* generation 1: its cap is known */
+  gen_queued(g, s, id, must_wait ? generation : 0, kind != SC_PIPE_OUT ? SC_READ_ALL : SC_WRITE, fits);
 }
 
 static void gen_faults(gen *g) {

@@ -85,7 +85,8 @@ typedef struct world {
     uint32_t events;           /* events fetched that wake this mode */
     uint32_t ready;            /* wait results "ready" in this mode */
   } wakes[REG_MAX][2];
-  uint32_t epoch; /* quiescent checks so far */
+  uint64_t ready_seen[RECS_MAX][2]; /* I15, by used pd and mode: the last step rg / wg was READY */
+  uint32_t epoch;                   /* quiescent checks so far */
   int used_pd_count;
   bool destroyed;                /* the destroy action ran: np_open is refused */
   int frees_active;              /* np_free calls in progress: destroy must not race them */
@@ -460,6 +461,12 @@ static rec *open_stream(sc_kind kind, uint32_t cap) {
     return NULL;
   }
   if (err != 0) sim_fail("np_open of a fresh descriptor: %s", np_strerror(err));
+  /* Half the socket pairs stand in for TCP with the drained hint (np_listen
+   * and np_dial turn it on natively; accepted connections inherit it). */
+  if (kind != SC_PIPE_IN && kind != SC_PIPE_OUT && sim_chance(500000)) {
+    err = np__fd_enable_inq(f);
+    if (err != 0) sim_fail("np__fd_enable_inq: %s", np_strerror(err));
+  }
   adopt(r, f);
   return r;
 }
@@ -1076,10 +1083,41 @@ static void check_woken(const sim_task *t, const np__waiter *w, const np__pd *pd
         t->name, w->mode, pd->fd, W.wakes[reg][mi].last_mask, mi == 0 ? "readers" : "writers");
 }
 
+/* I15, at every step: a waiter parks only if no readiness was published
+ * in its mode since the descriptor's last syscall in that mode -- its own
+ * that said EAGAIN, or with the drained hint the read (maybe another
+ * task's: the hint belongs to the handle) that left nothing. The wait must
+ * have consumed such readiness and tried again. Readiness thrown away in
+ * between (a reset, another caller's wait) is a lost wake-up, even when
+ * later data would have hidden it. np_wait_* are exempt (I8's rule). */
+static void check_parked_since_io(const sim_task *t) {
+  const np__waiter *w = t->waiter;
+  if (t->pure_wait || w == NULL) return;
+  const np__pd *pd = w->pd;
+  int mi = w->mode == 'r' ? 0 : 1;
+  uint64_t seen = W.ready_seen[used_index(pd)][mi], io = kern_last_io_step(pd->fd, w->mode);
+  if (seen <= io || seen > t->park_step) return;
+  sim_fail("I15: %s parked (%c) on fd%d at step %" PRIu64
+           ", although readiness was published at step %" PRIu64
+           " after the descriptor's last syscall in that mode (step %" PRIu64 ")",
+           t->name, w->mode, pd->fd, t->park_step, seen, io);
+}
+
+static void note_ready(void) {
+  for (int i = 0; i < W.used_pd_count; i++) {
+    if (W.used_pds[i]->rg == NP__PD_READY) W.ready_seen[i][0] = sim->steps;
+    if (W.used_pds[i]->wg == NP__PD_READY) W.ready_seen[i][1] = sim->steps;
+  }
+  for (int i = 0; i < sim->task_count; i++)
+    if (sim->tasks[i]->state == SIM_PARKED && sim->tasks[i]->actor != NULL)
+      check_parked_since_io(sim->tasks[i]);
+}
+
 static void check(void *ctx, bool quiescent) {
   (void)ctx;
   np_poller *p = W.p;
   if (p == NULL) return;
+  note_ready();
   for (int i = 0; i < sim->task_count; i++) {
     const sim_task *t = sim->tasks[i];
     if (t->actor != NULL && t->state != SIM_RUNNABLE && t->id >= 0 && t->id <= SIM_TASKS_MAX)

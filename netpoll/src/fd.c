@@ -213,7 +213,33 @@ static bool iov_valid(const struct iovec *iov, int iovcnt, size_t *total) {
   return true;
 }
 
-/* Shared read loop: one successful syscall, EINTR retried, EAGAIN parks. */
+int np__fd_enable_inq(np_fd *f) {
+  if (BE(f)->recv_inq == NULL || BE(f)->enable_inq == NULL) return -ENOTSUP;
+  int err = BE(f)->enable_inq(BS(f), f->sysfd);
+  if (err == 0) f->inq = true;
+  return err;
+}
+
+/* One read syscall. With the hint on, f->drained records whether the kernel
+ * said it held nothing more afterwards. Not for EOF (n == 0, and Linux says
+ * 1 after a FIN): the next read must return 0 again at once. */
+static ssize_t read_once(np_fd *f, void *buf, size_t len, const struct iovec *iov, int iovcnt) {
+  if (!f->inq)
+    return iov != NULL ? BE(f)->readv(BS(f), f->sysfd, iov, iovcnt) : BE(f)->read(BS(f), f->sysfd, buf, len);
+  struct iovec one = {.iov_base = buf, .iov_len = len};
+  int left = -1;
+  ssize_t n = BE(f)->recv_inq(BS(f), f->sysfd, iov != NULL ? iov : &one, iov != NULL ? iovcnt : 1, &left);
+  f->drained = n > 0 && left == 0;
+  return n;
+}
+
+/* Shared read loop: one successful syscall, EINTR retried, EAGAIN parks.
+ * After a read that drained the socket, a read that would find it empty
+ * would only return EAGAIN: wait first. That read's reset came before it,
+ * so readiness reported since (data that arrived after it) is still in rg
+ * and the wait returns at once; resetting now would lose it. Every other
+ * read-side call (np_wait_read, np_accept) may consume that readiness, so
+ * each clears f->drained under the read lock. */
 static ssize_t read_loop(np_fd *f, void *buf, size_t len, const struct iovec *iov, int iovcnt) {
   int err = fd_lock(f, true);
   if (err != 0) return err;
@@ -222,14 +248,15 @@ static ssize_t read_loop(np_fd *f, void *buf, size_t len, const struct iovec *io
     ret = 0;
     goto out;
   }
-  err = np__pd_reset(f->pd, 'r');
+  bool drained = f->drained;
+  f->drained = false;
+  err = drained ? np__pd_wait(f->pd, 'r') : np__pd_reset(f->pd, 'r');
   if (err != NP__POLL_OK) {
     ret = poll_error(err);
     goto out;
   }
   for (;;) {
-    ssize_t n =
-        iov != NULL ? BE(f)->readv(BS(f), f->sysfd, iov, iovcnt) : BE(f)->read(BS(f), f->sysfd, buf, len);
+    ssize_t n = read_once(f, buf, len, iov, iovcnt);
     if (n == -EINTR) continue;
     if (n == -EAGAIN) {
       err = np__pd_wait(f->pd, 'r');
@@ -373,6 +400,7 @@ int np_accept(np_fd *f, np_fd **out, struct sockaddr *addr, socklen_t *addrlen) 
   if (f == NULL || out == NULL || (addr != NULL && addrlen == NULL)) return -EINVAL;
   int err = fd_lock(f, true);
   if (err != 0) return err;
+  f->drained = false; /* see wait_mode */
   int s;
   err = np__pd_reset(f->pd, 'r');
   if (err != NP__POLL_OK) {
@@ -397,6 +425,7 @@ int np_accept(np_fd *f, np_fd **out, struct sockaddr *addr, socklen_t *addrlen) 
     np_poller *p = np__home_poller(f->poller, true);
     err = np__fd_open(p, s, out);
     if (err != 0) p->backend->close_fd(p->backend_state, s);
+    if (err == 0) (*out)->inq = f->inq; /* the kernel copies TCP_INQ to the connection */
     s = err;
   }
   fd_unlock(f, true);
@@ -451,6 +480,7 @@ static int wait_mode(np_fd *f, int mode) {
   bool read = mode == 'r';
   int err = fd_lock(f, read);
   if (err != 0) return err;
+  if (read) f->drained = false; /* the wait may consume readiness a drained np_read counts on */
   /* No syscall of ours would notice a descriptor closed behind the library
    * (epoll drops it silently and nothing would ever wake us): check before a
    * wait that is going to park. A pending READY or an error return at once

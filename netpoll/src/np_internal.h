@@ -70,6 +70,12 @@ typedef struct np__backend {
   int (*drain)(void *state);
   ssize_t (*read)(void *state, int fd, void *buf, size_t len);
   ssize_t (*readv)(void *state, int fd, const struct iovec *iov, int iovcnt);
+  /* Optional (NULL: never used): readv that also reports how many bytes the
+   * kernel still holds after it (*left; -1 when it did not say), for a
+   * socket enable_inq succeeded on. Linux: recvmsg with TCP_INQ. */
+  ssize_t (*recv_inq)(void *state, int fd, const struct iovec *iov, int iovcnt, int *left);
+  /* Optional: ask the kernel to report those bytes (setsockopt TCP_INQ). */
+  int (*enable_inq)(void *state, int fd);
   ssize_t (*write)(void *state, int fd, const void *buf, size_t len);
   ssize_t (*writev)(void *state, int fd, const struct iovec *iov, int iovcnt);
   int (*accept4)(void *state, int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
@@ -310,6 +316,12 @@ struct np_fd {
   bool has_ident;     /* ident is valid (the backend can tell which file sysfd names) */
   uint64_t ident;     /* the file sysfd named at open (backend identity) */
   np_fd *next, *prev; /* poller->fds; protected by poller->fds_lock */
+  /* The drained hint (read side, under the read lock): reads go through
+   * recv_inq, and when the kernel said it held nothing after the last read,
+   * the next read waits for readiness before its first syscall instead of
+   * paying a read that would return EAGAIN. See read_loop. */
+  bool inq;
+  bool drained;
 };
 
 int np__fd_open(np_poller *p, int fd, np_fd **out);
@@ -320,6 +332,9 @@ np_poller *np__home_poller(np_poller *p, bool spread);
  * valid. 0, or NP_ECLOSING / -EOVERFLOW (no reference taken). */
 int np__fd_incref(np_fd *f);
 void np__fd_decref(np_fd *f);
+/* Turn the drained hint on for f (a stream socket the library created):
+ * 0, or -errno from the kernel (the hint stays off, reads are as before). */
+int np__fd_enable_inq(np_fd *f);
 /* np_poller_destroy's first half: np_free every handle still on p->fds. */
 void np__fd_free_all(np_poller *p);
 

@@ -38,7 +38,9 @@ static int listen_on(np_poller *p, const char *network, const char *address, np_
     kern_close(fd);
     return err;
   }
-  return open_fd(p, fd, out);
+  err = open_fd(p, fd, out);
+  if (err == 0 && a.kind != NP__ADDR_UNIX) (void)np__fd_enable_inq(*out); /* as net.c */
+  return err;
 }
 
 int np_listen(np_poller *p, const char *network, const char *address, np_fd **out) {
@@ -57,6 +59,7 @@ static int dial(np_poller *p, const char *network, const char *address, int64_t 
   if (fd < 0) return fd;
   np_fd *f;
   if ((err = open_fd(p, fd, &f)) != 0) return err;
+  if (a.kind != NP__ADDR_UNIX) (void)np__fd_enable_inq(f);
   struct sockaddr_storage ss;
   socklen_t len = np__addr_to_sockaddr(&a, &ss);
   if (deadline_ns != 0) err = np__u_set_write_deadline(f, deadline_ns);

@@ -1,0 +1,249 @@
+/* test_drained.c - the drained hint on the real kernel. Sockets netpoll
+ * makes for TCP (np_listen, np_dial, and connections accepted from such a
+ * listener) read through recvmsg with TCP_INQ; after a read the kernel says
+ * left nothing, the next np_read waits for readiness before its first
+ * syscall instead of reading EAGAIN. Checked here: the saved syscall (by
+ * counting recvmsg), and every case where waiting first would be wrong --
+ * data left behind at the urgent mark, EOF read twice, readiness consumed by
+ * np_wait_read in between, an expired deadline, a close, a socket the user
+ * opened. Each blocking read runs in an actor (a thread, or a task with
+ * NP_TEST_WAITER=task) and has a deadline, so a lost wake-up fails fast. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "syscalls.h"
+
+/* Syscalls on the descriptor watched (the poller's own reads of its
+ * eventfd are not counted). */
+static _Atomic int watched = -1;
+static _Atomic long recvmsgs, reads;
+static ssize_t (*real_recvmsg)(int, struct msghdr *, int);
+static ssize_t (*real_read)(int, void *, size_t);
+
+static ssize_t counting_recvmsg(int fd, struct msghdr *msg, int flags) {
+  if (fd == watched) recvmsgs++;
+  return real_recvmsg(fd, msg, flags);
+}
+
+static ssize_t counting_read(int fd, void *buf, size_t len) {
+  if (fd == watched) reads++;
+  return real_read(fd, buf, len);
+}
+
+typedef struct conn {
+  np_poller *p;
+  np_fd *ln, *client, *server; /* server: accepted from ln */
+} conn;
+
+/* The table is written before the poller exists (syscalls.h). */
+static int setup(void **state) {
+  real_recvmsg = np__sys.recvmsg;
+  real_read = np__sys.read;
+  np__sys.recvmsg = counting_recvmsg;
+  np__sys.read = counting_read;
+  conn *c = calloc(1, sizeof(*c));
+  assert_non_null(c);
+  c->p = th_poller();
+  char addr[NP_ADDRSTRLEN];
+  assert_int_equal(np_listen(c->p, "tcp", "127.0.0.1:0", &c->ln), 0);
+  assert_int_equal(np_local_addr(c->ln, addr, sizeof(addr)), 0);
+  assert_int_equal(np_dial(c->p, "tcp", addr, 0, &c->client), 0);
+  assert_int_equal(np_accept(c->ln, &c->server, NULL, NULL), 0);
+  watched = np_sysfd(c->server);
+  recvmsgs = reads = 0;
+  *state = c;
+  return 0;
+}
+
+static int teardown(void **state) {
+  conn *c = *state;
+  watched = -1;
+  th_poller_destroy(c->p); /* frees the handles */
+  free(c);
+  np__sys.recvmsg = real_recvmsg;
+  np__sys.read = real_read;
+  return 0;
+}
+
+/* Raw send on the client's socket (flags: MSG_OOB), all of it or fail. */
+static void send_raw(conn *c, const char *data, int flags) {
+  size_t len = strlen(data);
+  assert_int_equal(send(np_sysfd(c->client), data, len, flags), (ssize_t)len);
+}
+
+/* Waits (bounded) until the server's socket has at least n bytes queued. */
+static void wait_queued(conn *c, int n) {
+  for (int i = 0; i < 500; i++) {
+    int queued = 0;
+    struct pollfd pfd = {.fd = np_sysfd(c->server), .events = POLLIN};
+    (void)poll(&pfd, 1, 10);
+    assert_int_equal(ioctl(np_sysfd(c->server), FIONREAD, &queued), 0);
+    if (queued >= n) return;
+  }
+  fail_msg("%d bytes never arrived", n);
+}
+
+typedef struct read_job {
+  np_fd *f;
+  size_t len;
+  int64_t timeout_ms;
+  ssize_t result;
+  char buf[64];
+} read_job;
+
+static void *read_actor(void *arg) {
+  read_job *j = arg;
+  (void)np_set_read_deadline(j->f, np_deadline_after(j->timeout_ms * MS));
+  j->result = np_read(j->f, j->buf, j->len);
+  return NULL;
+}
+
+/* One np_read in an actor; returns its result, the bytes in j. */
+static ssize_t read_in_actor(read_job *j, np_fd *f, size_t len, int64_t timeout_ms) {
+  *j = (read_job){.f = f, .len = len, .timeout_ms = timeout_ms};
+  th_join(th_start(read_actor, j));
+  return j->result;
+}
+
+/* A drained read, then a read that blocks until the peer writes: one
+ * recvmsg each, no EAGAIN read in between. */
+static void test_skips_eagain_read(void **state) {
+  conn *c = *state;
+  read_job j;
+  send_raw(c, "hello", 0);
+  long before = recvmsgs;
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 5);
+  assert_int_equal(recvmsgs - before, 1);
+  assert_memory_equal(j.buf, "hello", 5);
+  /* The next read waits first; the data comes while it is parked. */
+  j = (read_job){.f = c->server, .len = sizeof(j.buf), .timeout_ms = 5000};
+  pthread_t t = th_start(read_actor, &j);
+  th_wait_parked(c->p, 1);
+  assert_int_equal(recvmsgs - before, 1); /* parked without a syscall */
+  send_raw(c, "world", 0);
+  th_join(t);
+  assert_int_equal(j.result, 5);
+  assert_memory_equal(j.buf, "world", 5);
+  assert_int_equal(recvmsgs - before, 2);
+  assert_int_equal(reads, 0); /* every read of these sockets went through recvmsg */
+}
+
+/* Data that arrived between two reads: the second finds it at once. */
+static void test_data_between_reads(void **state) {
+  conn *c = *state;
+  read_job j;
+  send_raw(c, "a", 0);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 1);
+  send_raw(c, "bc", 0);
+  wait_queued(c, 2);
+  th_sleep_ms(20); /* let the poller deliver the edge before the next read */
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 2);
+  assert_memory_equal(j.buf, "bc", 2);
+}
+
+/* TCP stops a read at the urgent mark with data behind it and no new edge
+ * to come: the kernel says bytes are left, so the next read reads. */
+static void test_urgent_mark(void **state) {
+  conn *c = *state;
+  read_job j;
+  send_raw(c, "ab", 0);
+  send_raw(c, "U", MSG_OOB);
+  send_raw(c, "cd", 0);
+  wait_queued(c, 2); /* FIONREAD counts up to the mark */
+  th_sleep_ms(20);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 2);
+  assert_memory_equal(j.buf, "ab", 2);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 2);
+  assert_memory_equal(j.buf, "cd", 2);
+}
+
+/* EOF is returned again at once (Linux says 1 byte left after a FIN), also
+ * when the FIN comes after a drained read. */
+static void test_eof_twice(void **state) {
+  conn *c = *state;
+  read_job j;
+  send_raw(c, "x", 0);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 1);
+  assert_int_equal(np_close_write(c->client), 0);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 0);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 0);
+}
+
+/* np_wait_read consumes the readiness a drained read would wait for: the
+ * next np_read must read, not wait for more data (found by the simulator:
+ * I8 in the fuzz-lifecycle corpus). */
+static void test_wait_read_in_between(void **state) {
+  conn *c = *state;
+  read_job j;
+  send_raw(c, "first", 0);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 5);
+  send_raw(c, "second", 0);
+  assert_int_equal(np_wait_read(c->server), 0);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 6);
+  assert_memory_equal(j.buf, "second", 6);
+}
+
+/* A deadline ends the drained wait as it ends a wait after EAGAIN; data
+ * sent afterwards is read. */
+static void test_deadline_after_drained(void **state) {
+  conn *c = *state;
+  read_job j;
+  send_raw(c, "1", 0);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 1);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 30), NP_ETIMEOUT);
+  send_raw(c, "2", 0);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 1);
+  assert_memory_equal(j.buf, "2", 1);
+}
+
+/* A read parked in the drained wait wakes with NP_ECLOSING on close. */
+static void test_close_wakes_drained_wait(void **state) {
+  conn *c = *state;
+  read_job j;
+  send_raw(c, "z", 0);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 1);
+  j = (read_job){.f = c->server, .len = sizeof(j.buf), .timeout_ms = 5000};
+  pthread_t t = th_start(read_actor, &j);
+  th_wait_parked(c->p, 1);
+  assert_int_equal(np_close(c->server), 0);
+  th_join(t);
+  assert_int_equal(j.result, NP_ECLOSING);
+}
+
+/* A TCP socket the user opened keeps plain reads (no TCP_INQ is set behind
+ * the user's back): a read that finds nothing costs its syscall. */
+static void test_np_open_is_plain(void **state) {
+  conn *c = *state;
+  int fd = dup(np_sysfd(c->client)); /* the client's socket, a handle of ours */
+  assert_true(fd >= 0);
+  np_fd *mine;
+  assert_int_equal(np_open(c->p, fd, &mine), 0);
+  watched = fd;
+  assert_int_equal(np_write(c->server, "pq", 2, NULL), 0);
+  read_job j;
+  assert_int_equal(read_in_actor(&j, mine, sizeof(j.buf), 2000), 2);
+  assert_int_equal(read_in_actor(&j, mine, sizeof(j.buf), 30), NP_ETIMEOUT);
+  assert_int_equal(reads, 2); /* the data, then the EAGAIN read */
+  assert_int_equal(recvmsgs, 0);
+  np_free(mine);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_skips_eagain_read, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_data_between_reads, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_urgent_mark, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_eof_twice, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_wait_read_in_between, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_deadline_after_drained, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_close_wakes_drained_wait, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_np_open_is_plain, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
