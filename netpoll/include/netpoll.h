@@ -257,7 +257,13 @@ NP_EXTERN int np_run(const np_options *opts, np_task_fn fn, void *arg);
  * real library and in the simulated one (libnetpoll-sim, where they reach
  * the simulated network). Every descriptor they make is non-blocking,
  * close-on-exec and registered with the poller (from a task: with its
- * scheduler's poller, as np_open).
+ * scheduler's poller, as np_open). TCP sockets they make, and connections
+ * np_accept takes from such a listener, have TCP_INQ on: np_read learns
+ * from the kernel when a read left nothing queued and then waits for the
+ * next data without first reading EAGAIN (one read per message, not two).
+ * A recvmsg of your own on np_sysfd of such a socket may therefore see a
+ * TCP_CM_INQ control message. Descriptors given to np_open are left as
+ * they are and read with plain read(2).
  *
  * network: "tcp" (IPv4 or IPv6, by the address), "tcp4", "tcp6", "unix"
  * (SOCK_STREAM). address: "host:port" with a numeric host ("127.0.0.1:7000",
