@@ -5,7 +5,8 @@
 # servers on ephemeral loopback ports (np_echo on netpoll tasks with one
 # scheduler per CPU, np_echo with one scheduler (netpoll1), np_echo with a
 # thread per connection (netpoll_threads), a single-thread raw epoll loop,
-# Go's net package with 16 KiB and 64 KiB read buffers (go, go64), libuv),
+# Go's net package with 16 KiB (as np_echo), 1 KiB and 64 KiB read buffers
+# (go, go1k, go64), libuv),
 # and runs the same load client
 # (bench/client.c) against each: ping-pong round trips (64 B) and streaming
 # (16 KiB writes, 64 KiB in flight per connection) at 1, 100 and 1000
@@ -26,7 +27,7 @@
 #   BENCH_REPEAT   runs per figure, median taken (default 5)
 #   BENCH_CONNS    connection counts (default "1 100 1000")
 #   BENCH_MODES    "pingpong stream" (default both)
-#   BENCH_SERVERS  subset of "epoll netpoll netpoll1 netpoll_threads go go64 libuv"
+#   BENCH_SERVERS  subset of "epoll netpoll netpoll1 netpoll_threads go go1k go64 libuv"
 #                  (default all but netpoll_threads, where available)
 #   BENCH_WAIT_IDLE  wait up to this many seconds for the CPUs to be < 10% busy (default 0)
 #   BENCH_PERF=0   skip the perf stat section; BENCH_MICRO=0 skip the micro benchmarks
@@ -41,7 +42,7 @@ WARMUP=${BENCH_WARMUP:-0.5}
 REPEAT=${BENCH_REPEAT:-5}
 CONNS=${BENCH_CONNS:-"1 100 1000"}
 MODES=${BENCH_MODES:-"pingpong stream"}
-SERVERS=${BENCH_SERVERS:-"epoll netpoll netpoll1 go go64 libuv"}
+SERVERS=${BENCH_SERVERS:-"epoll netpoll netpoll1 go go1k go64 libuv"}
 RES=$BUILD/results
 T_START=$(date +%s.%N)
 
@@ -63,8 +64,8 @@ B=$BUILD/bench
 CLIENT=$B/np_bench_client
 declare -A SRV_CMD=([netpoll]=$BUILD/examples/np_echo [netpoll1]=$BUILD/examples/np_echo
   [netpoll_threads]=$BUILD/examples/np_echo [epoll]=$B/np_bench_epoll_echo
-  [go]=$B/go_echo [go64]=$B/go_echo [libuv]=$B/np_bench_uv_echo)
-declare -A SRV_ARGS=([netpoll1]="--procs 1" [netpoll_threads]="--threads" [go64]="-buf 65536")
+  [go]=$B/go_echo [go1k]=$B/go_echo [go64]=$B/go_echo [libuv]=$B/np_bench_uv_echo)
+declare -A SRV_ARGS=([netpoll1]="--procs 1" [netpoll_threads]="--threads" [go1k]="-buf 1024" [go64]="-buf 65536")
 avail=""
 for s in $SERVERS; do
   if [ -x "${SRV_CMD[$s]:-/nonexistent}" ]; then avail="$avail $s"; else log "no $s server (${SRV_CMD[$s]:-?}), skipped"; fi
@@ -251,7 +252,7 @@ FILENAME ~ /perf-.*csv$/ {
   v = col[1] + 0
   if (ev == "epoll_pwait") ev = "epoll_wait"
   if (ev == "writev") ev = "write"
-  if (ev == "recvmsg") ev = "read" /* netpoll reads TCP through recvmsg (TCP_INQ) */
+  if (ev == "recvmsg") ev = "read" # netpoll reads TCP through recvmsg (TCP_INQ)
   pv[s, c, ev] += v
   next
 }
@@ -262,28 +263,29 @@ END {
     if (m == "pingpong") {
       print "### Ping-pong: 64 B round trips per second"
       print ""
-      print "| conns | server | round trips/s | vs epoll | vs Go | vs Go 64K | p50 us | p99 us | server CPU (cores) | server CPU us/rt | ctx switches/rt |"
-      print "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+      print "| conns | server | round trips/s | vs epoll | vs Go | vs Go 1K | vs Go 64K | p50 us | p99 us | server CPU (cores) | server CPU us/rt | ctx switches/rt |"
+      print "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     } else {
       print "### Streaming: 16 KiB writes, 64 KiB in flight per connection, MB/s echoed"
       print ""
-      print "| conns | server | MB/s | vs epoll | vs Go | vs Go 64K | server CPU (cores) | client CPU (cores) |"
-      print "|---:|---|---:|---:|---:|---:|---:|---:|"
+      print "| conns | server | MB/s | vs epoll | vs Go | vs Go 1K | vs Go 64K | server CPU (cores) | client CPU (cores) |"
+      print "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
     }
     rf = (m == "pingpong") ? "rt_per_s" : "mb_per_s"
     for (ci = 1; ci <= nc; ci++) {
       c = C[ci]
       e = med(m SUBSEP c SUBSEP "epoll", rf); g = med(m SUBSEP c SUBSEP "go", rf); g64 = med(m SUBSEP c SUBSEP "go64", rf)
+      g1k = med(m SUBSEP c SUBSEP "go1k", rf)
       for (si = 1; si <= ns; si++) {
         s = S[si]; k = m SUBSEP c SUBSEP s
         x = med(k, rf)
         if (x == "") continue
         if (m == "pingpong")
-          printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, s, fmt(x, "%.0f"), ratio(x, e), ratio(x, g), ratio(x, g64),
+          printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, s, fmt(x, "%.0f"), ratio(x, e), ratio(x, g), ratio(x, g1k), ratio(x, g64),
             fmt(med(k, "p50_us"), "%.1f"), fmt(med(k, "p99_us"), "%.1f"), fmt(med(k, "srv_cpu"), "%.2f"),
             fmt(med(k, "srv_cpu_us_per_op"), "%.2f"), fmt(med(k, "srv_csw_per_op"), "%.2f")
         else
-          printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", c, s, fmt(x, "%.0f"), ratio(x, e), ratio(x, g), ratio(x, g64),
+          printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, s, fmt(x, "%.0f"), ratio(x, e), ratio(x, g), ratio(x, g1k), ratio(x, g64),
             fmt(med(k, "srv_cpu"), "%.2f"), fmt(med(k, "cli_cpu"), "%.2f")
       }
     }

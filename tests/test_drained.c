@@ -5,8 +5,8 @@
  * syscall instead of reading EAGAIN. Checked here: the saved syscall (by
  * counting recvmsg), and every case where waiting first would be wrong --
  * data left behind at the urgent mark, EOF read twice, readiness consumed by
- * np_wait_read in between, an expired deadline, a close, a socket the user
- * opened. Each blocking read runs in an actor (a thread, or a task with
+ * np_wait_read in between, a deadline, a close, a descriptor closed behind
+ * the library, a socket the user opened. Each blocking read runs in an actor (a thread, or a task with
  * NP_TEST_WAITER=task) and has a deadline, so a lost wake-up fails fast. */
 #include <errno.h>
 #include <netinet/in.h>
@@ -216,6 +216,18 @@ static void test_close_wakes_drained_wait(void **state) {
   assert_int_equal(j.result, NP_ECLOSING);
 }
 
+/* The drained wait makes no syscall that would notice a descriptor closed
+ * behind the library: it checks, as np_wait_read does, and says -EBADF
+ * instead of waiting for ever (epoll dropped the registration). */
+static void test_closed_behind(void **state) {
+  conn *c = *state;
+  read_job j;
+  send_raw(c, "k", 0);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 5000), 1);
+  assert_int_equal(close(np_sysfd(c->server)), 0);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 5000), -EBADF);
+}
+
 /* A TCP socket the user opened keeps plain reads (no TCP_INQ is set behind
  * the user's back): a read that finds nothing costs its syscall. */
 static void test_np_open_is_plain(void **state) {
@@ -243,6 +255,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_wait_read_in_between, setup, teardown),
       cmocka_unit_test_setup_teardown(test_deadline_after_drained, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_wakes_drained_wait, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_closed_behind, setup, teardown),
       cmocka_unit_test_setup_teardown(test_np_open_is_plain, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

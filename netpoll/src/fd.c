@@ -47,6 +47,17 @@ static bool same_file(np_fd *f) {
   return BE(f)->identity(BS(f), f->sysfd, &id) == 0 && id == f->ident;
 }
 
+/* Waits for readiness without a syscall of ours: 0 or an error. No syscall
+ * would notice a descriptor closed behind the library (epoll drops it
+ * silently and nothing would ever wake us): check before a wait that is
+ * going to park. A pending READY or an error return at once and skip the
+ * check (an fstat). */
+static int wait_checked(np_fd *f, int mode) {
+  np__auptr *sem = mode == 'r' ? &f->pd->rg : &f->pd->wg;
+  bool may_park = np__load_uptr(sem) != NP__PD_READY && np__pd_checkerr(f->pd, mode) == NP__POLL_OK;
+  return may_park && !same_file(f) ? -EBADF : poll_error(np__pd_wait(f->pd, mode));
+}
+
 /* The last reference after close: close the pd (deregister, back to the
  * cache), then the descriptor, then release csema, which lets the closer
  * return. That release is this thread's last touch of the handle: it may be
@@ -239,7 +250,9 @@ static ssize_t read_once(np_fd *f, void *buf, size_t len, const struct iovec *io
  * so readiness reported since (data that arrived after it) is still in rg
  * and the wait returns at once; resetting now would lose it. Every other
  * read-side call (np_wait_read, np_accept) may consume that readiness, so
- * each clears f->drained under the read lock. */
+ * each clears f->drained under the read lock. Like np_wait_read, a wait
+ * that would park checks first that the descriptor still names its file
+ * (-EBADF if it was closed behind the library, as the read would say). */
 static ssize_t read_loop(np_fd *f, void *buf, size_t len, const struct iovec *iov, int iovcnt) {
   int err = fd_lock(f, true);
   if (err != 0) return err;
@@ -250,11 +263,8 @@ static ssize_t read_loop(np_fd *f, void *buf, size_t len, const struct iovec *io
   }
   bool drained = f->drained;
   f->drained = false;
-  err = drained ? np__pd_wait(f->pd, 'r') : np__pd_reset(f->pd, 'r');
-  if (err != NP__POLL_OK) {
-    ret = poll_error(err);
-    goto out;
-  }
+  ret = drained ? wait_checked(f, 'r') : poll_error(np__pd_reset(f->pd, 'r'));
+  if (ret != 0) goto out;
   for (;;) {
     ssize_t n = read_once(f, buf, len, iov, iovcnt);
     if (n == -EINTR) continue;
@@ -481,13 +491,7 @@ static int wait_mode(np_fd *f, int mode) {
   int err = fd_lock(f, read);
   if (err != 0) return err;
   if (read) f->drained = false; /* the wait may consume readiness a drained np_read counts on */
-  /* No syscall of ours would notice a descriptor closed behind the library
-   * (epoll drops it silently and nothing would ever wake us): check before a
-   * wait that is going to park. A pending READY or an error return at once
-   * and skip the check (an fstat, ~0.5 us). */
-  np__auptr *sem = read ? &f->pd->rg : &f->pd->wg;
-  bool may_park = np__load_uptr(sem) != NP__PD_READY && np__pd_checkerr(f->pd, mode) == NP__POLL_OK;
-  int ret = may_park && !same_file(f) ? -EBADF : poll_error(np__pd_wait(f->pd, mode));
+  int ret = wait_checked(f, mode);
   fd_unlock(f, read);
   return ret;
 }
