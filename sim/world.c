@@ -85,8 +85,9 @@ typedef struct world {
     uint32_t events;           /* events fetched that wake this mode */
     uint32_t ready;            /* wait results "ready" in this mode */
   } wakes[REG_MAX][2];
-  uint64_t ready_seen[RECS_MAX][2]; /* I15, by used pd and mode: the last step rg / wg was READY */
-  uint32_t epoch;                   /* quiescent checks so far */
+  uint64_t ready_seen[RECS_MAX][2];         /* I15, by used pd and mode: the last step rg / wg was READY */
+  uint64_t park_checked[SIM_TASKS_MAX + 1]; /* I15, by task id: the park_step last checked */
+  uint32_t epoch;                           /* quiescent checks so far */
   int used_pd_count;
   bool destroyed;                /* the destroy action ran: np_open is refused */
   int frees_active;              /* np_free calls in progress: destroy must not race them */
@@ -1103,14 +1104,19 @@ static void check_parked_since_io(const sim_task *t) {
            t->name, w->mode, pd->fd, t->park_step, seen, io);
 }
 
+/* Every step: note READY states; check each park once, the step after it. */
 static void note_ready(void) {
   for (int i = 0; i < W.used_pd_count; i++) {
     if (W.used_pds[i]->rg == NP__PD_READY) W.ready_seen[i][0] = sim->steps;
     if (W.used_pds[i]->wg == NP__PD_READY) W.ready_seen[i][1] = sim->steps;
   }
-  for (int i = 0; i < sim->task_count; i++)
-    if (sim->tasks[i]->state == SIM_PARKED && sim->tasks[i]->actor != NULL)
-      check_parked_since_io(sim->tasks[i]);
+  for (int i = 0; i < sim->task_count; i++) {
+    const sim_task *t = sim->tasks[i];
+    if (t->state != SIM_PARKED || t->actor == NULL || t->id < 0 || t->id > SIM_TASKS_MAX) continue;
+    if (W.park_checked[t->id] == t->park_step) continue;
+    W.park_checked[t->id] = t->park_step;
+    check_parked_since_io(t);
+  }
 }
 
 static void check(void *ctx, bool quiescent) {
