@@ -143,6 +143,7 @@ static void report_percentiles(const char *name, const char *impl, int64_t *s, i
 
 static void bench_wake(int kind, const char *impl) {
   wake_ctx w = {.kind = kind};
+  bool lib = kind == WAKE_NETPOLL || kind == WAKE_NETPOLL_TASK;
   int data[2], done[2];
   make_pipe(data, 0);
   make_pipe(done, 0);
@@ -155,7 +156,7 @@ static void bench_wake(int kind, const char *impl) {
     w.ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = w.data_r};
     check(w.ep >= 0 && epoll_ctl(w.ep, EPOLL_CTL_ADD, w.data_r, &ev) == 0, "epoll");
-  } else if (kind != WAKE_RAW_READ) {
+  } else if (lib) {
     np_options one = {.procs = 1}; /* the task's scheduler is the thread that polls */
     check_np(np_poller_create(&w.poller, kind == WAKE_NETPOLL_TASK ? &one : NULL), "np_poller_create");
     check_np(np_open(w.poller, w.data_r, &w.data_np), "np_open");
@@ -173,7 +174,7 @@ static void bench_wake(int kind, const char *impl) {
   check(samples != NULL, "malloc");
   for (int i = 0; i < n; i++) {
     for (;;) {
-      if (kind != WAKE_RAW_READ && kind != WAKE_RAW_EPOLL) {
+      if (lib) {
         np_stats st;
         np_poller_stats(w.poller, &st);
         if (st.waiters_parked != 1) continue;
@@ -194,7 +195,7 @@ static void bench_wake(int kind, const char *impl) {
     pthread_join(t, NULL);
   report_percentiles("wake", impl, samples, n);
   free(samples);
-  if (kind == WAKE_NETPOLL || kind == WAKE_NETPOLL_TASK) {
+  if (lib) {
     np_free(w.data_np);
     np_poller_destroy(w.poller);
   } else {

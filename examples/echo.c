@@ -67,8 +67,9 @@ struct echo_conn {
   echo_conn *prev, *next; /* srv->conns, under srv->lock */
 };
 
-/* Creates the poller and the listening socket. host is a dotted IPv4 address
- * (NULL: 127.0.0.1), port 0 asks the kernel for one. Returns 0 or -errno. */
+/* Creates the poller and the listening socket (np_listen: TCP_INQ, the
+ * drained hint). host is a dotted IPv4 address (NULL: 127.0.0.1), port 0
+ * asks the kernel for one. Returns 0 or -errno. */
 static int echo_server_start(echo_server **out, const char *host, int port, int64_t idle_ns,
                              const np_options *opts, bool threads) {
   *out = NULL;
@@ -77,19 +78,14 @@ static int echo_server_start(echo_server **out, const char *host, int port, int6
   if (s == NULL) return -ENOMEM;
   s->idle_ns = idle_ns > 0 ? idle_ns : 0;
   s->threads = threads;
-  struct in_addr ip;
-  char addr[64];
-  if (inet_pton(AF_INET, host != NULL ? host : "127.0.0.1", &ip) != 1) {
-    free(s);
-    return -EINVAL;
-  }
+  char addr[NP_ADDRSTRLEN];
   snprintf(addr, sizeof(addr), "%s:%d", host != NULL ? host : "127.0.0.1", port);
   int err = np_poller_create(&s->poller, opts);
   if (err != 0) {
     free(s);
     return err;
   }
-  err = np_listen(s->poller, "tcp", addr, &s->listener);
+  err = np_listen(s->poller, "tcp4", addr, &s->listener); /* -EINVAL for a host that is not IPv4 */
   if (err == 0) err = np_local_addr(s->listener, addr, sizeof(addr));
   if (err < 0) goto fail;
   s->port = atoi(strrchr(addr, ':') + 1);

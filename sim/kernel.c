@@ -436,22 +436,15 @@ sim_task *kern_epoll_waiter(int64_t *wake_at) {
 
 /* ---- the backend table ------------------------------------------------------ */
 
-/* The mode an i/o syscall finds readiness for (I15), or -1. */
-static int io_mode(const char *name) {
-  static const char *const rd[] = {"read", "readv", "recvmsg", "accept4"}, *const wr[] = {"write", "writev",
-                                                                                          "connect"};
-  for (size_t i = 0; i < sizeof(rd) / sizeof(rd[0]); i++)
-    if (strcmp(name, rd[i]) == 0) return 0;
-  for (size_t i = 0; i < sizeof(wr) / sizeof(wr[0]); i++)
-    if (strcmp(name, wr[i]) == 0) return 1;
-  return -1;
-}
-
 static void syscall_point(const char *name, int fd) {
   sim_point();
   sim_record(SIM_OP_SYSCALL, name, (uint64_t)(int64_t)fd, 0);
-  int m = io_mode(name);
-  if (m >= 0 && fd >= 0 && fd < KERN_FDS_MAX) K.last_io_step[fd][m] = sim->steps;
+}
+
+/* A syscall that finds readiness for mode 'r' or 'w': logged for I15. */
+static void io_point(const char *name, int fd, int mode) {
+  syscall_point(name, fd);
+  if (fd >= 0 && fd < KERN_FDS_MAX) K.last_io_step[fd][mode == 'r' ? 0 : 1] = sim->steps;
 }
 
 uint64_t kern_last_io_step(int fd, int mode) {
@@ -638,7 +631,7 @@ static ssize_t io_faults(int fd) {
 
 static ssize_t sb_read(void *state, int fd, void *buf, size_t len) {
   (void)state;
-  syscall_point("read", fd);
+  io_point("read", fd, 'r');
   kfile *f = file_of(fd);
   if (f == NULL) return -EBADF;
   ssize_t err = io_faults(fd);
@@ -648,7 +641,7 @@ static ssize_t sb_read(void *state, int fd, void *buf, size_t len) {
 
 static ssize_t sb_write(void *state, int fd, const void *buf, size_t len) {
   (void)state;
-  syscall_point("write", fd);
+  io_point("write", fd, 'w');
   kfile *f = file_of(fd);
   if (f == NULL) return -EBADF;
   ssize_t err = io_faults(fd);
@@ -677,13 +670,13 @@ static ssize_t do_vec(int fd, const struct iovec *iov, int iovcnt, bool write) {
 
 static ssize_t sb_writev(void *state, int fd, const struct iovec *iov, int iovcnt) {
   (void)state;
-  syscall_point("writev", fd);
+  io_point("writev", fd, 'w');
   return do_vec(fd, iov, iovcnt, true);
 }
 
 static ssize_t sb_readv(void *state, int fd, const struct iovec *iov, int iovcnt) {
   (void)state;
-  syscall_point("readv", fd);
+  io_point("readv", fd, 'r');
   return do_vec(fd, iov, iovcnt, false);
 }
 
@@ -713,7 +706,7 @@ static int inq_left(const kfile *f) {
 
 static ssize_t sb_recv_inq(void *state, int fd, const struct iovec *iov, int iovcnt, int *left) {
   (void)state;
-  syscall_point("recvmsg", fd);
+  io_point("recvmsg", fd, 'r');
   *left = -1;
   ssize_t n = do_vec(fd, iov, iovcnt, false);
   kfile *f = file_of(fd);
@@ -723,7 +716,7 @@ static ssize_t sb_recv_inq(void *state, int fd, const struct iovec *iov, int iov
 
 static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
   (void)state, (void)flags;
-  syscall_point("accept4", fd);
+  io_point("accept4", fd, 'r');
   kfile *l = file_of(fd);
   if (l == NULL) return -EBADF;
   if (l->kind != K_LISTEN) return -EINVAL;
@@ -765,7 +758,7 @@ static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *add
 
 static int sb_connect(void *state, int fd, const struct sockaddr *addr, socklen_t addrlen) {
   (void)state, (void)addr, (void)addrlen;
-  syscall_point("connect", fd);
+  io_point("connect", fd, 'w');
   kfile *f = file_of(fd);
   if (f == NULL) return -EBADF;
   if (f->kind == K_SOCKNEW) return kern__net_connect(f, fd, addr, addrlen);
