@@ -3,7 +3,8 @@
  * listener) read through recvmsg with TCP_INQ; after a read the kernel says
  * left nothing, the next np_read waits for readiness before its first
  * syscall instead of reading EAGAIN. Checked here: the saved syscall (by
- * counting recvmsg), and every case where waiting first would be wrong --
+ * counting recvmsg, and fstat: the identity check runs only once the
+ * program has the number), and every case where waiting first would be wrong --
  * data left behind at the urgent mark, EOF read twice, readiness consumed by
  * np_wait_read in between, a deadline, a close, a descriptor closed behind
  * the library, a socket the user opened. Each blocking read runs in an actor (a thread, or a task with
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -22,9 +24,10 @@
 /* Syscalls on the descriptor watched (the poller's own reads of its
  * eventfd are not counted). */
 static _Atomic int watched = -1;
-static _Atomic long recvmsgs, reads;
+static _Atomic long recvmsgs, reads, fstats;
 static ssize_t (*real_recvmsg)(int, struct msghdr *, int);
 static ssize_t (*real_read)(int, void *, size_t);
+static int (*real_fstat)(int, struct stat *);
 
 static ssize_t counting_recvmsg(int fd, struct msghdr *msg, int flags) {
   if (fd == watched) recvmsgs++;
@@ -36,6 +39,15 @@ static ssize_t counting_read(int fd, void *buf, size_t len) {
   return real_read(fd, buf, len);
 }
 
+static int counting_fstat(int fd, struct stat *st) {
+  if (fd == watched) fstats++;
+  return real_fstat(fd, st);
+}
+
+/* The number without np_sysfd, which would mark the handle as one whose
+ * number the program has (then waits check it before parking). */
+static int raw_fd(const np_fd *f) { return f->sysfd; }
+
 typedef struct conn {
   np_poller *p;
   np_fd *ln, *client, *server; /* server: accepted from ln */
@@ -45,8 +57,10 @@ typedef struct conn {
 static int setup(void **state) {
   real_recvmsg = np__sys.recvmsg;
   real_read = np__sys.read;
+  real_fstat = np__sys.fstat;
   np__sys.recvmsg = counting_recvmsg;
   np__sys.read = counting_read;
+  np__sys.fstat = counting_fstat;
   conn *c = calloc(1, sizeof(*c));
   assert_non_null(c);
   c->p = th_poller();
@@ -55,8 +69,8 @@ static int setup(void **state) {
   assert_int_equal(np_local_addr(c->ln, addr, sizeof(addr)), 0);
   assert_int_equal(np_dial(c->p, "tcp", addr, 0, &c->client), 0);
   assert_int_equal(np_accept(c->ln, &c->server, NULL, NULL), 0);
-  watched = np_sysfd(c->server);
-  recvmsgs = reads = 0;
+  watched = raw_fd(c->server);
+  recvmsgs = reads = fstats = 0;
   *state = c;
   return 0;
 }
@@ -68,22 +82,23 @@ static int teardown(void **state) {
   free(c);
   np__sys.recvmsg = real_recvmsg;
   np__sys.read = real_read;
+  np__sys.fstat = real_fstat;
   return 0;
 }
 
 /* Raw send on the client's socket (flags: MSG_OOB), all of it or fail. */
 static void send_raw(conn *c, const char *data, int flags) {
   size_t len = strlen(data);
-  assert_int_equal(send(np_sysfd(c->client), data, len, flags), (ssize_t)len);
+  assert_int_equal(send(raw_fd(c->client), data, len, flags), (ssize_t)len);
 }
 
 /* Waits (bounded) until the server's socket has at least n bytes queued. */
 static void wait_queued(conn *c, int n) {
   for (int i = 0; i < 500; i++) {
     int queued = 0;
-    struct pollfd pfd = {.fd = np_sysfd(c->server), .events = POLLIN};
+    struct pollfd pfd = {.fd = raw_fd(c->server), .events = POLLIN};
     (void)poll(&pfd, 1, 10);
-    assert_int_equal(ioctl(np_sysfd(c->server), FIONREAD, &queued), 0);
+    assert_int_equal(ioctl(raw_fd(c->server), FIONREAD, &queued), 0);
     if (queued >= n) return;
   }
   fail_msg("%d bytes never arrived", n);
@@ -112,7 +127,8 @@ static ssize_t read_in_actor(read_job *j, np_fd *f, size_t len, int64_t timeout_
 }
 
 /* A drained read, then a read that blocks until the peer writes: one
- * recvmsg each, no EAGAIN read in between. */
+ * recvmsg each, no EAGAIN read in between, and no identity check (fstat)
+ * either: the program never had this socket's number. */
 static void test_skips_eagain_read(void **state) {
   conn *c = *state;
   read_job j;
@@ -132,6 +148,25 @@ static void test_skips_eagain_read(void **state) {
   assert_memory_equal(j.buf, "world", 5);
   assert_int_equal(recvmsgs - before, 2);
   assert_int_equal(reads, 0); /* every read of these sockets went through recvmsg */
+  assert_int_equal(fstats, 0);
+}
+
+/* Once np_sysfd has handed the number out, a wait that parks checks first
+ * that it still names the socket: one fstat, and the read goes on. */
+static void test_exposed_checks(void **state) {
+  conn *c = *state;
+  read_job j;
+  send_raw(c, "a", 0);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 1);
+  assert_int_equal(np_sysfd(c->server), watched);
+  j = (read_job){.f = c->server, .len = sizeof(j.buf), .timeout_ms = 5000};
+  pthread_t t = th_start(read_actor, &j);
+  th_wait_parked(c->p, 1);
+  assert_int_equal(fstats, 1);
+  send_raw(c, "b", 0);
+  th_join(t);
+  assert_int_equal(j.result, 1);
+  assert_memory_equal(j.buf, "b", 1);
 }
 
 /* Data that arrived between two reads: the second finds it at once. */
@@ -217,8 +252,9 @@ static void test_close_wakes_drained_wait(void **state) {
 }
 
 /* The drained wait makes no syscall that would notice a descriptor closed
- * behind the library: it checks, as np_wait_read does, and says -EBADF
- * instead of waiting for ever (epoll dropped the registration). */
+ * behind the library: for a number the program has (np_sysfd) it checks, as
+ * np_wait_read does, and says -EBADF instead of waiting for ever (epoll
+ * dropped the registration). */
 static void test_closed_behind(void **state) {
   conn *c = *state;
   read_job j;
@@ -232,7 +268,7 @@ static void test_closed_behind(void **state) {
  * the user's back): a read that finds nothing costs its syscall. */
 static void test_np_open_is_plain(void **state) {
   conn *c = *state;
-  int fd = dup(np_sysfd(c->client)); /* the client's socket, a handle of ours */
+  int fd = dup(raw_fd(c->client)); /* the client's socket, a handle of ours */
   assert_true(fd >= 0);
   np_fd *mine;
   assert_int_equal(np_open(c->p, fd, &mine), 0);
@@ -249,6 +285,7 @@ static void test_np_open_is_plain(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_skips_eagain_read, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_exposed_checks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_data_between_reads, setup, teardown),
       cmocka_unit_test_setup_teardown(test_urgent_mark, setup, teardown),
       cmocka_unit_test_setup_teardown(test_eof_twice, setup, teardown),

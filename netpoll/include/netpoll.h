@@ -157,7 +157,11 @@ NP_EXTERN int np_close(np_fd *f);
  * inside a call on it, including a concurrent np_close still waiting. */
 NP_EXTERN void np_free(np_fd *f);
 
-/* The raw descriptor, or -1 after close. Use only for setsockopt and the like. */
+/* The raw descriptor, or -1 after close. Use only for setsockopt and the like.
+ * Handing the number out marks the handle: from then on a wait that would
+ * park first checks (one fstat) that the number still names the socket, as
+ * for np_open's descriptors, since the program could now close it behind
+ * the library. */
 NP_EXTERN int np_sysfd(const np_fd *f);
 
 /* Reads up to len bytes. Returns the count (>0), 0 at end of file, or -errno.
@@ -185,7 +189,8 @@ NP_EXTERN int np_connect(np_fd *f, const struct sockaddr *addr, socklen_t addrle
 /* Waits until the descriptor is readable / writable (or deadline, close),
  * for callers that do their own syscalls (recvmsg, ...). Returns 0 or -errno;
  * -EBADF at once if the descriptor was closed behind the library (checked,
- * with one fstat, only when the wait would park). */
+ * with one fstat, only when the wait would park, and only for a number the
+ * program has: np_open's, or one np_sysfd returned). */
 NP_EXTERN int np_wait_read(np_fd *f);
 NP_EXTERN int np_wait_write(np_fd *f);
 

@@ -315,6 +315,7 @@ struct np_fd {
   np__sema dsema;     /* released by the closer when done with f; np_free waits */
   bool has_ident;     /* ident is valid (the backend can tell which file sysfd names) */
   uint64_t ident;     /* the file sysfd named at open (backend identity) */
+  np__au32 exposed;   /* the program has the number: np_open's fd, or np_sysfd returned it */
   np_fd *next, *prev; /* poller->fds; protected by poller->fds_lock */
   /* The drained hint (read side, under the read lock): reads go through
    * recv_inq, and when the kernel said it held nothing after the last read,
