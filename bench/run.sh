@@ -31,6 +31,7 @@
 #                  (default all but netpoll_threads, where available)
 #   BENCH_WAIT_IDLE  wait up to this many seconds for the CPUs to be < 10% busy (default 0)
 #   BENCH_PERF=0   skip the perf stat section; BENCH_MICRO=0 skip the micro benchmarks
+#   BENCH_PINNED=0 skip the ping-pong run with the server pinned to one CPU, the client to another
 #   BENCH_CMAKE_FLAGS  extra cmake configure flags
 # Raw client output is kept in $BENCH_BUILD/results/.
 set -euo pipefail
@@ -112,7 +113,7 @@ trap servers_stop EXIT
 start_server() { # name
   local s=$1 i
   # shellcheck disable=SC2086
-  "${SRV_CMD[$s]}" ${SRV_ARGS[$s]:-} 127.0.0.1:0 >"$RES/server-$s.log" 2>&1 &
+  ${SRV_PREFIX:-} "${SRV_CMD[$s]}" ${SRV_ARGS[$s]:-} 127.0.0.1:0 >"$RES/server-$s.log" 2>&1 &
   PID[$s]=$!
   for i in $(seq 100); do
     if grep -q '^listening on ' "$RES/server-$s.log"; then
@@ -129,7 +130,7 @@ log "servers: $(for s in $SERVERS; do printf '%s=%s(pid %s) ' "$s" "${PORT[$s]}"
 run_client() { # server mode conns [extra client args...]
   local s=$1 m=$2 c=$3
   shift 3
-  "$CLIENT" -a "127.0.0.1:${PORT[$s]}" -m "$m" -c "$c" -d "$SECS" -w "$WARMUP" -p "${PID[$s]}" "$@"
+  ${CLI_PREFIX:-} "$CLIENT" -a "127.0.0.1:${PORT[$s]}" -m "$m" -c "$c" -d "$SECS" -w "$WARMUP" -p "${PID[$s]}" "$@"
 }
 
 # ---- the matrix ------------------------------------------------------------------------
@@ -176,6 +177,34 @@ fi
 
 servers_stop
 
+# ---- pinned ping-pong: the server on the last CPU, the client on CPU 0 ----------------
+# Nothing shares a core, so the figure is each server's cost per round trip
+# rather than how its threads happen to share the two cores with the client.
+# netpoll then runs one scheduler (its default follows the affinity mask, as
+# Go's GOMAXPROCS does).
+PINNED_SERVERS=""
+if [ "${BENCH_PINNED:-1}" != 0 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  for s in epoll netpoll go64 libuv; do
+    case " $SERVERS " in *" $s "*) PINNED_SERVERS="$PINNED_SERVERS $s" ;; esac
+  done
+  PINNED_SERVERS=${PINNED_SERVERS# }
+  SRV_PREFIX="taskset -c $(($(nproc) - 1))" CLI_PREFIX="taskset -c 0"
+  for s in $PINNED_SERVERS; do start_server "$s"; done
+  for rep in $(seq "$REPEAT"); do
+    for c in $CONNS; do
+      set -- $PINNED_SERVERS
+      rot=$(((rep + c) % $#))
+      for s in ${*:rot+1} ${*:1:rot}; do
+        log "pinned rep $rep pingpong $c conns: $s"
+        line=$(run_client "$s" pingpong "$c") || { log "client failed against $s"; exit 1; }
+        echo "server=$s rep=$rep $line" | sed 's/mode=pingpong/mode=pinned/' >>"$RES/matrix.txt"
+      done
+    done
+  done
+  servers_stop
+  SRV_PREFIX="" CLI_PREFIX=""
+fi
+
 # ---- micro benchmarks -------------------------------------------------------------------
 run_micro() { # file runs seconds wake_iterations tests [command prefix...]
   local rep file=$1 runs=$2 secs=$3 iters=$4 tests=$5
@@ -221,7 +250,7 @@ echo "  each figure is the median of $REPEAT runs of ${SECS} s after ${WARMUP} s
 echo
 
 # median of the values of field F for each (mode, conns, server)
-awk -v servers="$SERVERS" -v conns="$CONNS" -v modes="$MODES" -v perf_ok="$perf_ok" -v perf_conns="${PERF_CONNS:-}" '
+awk -v servers="$SERVERS" -v conns="$CONNS" -v modes="$MODES${PINNED_SERVERS:+ pinned}" -v perf_ok="$perf_ok" -v perf_conns="${PERF_CONNS:-}" '
 function med(key, f,    k, i, j, t, a) {
   k = cnt[key, f]
   if (k == 0) return ""
@@ -260,9 +289,16 @@ END {
   ns = split(servers, S, " "); nc = split(conns, C, " "); nm = split(modes, M, " ")
   for (mi = 1; mi <= nm; mi++) {
     m = M[mi]
+    pp = m == "pingpong" || m == "pinned"
+    if (m == "pinned") {
+      print "### Ping-pong, the server pinned to one CPU and the client to another"
+      print ""
+    }
     if (m == "pingpong") {
       print "### Ping-pong: 64 B round trips per second"
       print ""
+    }
+    if (pp) {
       print "| conns | server | round trips/s | vs epoll | vs Go | vs Go 1K | vs Go 64K | p50 us | p99 us | server CPU (cores) | server CPU us/rt | ctx switches/rt |"
       print "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     } else {
@@ -271,7 +307,7 @@ END {
       print "| conns | server | MB/s | vs epoll | vs Go | vs Go 1K | vs Go 64K | server CPU (cores) | client CPU (cores) |"
       print "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
     }
-    rf = (m == "pingpong") ? "rt_per_s" : "mb_per_s"
+    rf = pp ? "rt_per_s" : "mb_per_s"
     for (ci = 1; ci <= nc; ci++) {
       c = C[ci]
       e = med(m SUBSEP c SUBSEP "epoll", rf); g = med(m SUBSEP c SUBSEP "go", rf); g64 = med(m SUBSEP c SUBSEP "go64", rf)
@@ -280,7 +316,7 @@ END {
         s = S[si]; k = m SUBSEP c SUBSEP s
         x = med(k, rf)
         if (x == "") continue
-        if (m == "pingpong")
+        if (pp)
           printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, s, fmt(x, "%.0f"), ratio(x, e), ratio(x, g), ratio(x, g1k), ratio(x, g64),
             fmt(med(k, "p50_us"), "%.1f"), fmt(med(k, "p99_us"), "%.1f"), fmt(med(k, "srv_cpu"), "%.2f"),
             fmt(med(k, "srv_cpu_us_per_op"), "%.2f"), fmt(med(k, "srv_csw_per_op"), "%.2f")

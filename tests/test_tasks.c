@@ -7,6 +7,7 @@
  * (NP_TEST_WAITER=task, tests/CMakeLists.txt); this file covers what only
  * tasks have.
  */
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -48,6 +49,31 @@ static void test_many_tasks(void **state) {
   assert_int_equal(st.tasks, 0);
   assert_int_equal(st.procs, 2);
   np_poller_destroy(p);
+}
+
+/* The default scheduler count is the CPUs the process may run on, as Go's
+ * GOMAXPROCS: a process restricted to one CPU (taskset, a cpuset) gets one
+ * scheduler, not one per online CPU. */
+static void test_default_procs_follow_affinity(void **state) {
+  (void)state;
+  cpu_set_t all, one;
+  assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+  int first = 0;
+  while (!CPU_ISSET(first, &all)) first++;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  np_stats st;
+  np_poller *p = NULL;
+  assert_int_equal(np_poller_create(&p, NULL), 0);
+  np_poller_stats(p, &st);
+  np_poller_destroy(p);
+  assert_int_equal(st.procs, (uint64_t)CPU_COUNT(&all));
+  assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+  assert_int_equal(np_poller_create(&p, NULL), 0);
+  np_poller_stats(p, &st);
+  np_poller_destroy(p);
+  assert_int_equal(sched_setaffinity(0, sizeof(all), &all), 0);
+  assert_int_equal(st.procs, 1);
 }
 
 /* Tasks starting tasks: a tree of 2^12 leaves. */
@@ -472,6 +498,7 @@ int main(void) {
   signal(SIGPIPE, SIG_IGN); /* writers woken by the peer's close get EPIPE */
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_many_tasks),
+      cmocka_unit_test(test_default_procs_follow_affinity),
       cmocka_unit_test(test_tasks_start_tasks),
       cmocka_unit_test(test_ping_pong),
       cmocka_unit_test(test_blocked_tasks_closed),

@@ -94,7 +94,7 @@ NP_EXTERN int64_t np_deadline_after(int64_t delay_ns);
 
 typedef struct np_options {
   int events_max;    /* epoll_wait batch size; 0 = default (128), max 128 */
-  int procs;         /* scheduler threads; 0 = the number of online CPUs (max 256) */
+  int procs;         /* scheduler threads; 0 = the CPUs the process may run on (max 256) */
   size_t stack_size; /* task stack bytes; 0 = NP_STACK_DEFAULT; NP_STACK_MIN..NP_STACK_MAX */
 } np_options;
 

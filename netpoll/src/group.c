@@ -7,6 +7,7 @@
  * behind at destroy; let np_open or np_go succeed once destroy has begun.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -80,8 +81,11 @@ static int group_new(np_poller **out, const np__backend *backend, const np_optio
   return 0;
 }
 
+/* The CPUs this process may run on (taskset, a container's cpuset), as Go
+ * sets GOMAXPROCS; the online count if the mask cannot be read. */
 static int default_procs(void) {
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  cpu_set_t set;
+  long n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
   return n < 1 ? 1 : n > NP__PROCS_MAX ? NP__PROCS_MAX : (int)n;
 }
 
