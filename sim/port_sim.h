@@ -88,6 +88,8 @@ static inline void np__store_u32(np__au32 *a, uint32_t v) {
   sim_record(SIM_OP_STORE, a, *a, v);
   *a = v;
 }
+/* Native: relaxed (a check-only flag); simulated atomics are all SC. */
+static inline void np__store_u32_check(np__au32 *a, uint32_t v) { np__store_u32(a, v); }
 static inline bool np__cas_u32(np__au32 *a, uint32_t old, uint32_t new_value) {
   sim_point();
   if (*a != old) {

@@ -53,6 +53,14 @@ static inline uint64_t np__add_u64(np__au64 *a, int64_t delta) {
 static inline int64_t np__load_i64(np__ai64 *a) { return atomic_load(a); }
 static inline void np__store_i64(np__ai64 *a, int64_t v) { atomic_store(a, v); }
 
+/* A flag that only checks an invariant: no thread orders anything else by
+ * it (the task runtime's `queued`, whose 0 -> 1 CAS is what catches a second
+ * ready). Relaxed, so x86 stores it with a mov instead of an xchg: three of
+ * them per task switch cycle. */
+static inline void np__store_u32_check(np__au32 *a, uint32_t v) {
+  atomic_store_explicit(a, v, memory_order_relaxed);
+}
+
 /* Statistics counters: not part of any protocol, relaxed is enough. */
 static inline void np__stat_add(np__au64 *a, int64_t delta) {
   atomic_fetch_add_explicit(a, (uint64_t)delta, memory_order_relaxed);

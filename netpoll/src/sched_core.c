@@ -85,7 +85,7 @@ np__task *np__sched_next(np__sched *s) {
 
 void np__sched_begin(np__sched *s, np__task *t) {
   if (np__load_u32(&t->queued) != 1) NP_PANIC("task run while not queued (R1: on two queues?)");
-  np__store_u32(&t->queued, 0);
+  np__store_u32_check(&t->queued, 0);
   t->sched = s;
   s->current = t;
   s->since_poll++;
@@ -96,13 +96,13 @@ bool np__sched_after(np__sched *s, np__task *t) {
   s->current = NULL;
   switch (t->reason) {
     case NP__SW_YIELD:
-      np__store_u32(&t->queued, 1);
+      np__store_u32_check(&t->queued, 1);
       np__runq_push_tail(&s->rq, &t->link);
       return false;
     case NP__SW_PARK: {
       bool (*commit)(void *) = t->commit;
       if (!commit(t->commit_arg)) { /* readiness came first: run on */
-        np__store_u32(&t->queued, 1);
+        np__store_u32_check(&t->queued, 1);
         np__runq_push_next(&s->rq, &t->link);
       }
       /* Committed: t now belongs to whoever wakes it; do not touch it. */
