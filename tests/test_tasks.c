@@ -67,7 +67,7 @@ static void test_default_procs_follow_affinity(void **state) {
   assert_int_equal(np_poller_create(&p, NULL), 0);
   np_poller_stats(p, &st);
   np_poller_destroy(p);
-  assert_int_equal(st.procs, (uint64_t)CPU_COUNT(&all));
+  assert_int_equal(st.procs, (uint64_t)(CPU_COUNT(&all) < 256 ? CPU_COUNT(&all) : 256));
   assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
   assert_int_equal(np_poller_create(&p, NULL), 0);
   np_poller_stats(p, &st);
