@@ -7,13 +7,17 @@
  * and 1-2 remote wakers (threads that are not schedulers). Tasks are
  * scripted: yield, park until a remote waker or another task wakes them,
  * park on a timer (np_sleep's path), park whose commit fails (readiness
- * came first), wake a parked task, exit. Checked:
+ * came first), wake a parked task, spin (yield, burning virtual CPU time,
+ * until every task that is not spinning has finished: a busy-wait that
+ * only the others' progress ends), exit. Checked:
  *   R1  a task is on at most one queue, a parked task on none, and a task
  *       on a queue has queued = 1            (every step)
  *   R2  a woken task resumes exactly once    (sched_core panics on a second ready)
  *   R3  no scheduler sleeps in epoll_wait with tasks in its inbox or run
  *       queue and no break pending           (at quiescence: nobody can wake it)
- *   R4  every task runs to its end           (the run ends; else I8 / step limit)
+ *   R4  every task runs to its end           (the run ends; else I8 / step limit:
+ *       a spinner keeps its run queue busy, so a task woken into its
+ *       scheduler's inbox must still be taken in while the spinner runs)
  *
  *   np_rtsim [--seeds A-B] [--seed N] [--strategy random|pct] [--trace] [--quiet]
  *
@@ -34,8 +38,9 @@
 #define RT_TASKS_MAX 8
 #define RT_STEPS_MAX 6
 #define RT_WAKERS_MAX 2
+#define RT_SPIN_NS 50000 /* virtual CPU time a spinner burns per turn */
 
-enum { ST_YIELD, ST_PARK_REMOTE, ST_PARK_TIMER, ST_PARK_FAILS, ST_WAKE, ST_EXIT };
+enum { ST_YIELD, ST_PARK_REMOTE, ST_PARK_TIMER, ST_PARK_FAILS, ST_WAKE, ST_SPIN, ST_EXIT };
 enum { T_RUNNABLE, T_RUNNING, T_PARKED, T_PARKED_TIMER, T_CLAIMED, T_DONE };
 
 typedef struct rt_task {
@@ -44,6 +49,7 @@ typedef struct rt_task {
   int steps[RT_STEPS_MAX + 1];
   int pc;
   int state;
+  bool spinning; /* inside an ST_SPIN step */
 } rt_task;
 
 typedef struct rt_backend_state {
@@ -59,6 +65,7 @@ static struct {
   rt_task tasks[RT_TASKS_MAX];
   np__au32 stop;
   int done;
+  int spinning;          /* tasks inside an ST_SPIN step */
   int remote_parks_left; /* remote parks still to be woken */
   sim_task *actors[RT_SCHEDS_MAX + RT_WAKERS_MAX + 1];
   int nactors;
@@ -178,6 +185,23 @@ static void finish_all(void) {
   for (int i = 0; i < R.nscheds; i++) np__netpoll_break(&R.pollers[i]);
 }
 
+/* A spinner yields until every task not spinning has finished. Each turn
+ * burns virtual CPU time: its scheduler thread sleeps, as a preempted
+ * thread would, so the clock moves, timers and wakers come due, and under
+ * PCT lower-priority threads still run (a real kernel time-slices). */
+static void spin(rt_task *t) {
+  if (R.done + R.spinning + (t->spinning ? 0 : 1) < R.ntasks) {
+    if (!t->spinning) R.spinning++;
+    t->spinning = true;
+    sim_sleep(RT_SPIN_NS);
+    t->pc--; /* this step again */
+  } else if (t->spinning) {
+    R.spinning--;
+    t->spinning = false;
+  }
+  t->t.reason = NP__SW_YIELD;
+}
+
 /* One step of t's script, on scheduler s; sets t->t.reason. */
 static void step(np__sched *s, rt_task *t) {
   int op = t->steps[t->pc++];
@@ -198,6 +222,7 @@ static void step(np__sched *s, rt_task *t) {
       t->t.reason = NP__SW_YIELD;
       return;
     }
+    case ST_SPIN: spin(t); return;
     case ST_EXIT:
       t->state = T_DONE;
       t->t.reason = NP__SW_EXIT;
@@ -320,6 +345,11 @@ static void script(rt_task *t) {
     int op = (int)sim_rand_below(5); /* every kind but exit */
     t->steps[i] = op;
     if (op == ST_PARK_REMOTE) R.remote_parks_left++;
+  }
+  if (sim_chance(200000)) { /* one step becomes a spin */
+    int i = (int)sim_rand_below((uint64_t)n);
+    if (t->steps[i] == ST_PARK_REMOTE) R.remote_parks_left--;
+    t->steps[i] = ST_SPIN;
   }
   t->steps[n] = ST_EXIT;
 }

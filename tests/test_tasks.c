@@ -376,6 +376,43 @@ static void test_blocking_offload(void **state) {
   assert_true(pthread_equal(b2.ran_on, pthread_self()));
 }
 
+/* A task that busy-waits with np_yield for an np_blocking job's result:
+ * the job's task is woken from the helper thread, into the scheduler's
+ * inbox, and must be taken in although the run queue never empties and
+ * nothing waits on the poller (np_rtsim's spinner found it). Bounded: a
+ * starved job shows as a spinner that gave up. */
+static atomic_int g_job_done;
+
+static void quick_job(void *arg) {
+  (void)arg;
+  usleep(5 * 1000);
+}
+
+static void job_task(void *arg) {
+  (void)arg;
+  assert_int_equal(np_blocking(quick_job, NULL), 0);
+  atomic_store(&g_job_done, 1);
+}
+
+static void spinner_task(void *arg) {
+  int *saw = arg;
+  int64_t give_up = np_now() + 5 * 1000 * MS;
+  while (!atomic_load(&g_job_done) && np_now() < give_up) np_yield();
+  *saw = atomic_load(&g_job_done);
+}
+
+static void test_spinner_does_not_starve_inbox(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(1);
+  atomic_store(&g_job_done, 0);
+  int saw = -1;
+  assert_int_equal(np_go(p, job_task, NULL), 0);
+  assert_int_equal(np_go(p, spinner_task, &saw), 0);
+  assert_int_equal(np_wait_tasks(p, 0), 0);
+  assert_int_equal(saw, 1);
+  np_poller_destroy(p);
+}
+
 /* ---- shutdown with parked tasks ------------------------------------------------------ */
 
 typedef struct parked {
@@ -508,6 +545,7 @@ int main(void) {
       cmocka_unit_test(test_sleep_order),
       cmocka_unit_test(test_yield_interleaves),
       cmocka_unit_test(test_blocking_offload),
+      cmocka_unit_test(test_spinner_does_not_starve_inbox),
       cmocka_unit_test(test_shutdown_wakes_parked),
       cmocka_unit_test(test_bad_arguments),
       cmocka_unit_test(test_np_run),

@@ -5,7 +5,12 @@
  * tail). Owned by one scheduler thread: no locks, no atomics.
  *
  * It must never hold a task twice (the caller's queued flag guards that)
- * nor lose one: every push is popped exactly once, runnext first.
+ * nor lose one: every push is popped exactly once, runnext first, but
+ * never more than NP__RUNNEXT_STREAK times in a row while the FIFO waits:
+ * two tasks that keep handing off to each other through runnext (a lock
+ * passed back and forth) would otherwise starve the rest for ever. Go
+ * bounds the same chain by time (the pair shares one time slice, and
+ * sysmon preempts it); without preemption, a count.
  */
 #ifndef NP_RUNQ_H
 #define NP_RUNQ_H
@@ -18,15 +23,19 @@ struct np__runq_node {
   np__runq_node *next;
 };
 
+#define NP__RUNNEXT_STREAK 61 /* runnext pops in a row before the FIFO's head gets a turn */
+
 typedef struct np__runq {
   np__runq_node *head, *tail; /* FIFO */
   np__runq_node *runnext;     /* runs before head */
   uint64_t len;               /* FIFO length + (runnext != NULL) */
+  uint32_t streak;            /* runnext pops since the FIFO's last */
 } np__runq;
 
 static inline void np__runq_init(np__runq *q) {
   q->head = q->tail = q->runnext = NULL;
   q->len = 0;
+  q->streak = 0;
 }
 
 static inline void np__runq_push_tail(np__runq *q, np__runq_node *n) {
@@ -66,9 +75,11 @@ static inline void np__runq_push_chain(np__runq *q, np__runq_node *first, np__ru
 
 static inline np__runq_node *np__runq_pop(np__runq *q) {
   np__runq_node *n = q->runnext;
-  if (n != NULL) {
+  if (n != NULL && (q->head == NULL || q->streak < NP__RUNNEXT_STREAK)) {
     q->runnext = NULL;
+    q->streak++;
   } else {
+    q->streak = 0; /* runnext, if any, stays and runs next */
     n = q->head;
     if (n == NULL) return NULL;
     q->head = n->next;

@@ -120,10 +120,17 @@ static void poll_now(np__sched *s, bool block) {
   s->since_poll = 0;
 }
 
+/* The inbox is taken in whether or not anything waits on the poller: a
+ * task woken from another thread (np_blocking's helper, a plain thread's
+ * np_close) must not wait behind a task that keeps yielding (np_rtsim's
+ * spinner found it). */
 void np__sched_maybe_poll(np__sched *s) {
   if (s->since_poll < POLL_EVERY) return;
-  if (np__load_u32(&s->p->waiters) == 0 && s->sleepers == 0) return;
   inbox_drain(s);
+  if (np__load_u32(&s->p->waiters) == 0 && s->sleepers == 0) {
+    s->since_poll = 0;
+    return;
+  }
   poll_now(s, false);
 }
 
