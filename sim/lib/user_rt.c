@@ -166,7 +166,20 @@ int np_go(np_poller *p, np_task_fn fn, void *arg) {
   return 0;
 }
 
-void np_yield(void) { sim_point(); }
+/* Natively time passes while a task spins on np_yield; here a yield lets
+ * every other runnable task run and then 1 us of virtual time pass, as a
+ * scheduling turn would. A task that only yields would otherwise never
+ * block, the clock would stand still, no sleep or deadline would come due,
+ * and a correct busy-wait would be reported as a hang (yield_test). */
+#define UT_YIELD_NS 1000
+
+void np_yield(void) {
+  if (ut_current() == NULL) {
+    sim_point();
+    return;
+  }
+  sim_sleep(UT_YIELD_NS);
+}
 
 int np_sleep(int64_t ns) {
   ut_task *u = ut_current();
