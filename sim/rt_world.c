@@ -190,14 +190,13 @@ static void finish_all(void) {
  * thread would, so the clock moves, timers and wakers come due, and under
  * PCT lower-priority threads still run (a real kernel time-slices). */
 static void spin(rt_task *t) {
-  if (R.done + R.spinning + (t->spinning ? 0 : 1) < R.ntasks) {
-    if (!t->spinning) R.spinning++;
-    t->spinning = true;
+  if (!t->spinning) R.spinning++;
+  t->spinning = R.done + R.spinning < R.ntasks;
+  if (t->spinning) {
     sim_sleep(RT_SPIN_NS);
     t->pc--; /* this step again */
-  } else if (t->spinning) {
+  } else {
     R.spinning--;
-    t->spinning = false;
   }
   t->t.reason = NP__SW_YIELD;
 }

@@ -88,7 +88,8 @@ static void test_runnext_streak_bounded(void **state) {
   assert_int_equal(q.len, 0);
 }
 
-/* With nothing else queued, runnext is never held back. */
+/* With nothing else queued, runnext is never held back, and that run does
+ * not count against it once a task joins the FIFO. */
 static void test_runnext_alone_unbounded(void **state) {
   (void)state;
   np__runq q;
@@ -100,6 +101,9 @@ static void test_runnext_alone_unbounded(void **state) {
     np__runq_push_next(&q, &nodes[(i + 1) % 2]);
   }
   assert_int_equal(q.len, 1);
+  np__runq_push_tail(&q, &nodes[2]);
+  assert_int_equal(id(np__runq_pop(&q)), 0); /* runnext first, as always */
+  assert_int_equal(id(np__runq_pop(&q)), 2);
 }
 
 int main(void) {

@@ -29,7 +29,7 @@ typedef struct np__runq {
   np__runq_node *head, *tail; /* FIFO */
   np__runq_node *runnext;     /* runs before head */
   uint64_t len;               /* FIFO length + (runnext != NULL) */
-  uint32_t streak;            /* runnext pops since the FIFO's last */
+  uint32_t streak;            /* runnext pops in a row while the FIFO was waiting */
 } np__runq;
 
 static inline void np__runq_init(np__runq *q) {
@@ -77,7 +77,7 @@ static inline np__runq_node *np__runq_pop(np__runq *q) {
   np__runq_node *n = q->runnext;
   if (n != NULL && (q->head == NULL || q->streak < NP__RUNNEXT_STREAK)) {
     q->runnext = NULL;
-    q->streak++;
+    q->streak = q->head != NULL ? q->streak + 1 : 0; /* alone, runnext starves nobody */
   } else {
     q->streak = 0; /* runnext, if any, stays and runs next */
     n = q->head;
