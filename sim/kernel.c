@@ -639,11 +639,41 @@ static ssize_t sb_read(void *state, int fd, void *buf, size_t len) {
   return do_read(f, fd, buf, len, true);
 }
 
+static bool is_socket(const kfile *f) {
+  return f->kind == K_SOCK || f->kind == K_SOCKNEW || f->kind == K_LISTEN;
+}
+
+/* I16: write(2) or writev(2) failing with EPIPE on a socket raises SIGPIPE,
+ * which kills a process that does not ignore it. The core must write
+ * sockets with send (MSG_NOSIGNAL); a pipe's SIGPIPE is write(2)'s own. */
+static ssize_t no_sigpipe(const kfile *f, int fd, const char *call, ssize_t n) {
+  if (n == -EPIPE && is_socket(f))
+    sim_fail(
+        "I16: %s to socket fd %d failed with EPIPE: the kernel raises SIGPIPE and the process dies (sockets "
+        "are "
+        "written with send and MSG_NOSIGNAL)",
+        call, fd);
+  return n;
+}
+
 static ssize_t sb_write(void *state, int fd, const void *buf, size_t len) {
   (void)state;
   io_point("write", fd, 'w');
   kfile *f = file_of(fd);
   if (f == NULL) return -EBADF;
+  ssize_t err = io_faults(fd);
+  if (err != 0) return err;
+  return no_sigpipe(f, fd, "write", do_write(f, fd, buf, len, true));
+}
+
+/* send/sendmsg with MSG_NOSIGNAL: a socket's write, ENOTSOCK on anything
+ * else before any other check (sockfd_lookup). */
+static ssize_t sb_send(void *state, int fd, const void *buf, size_t len) {
+  (void)state;
+  io_point("send", fd, 'w');
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  if (!is_socket(f)) return -ENOTSOCK;
   ssize_t err = io_faults(fd);
   if (err != 0) return err;
   return do_write(f, fd, buf, len, true);
@@ -671,6 +701,17 @@ static ssize_t do_vec(int fd, const struct iovec *iov, int iovcnt, bool write) {
 static ssize_t sb_writev(void *state, int fd, const struct iovec *iov, int iovcnt) {
   (void)state;
   io_point("writev", fd, 'w');
+  ssize_t n = do_vec(fd, iov, iovcnt, true);
+  kfile *f = file_of(fd);
+  return f != NULL ? no_sigpipe(f, fd, "writev", n) : n;
+}
+
+static ssize_t sb_sendv(void *state, int fd, const struct iovec *iov, int iovcnt) {
+  (void)state;
+  io_point("sendmsg", fd, 'w');
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  if (!is_socket(f)) return -ENOTSOCK;
   return do_vec(fd, iov, iovcnt, true);
 }
 
@@ -822,6 +863,8 @@ const np__backend sim_backend = {
     .enable_inq = sb_enable_inq,
     .write = sb_write,
     .writev = sb_writev,
+    .send = sb_send,
+    .sendv = sb_sendv,
     .accept4 = sb_accept4,
     .connect = sb_connect,
     .getsockopt_error = sb_getsockopt_error,

@@ -511,6 +511,98 @@ static void test_accept(void **state) {
   th_poller_destroy(p); /* frees l, a.out, a2 */
 }
 
+/* A write to a socket whose peer is gone gives EPIPE and raises no SIGPIPE
+ * (Go's behaviour: the library writes sockets with send and MSG_NOSIGNAL),
+ * whether it fails at once or while parked, on a socket pair, a TCP
+ * connection the library made, and through np_writev. A pipe is write(2)'s:
+ * EPIPE and SIGPIPE, as documented. The counting handler replaces SIG_IGN
+ * for the test, so a SIGPIPE that would kill a program is seen. */
+static atomic_int sigpipes;
+static void count_sigpipe(int sig) {
+  (void)sig;
+  atomic_fetch_add(&sigpipes, 1);
+}
+
+static int tcp_write_until_error(np_fd *c) {
+  static const char chunk[4096];
+  for (int i = 0; i < 1000; i++) {
+    size_t w;
+    int err = np_write(c, chunk, sizeof(chunk), &w);
+    if (err != 0) return err;
+    usleep(1000); /* let the peer's RST arrive */
+  }
+  return 0;
+}
+
+static void no_sigpipe_tcp(np_poller *p) {
+  np_fd *ln, *c, *s;
+  char addr[NP_ADDRSTRLEN];
+  assert_int_equal(np_listen(p, "tcp", "127.0.0.1:0", &ln), 0);
+  assert_int_equal(np_local_addr(ln, addr, sizeof(addr)), 0);
+  assert_int_equal(np_dial(p, "tcp", addr, np_deadline_after(5000 * MS), &c), 0);
+  assert_int_equal(np_accept(ln, &s, NULL, NULL), 0);
+  assert_int_equal(np_close(s), 0);
+  int err = tcp_write_until_error(c);
+  if (err != -EPIPE && err != -ECONNRESET)
+    fail_msg("write after the peer's close: %d (%s)", err, np_strerror(err));
+  assert_int_equal(tcp_write_until_error(c), -EPIPE);
+  np_free(s);
+  np_free(c);
+  np_free(ln);
+}
+
+static void no_sigpipe_parked(np_poller *p) {
+  int fds[2];
+  np_fd *f[2];
+  th_socketpair(fds);
+  th_open_pair(p, fds, f);
+  th_fill(fds[0]);
+  write_arg w = {.f = f[0], .buf = "tail", .len = 4, .ret = 12345};
+  pthread_t t = th_start(write_once, &w);
+  th_wait_parked(p, 1);
+  assert_int_equal(np_close(f[1]), 0);
+  th_join(t);
+  int ret = atomic_load(&w.ret);
+  if (ret != -EPIPE && ret != -ECONNRESET) fail_msg("parked write returned %d (%s)", ret, np_strerror(ret));
+  np_free(f[0]);
+  np_free(f[1]);
+}
+
+static void test_write_no_sigpipe(void **state) {
+  (void)state;
+  struct sigaction sa = {.sa_handler = count_sigpipe}, old;
+  sigemptyset(&sa.sa_mask);
+  assert_int_equal(sigaction(SIGPIPE, &sa, &old), 0);
+  atomic_store(&sigpipes, 0);
+  np_poller *p = th_poller();
+  int fds[2];
+  np_fd *f[2];
+  th_socketpair(fds);
+  th_open_pair(p, fds, f);
+  assert_int_equal(np_close(f[1]), 0);
+  size_t written;
+  assert_int_equal(np_write(f[0], "abc", 3, &written), -EPIPE);
+  struct iovec iov[2] = {{"ab", 2}, {"c", 1}};
+  assert_int_equal(np_writev(f[0], iov, 2, &written), -EPIPE);
+  np_free(f[0]);
+  np_free(f[1]);
+  no_sigpipe_parked(p);
+  no_sigpipe_tcp(p);
+  assert_int_equal(atomic_load(&sigpipes), 0);
+
+  th_pipe(fds);
+  th_open_pair(p, fds, f); /* f[0] the read end, f[1] the write end */
+  assert_int_equal(np_close(f[0]), 0);
+  assert_int_equal(np_write(f[1], "abc", 3, &written), -EPIPE);
+  assert_int_equal(np_writev(f[1], iov, 2, &written), -EPIPE);
+  assert_int_equal(atomic_load(&sigpipes), 2);
+  np_free(f[0]);
+  np_free(f[1]);
+  expect_parked_zero(p);
+  th_poller_destroy(p);
+  assert_int_equal(sigaction(SIGPIPE, &old, NULL), 0);
+}
+
 /* Fault injection through np__sys. The table is written only while no
  * poller thread exists (before creating, after destroying the poller); the
  * fakes themselves are armed through atomics and pass every other call and
@@ -569,12 +661,13 @@ static ssize_t fake_read(int fd, void *buf, size_t len) {
   return read(fd, buf, len);
 }
 
-static ssize_t fake_write(int fd, const void *buf, size_t len) {
+/* Writes to a socket are send(MSG_NOSIGNAL) calls. */
+static ssize_t fake_send(int fd, const void *buf, size_t len, int flags) {
   if (inject_now(fd)) {
     errno = atomic_load(&inj_err);
     return -1;
   }
-  return write(fd, buf, len);
+  return send(fd, buf, len, flags);
 }
 
 static void test_accept_retries_econnaborted(void **state) {
@@ -632,7 +725,7 @@ static void test_accept_retries_econnaborted(void **state) {
 static void test_read_write_retry_eintr(void **state) {
   (void)state;
   np__sys.read = fake_read;
-  np__sys.write = fake_write;
+  np__sys.send = fake_send;
   np_poller *p = th_poller();
   int fds[2];
   np_fd *f[2];
@@ -1002,6 +1095,7 @@ int main(void) {
       cmocka_unit_test(test_zero_length_io),
       cmocka_unit_test(test_eof),
       cmocka_unit_test(test_epipe),
+      cmocka_unit_test(test_write_no_sigpipe),
       cmocka_unit_test(test_accept),
       cmocka_unit_test_setup_teardown(test_accept_retries_econnaborted, save_sys, restore_sys),
       cmocka_unit_test_setup_teardown(test_read_write_retry_eintr, save_sys, restore_sys),

@@ -173,10 +173,12 @@ NP_EXTERN ssize_t np_readv(np_fd *f, const struct iovec *iov, int iovcnt);
 /* Writes all len bytes, blocking as needed. Returns 0 or -errno; *written
  * (if not NULL) always receives the bytes actually written, also when a
  * deadline, close or error stops the write part way (Go's FD.Write returns
- * both). A write to a connection or pipe whose other end is gone returns
- * -EPIPE, and, as with write(2), the kernel also sends the process SIGPIPE,
- * which kills it by default: ignore it (signal(SIGPIPE, SIG_IGN), as the
- * echo example does; Go's runtime does this for you). */
+ * both). A write to a socket whose peer is gone returns -EPIPE (or
+ * -ECONNRESET) and raises no SIGPIPE: sockets are written with send and
+ * MSG_NOSIGNAL, so the process lives, as in Go. Anything else (a pipe, a
+ * tty) is written with write(2), whose SIGPIPE kills the process by default
+ * when the reader is gone: ignore it (signal(SIGPIPE, SIG_IGN)) if you
+ * write pipes. */
 NP_EXTERN int np_write(np_fd *f, const void *buf, size_t len, size_t *written);
 NP_EXTERN int np_writev(np_fd *f, const struct iovec *iov, int iovcnt, size_t *written);
 

@@ -34,6 +34,8 @@ np__syscalls np__sys = {
     .recvmsg = recvmsg,
     .write = write,
     .writev = writev,
+    .send = send,
+    .sendmsg = sendmsg,
     .accept4 = accept4,
     .connect = connect,
     .getsockopt = getsockopt,
@@ -227,6 +229,22 @@ static ssize_t ep_writev(void *state, int fd, const struct iovec *iov, int iovcn
   return n < 0 ? neg_errno() : n;
 }
 
+/* A socket's write without SIGPIPE: a peer that is gone gives EPIPE alone,
+ * as Go's writes do. ENOTSOCK (a pipe, a tty, a file) tells the caller to
+ * write(2) that handle. */
+static ssize_t ep_send(void *state, int fd, const void *buf, size_t len) {
+  (void)state;
+  ssize_t n = np__sys.send(fd, buf, len, MSG_NOSIGNAL);
+  return n < 0 ? neg_errno() : n;
+}
+
+static ssize_t ep_sendv(void *state, int fd, const struct iovec *iov, int iovcnt) {
+  (void)state;
+  struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+  ssize_t n = np__sys.sendmsg(fd, &msg, MSG_NOSIGNAL);
+  return n < 0 ? neg_errno() : n;
+}
+
 static int ep_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
   (void)state;
   int s = np__sys.accept4(fd, addr, addrlen, flags);
@@ -285,6 +303,8 @@ const np__backend np__backend_epoll = {
     .enable_inq = ep_enable_inq,
     .write = ep_write,
     .writev = ep_writev,
+    .send = ep_send,
+    .sendv = ep_sendv,
     .accept4 = ep_accept4,
     .connect = ep_connect,
     .getsockopt_error = ep_getsockopt_error,

@@ -302,6 +302,28 @@ ssize_t np_readv(np_fd *f, const struct iovec *iov, int iovcnt) {
   return read_loop(f, NULL, total, iov, iovcnt);
 }
 
+/* Writes go through send first, so a socket whose peer is gone gives EPIPE
+ * and no SIGPIPE (Go's behaviour; write(2) would kill a process that did
+ * not ignore the signal). The first ENOTSOCK moves the handle to write(2)
+ * for good: the number cannot change kind while the handle holds it. */
+static ssize_t fd_write(np_fd *f, const void *buf, size_t len) {
+  if (!f->notsock && BE(f)->send != NULL) {
+    ssize_t n = BE(f)->send(BS(f), f->sysfd, buf, len);
+    if (n != -ENOTSOCK) return n;
+    f->notsock = true;
+  }
+  return BE(f)->write(BS(f), f->sysfd, buf, len);
+}
+
+static ssize_t fd_writev(np_fd *f, const struct iovec *iov, int iovcnt) {
+  if (!f->notsock && BE(f)->sendv != NULL) {
+    ssize_t n = BE(f)->sendv(BS(f), f->sysfd, iov, iovcnt);
+    if (n != -ENOTSOCK) return n;
+    f->notsock = true;
+  }
+  return BE(f)->writev(BS(f), f->sysfd, iov, iovcnt);
+}
+
 int np_write(np_fd *f, const void *buf, size_t len, size_t *written) {
   if (written != NULL) *written = 0;
   if (f == NULL || (buf == NULL && len > 0)) return -EINVAL;
@@ -316,7 +338,7 @@ int np_write(np_fd *f, const void *buf, size_t len, size_t *written) {
   }
   for (;;) {
     size_t chunk = len - nn > MAX_RW ? MAX_RW : len - nn;
-    ssize_t n = BE(f)->write(BS(f), f->sysfd, (const char *)buf + nn, chunk);
+    ssize_t n = fd_write(f, (const char *)buf + nn, chunk);
     if (n == -EINTR) continue;
     if (n > 0) {
       NP_ASSERT((size_t)n <= chunk);
@@ -377,7 +399,7 @@ int np_writev(np_fd *f, const struct iovec *iov, int iovcnt, size_t *written) {
       count++;
     }
     NP_ASSERT(count > 0);
-    ssize_t n = BE(f)->writev(BS(f), f->sysfd, window, count);
+    ssize_t n = fd_writev(f, window, count);
     if (n == -EINTR) continue;
     if (n == -EAGAIN) {
       err = np__pd_wait(f->pd, 'w');

@@ -78,6 +78,11 @@ typedef struct np__backend {
   int (*enable_inq)(void *state, int fd);
   ssize_t (*write)(void *state, int fd, const void *buf, size_t len);
   ssize_t (*writev)(void *state, int fd, const struct iovec *iov, int iovcnt);
+  /* Optional (NULL: write/writev only): write/writev to a socket without
+   * raising SIGPIPE (Linux: send/sendmsg with MSG_NOSIGNAL); -ENOTSOCK, and
+   * nothing written, when fd is not a socket. */
+  ssize_t (*send)(void *state, int fd, const void *buf, size_t len);
+  ssize_t (*sendv)(void *state, int fd, const struct iovec *iov, int iovcnt);
   int (*accept4)(void *state, int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
   int (*connect)(void *state, int fd, const struct sockaddr *addr, socklen_t addrlen);
   int (*getsockopt_error)(void *state, int fd, int *so_error);
@@ -323,6 +328,9 @@ struct np_fd {
    * paying a read that would return EAGAIN. See read_loop. */
   bool inq;
   bool drained;
+  /* Under the write lock: the backend's send said ENOTSOCK, so writes use
+   * write(2), which raises SIGPIPE on a pipe whose reader is gone. */
+  bool notsock;
 };
 
 int np__fd_open(np_poller *p, int fd, np_fd **out);

@@ -24,6 +24,8 @@ typedef struct np__syscalls {
   ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
   ssize_t (*write)(int fd, const void *buf, size_t len);
   ssize_t (*writev)(int fd, const struct iovec *iov, int iovcnt);
+  ssize_t (*send)(int fd, const void *buf, size_t len, int flags);
+  ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
   int (*accept4)(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
   int (*connect)(int fd, const struct sockaddr *addr, socklen_t addrlen);
   int (*getsockopt)(int fd, int level, int name, void *value, socklen_t *len);
