@@ -21,7 +21,7 @@
 #include "np_internal.h"
 #include "sched.h"
 
-#define HEAP_MAX 256
+#define HEAP_MAX 2048
 #define POISON 0xDB
 
 typedef struct block {

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/epoll.h>
 
@@ -32,15 +33,21 @@ static void buf_release(kbuf *b) {
 static void backlog_drop(kfile *f, int index, bool reset_client);
 
 void kern_reset(void) {
-  for (int fd = 0; fd < KERN_FDS_MAX; fd++) {
+  int end = K.fd_end > 3 ? K.fd_end : 3;
+  for (int fd = 0; fd < end; fd++) {
     kfile *f = &K.files[fd];
     if (f->kind == K_FREE) continue;
     while (f->kind == K_LISTEN && f->backlog_len > 0) backlog_drop(f, 0, false);
+    free(f->backlog);
     free(f->item);
     if (f->rx != NULL) buf_release(f->rx);
     if (f->tx != NULL && f->tx != f->rx) buf_release(f->tx);
   }
-  memset(&K, 0, sizeof(K));
+  /* The table is large (KERN_FDS_MAX) and a fuzzer resets thousands of
+   * times a second: only what this run used is cleared. */
+  memset(&K, 0, offsetof(kern_state, files));
+  memset(K.files, 0, (size_t)end * sizeof(K.files[0]));
+  K.fd_end = 3;
   for (int i = 0; i < KERN_EPOLLS_MAX; i++) K.eps[i].epfd = K.eps[i].breakfd = -1;
   /* 0, 1, 2 are the standard streams: taken, as in a real process. */
   for (int fd = 0; fd < 3; fd++) K.files[fd].kind = K_RESERVED;
@@ -66,8 +73,11 @@ static bool fault(uint32_t rate) {
 }
 
 static int fd_alloc(void) {
-  for (int fd = 0; fd < KERN_FDS_MAX; fd++)
-    if (K.files[fd].kind == K_FREE) return fd;
+  for (int fd = 0; fd < KERN_FDS_MAX; fd++) {
+    if (K.files[fd].kind != K_FREE) continue;
+    if (fd >= K.fd_end) K.fd_end = fd + 1;
+    return fd;
+  }
   return -EMFILE;
 }
 
@@ -277,7 +287,7 @@ static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faul
 int kern_listen(void) {
   int fd = fd_alloc();
   if (fd < 0) return fd;
-  K.files[fd] = (kfile){.kind = K_LISTEN, .peer = -1};
+  K.files[fd] = (kfile){.kind = K_LISTEN, .peer = -1, .backlog_max = BACKLOG_MAX};
   return fd;
 }
 
@@ -293,16 +303,29 @@ int kern_eventfd(void) {
 int kern_connect(int listen_fd, uint32_t capacity) {
   kfile *l = file_of(listen_fd);
   if (l == NULL || l->kind != K_LISTEN) return -ECONNREFUSED;
-  if (l->backlog_len >= BACKLOG_MAX) return -EAGAIN; /* backlog full (a blocking client would wait) */
+  if (l->backlog_len >= l->backlog_max) return -EAGAIN; /* backlog full (a blocking client would wait) */
   int c = fd_alloc();
   if (c < 0) return c;
   kbuf *to_server = buf_new(capacity), *to_client = buf_new(capacity);
   to_server->users = 2;
   to_client->users = 2;
   K.files[c] = (kfile){.kind = K_SOCK, .rx = to_client, .tx = to_server, .peer = -1};
-  l->backlog[l->backlog_len++] = (struct kconn){to_server, to_client, c};
+  kern__backlog_push(l, (struct kconn){to_server, to_client, c, {0}});
   notify(listen_fd);
   return c;
+}
+
+bool kern__backlog_push(kfile *l, struct kconn cn) {
+  if (l->backlog_len >= l->backlog_max) return false;
+  if (l->backlog_len == l->backlog_cap) {
+    int cap = l->backlog_cap > 0 ? 2 * l->backlog_cap : 16;
+    struct kconn *grown = realloc(l->backlog, (size_t)cap * sizeof(*grown));
+    if (grown == NULL) sim_fail("out of memory");
+    l->backlog = grown;
+    l->backlog_cap = cap;
+  }
+  l->backlog[l->backlog_len++] = cn;
+  return true;
 }
 
 /* Remove a queued connection; with reset_client its client sees the
@@ -396,6 +419,7 @@ int kern_close(int fd) {
     if (f->kind == K_SOCK && f->rx->len > 0) K.files[peer].sk_err = ECONNRESET;
     K.files[peer].peer = -1;
   }
+  free(f->backlog);
   kbuf *rx = f->rx, *tx = f->tx;
   for (int i = 0; i < KERN_EPOLLS_MAX; i++) {
     if (fd == K.eps[i].breakfd) K.eps[i].breakfd = -1;
@@ -524,11 +548,11 @@ static bool injectable(const kep *e, int fd) {
 
 static epitem *random_item(const kep *e) {
   int count = 0;
-  for (int fd = 0; fd < KERN_FDS_MAX; fd++)
+  for (int fd = 0; fd < K.fd_end; fd++)
     if (injectable(e, fd)) count++;
   if (count == 0) return NULL;
   int pick = (int)sim_rand_below((uint64_t)count);
-  for (int fd = 0; fd < KERN_FDS_MAX; fd++)
+  for (int fd = 0; fd < K.fd_end; fd++)
     if (injectable(e, fd) && pick-- == 0) return K.files[fd].item;
   return NULL;
 }

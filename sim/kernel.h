@@ -19,7 +19,7 @@
 
 #include "np_internal.h"
 
-#define KERN_FDS_MAX 128
+#define KERN_FDS_MAX 1024
 /* epoll instances (pollers) at once; the scenario world uses one. */
 #define KERN_EPOLLS_MAX 4
 /* epoll_wait timeouts longer than this (virtual) block indefinitely: timers

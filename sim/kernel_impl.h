@@ -29,7 +29,17 @@ typedef struct kaddr {
 
 #define KBUF_CHUNKS 8
 
+/* Backlogs: the random worlds' listeners (kern_listen) hold 16, so a full
+ * one is common; the simulated network's (users' programs, np_listen asks
+ * for SOMAXCONN) hold what Linux 5.4+ allows, 4096. */
 #define BACKLOG_MAX 16
+#define KNET_BACKLOG_MAX 4096
+
+struct kconn {
+  struct kbuf *to_server, *to_client;
+  int client_fd;
+  kaddr client;
+};
 
 typedef struct kbuf { /* one direction of a stream */
   uint8_t *data;
@@ -70,13 +80,10 @@ typedef struct kfile {
   bool accepted;      /* client end of a connection that was accepted (stays true) */
   epitem *item;       /* registration in an epoll instance, or NULL (one at most) */
   /* K_LISTEN: connections not yet accepted, FIFO; each is the server end of
-   * a connected pair whose client end is already an fd of the peer. */
-  struct kconn {
-    kbuf *to_server, *to_client;
-    int client_fd;
-    kaddr client;
-  } backlog[BACKLOG_MAX];
-  int backlog_len;
+   * a connected pair whose client end is already an fd of the peer. On the
+   * heap, grown up to backlog_max (freed by close and reset). */
+  struct kconn *backlog;
+  int backlog_len, backlog_cap, backlog_max;
   kaddr local, remote; /* sockets and listeners of the simulated network */
   /* K_SOCKNEW connecting: where to, when its SYN arrives, tries so far. */
   kaddr target;
@@ -96,7 +103,7 @@ typedef struct kep {
 } kep;
 
 typedef struct kern_state {
-  kfile files[KERN_FDS_MAX];
+  int fd_end; /* one past the highest descriptor this run made: files beyond are K_FREE and zero */
   uint64_t last_io_step[KERN_FDS_MAX][2]; /* by fd and mode: the step of the last i/o syscall (I15) */
   kep eps[KERN_EPOLLS_MAX];
   kern_faults faults;
@@ -111,6 +118,7 @@ typedef struct kern_state {
   int path_count;
   uint16_t next_port; /* ephemeral ports, from 32768 */
   sim_task *net_waiter;
+  kfile files[KERN_FDS_MAX]; /* last: kern_reset zeroes only files[0, fd_end) */
 } kern_state;
 
 extern kern_state kern_state_g;
@@ -122,6 +130,8 @@ int kern__fd_alloc(void);
 kbuf *kern__buf_new(uint32_t cap);
 void kern__buf_release(kbuf *b);
 void kern__notify(int fd);
+/* Queue a connection on listener l: false when its backlog is full. */
+bool kern__backlog_push(kfile *l, struct kconn cn);
 bool kern__fault(uint32_t rate);
 void kern__syscall_point(const char *name, int fd);
 /* knet.c's side: connect on a K_SOCKNEW, and a write on a network stream. */

@@ -104,7 +104,7 @@ static bool inet(uint16_t family) { return family == AF_INET || family == AF_INE
 
 /* One host: an IP address reaches every listener on the port. */
 static int find_listener(const kaddr *a) {
-  for (int fd = 0; fd < KERN_FDS_MAX; fd++) {
+  for (int fd = 0; fd < K.fd_end; fd++) {
     const kfile *f = &K.files[fd];
     if (f->kind != K_LISTEN || f->local.family == 0) continue;
     if (inet(a->family) && inet(f->local.family) && f->local.port == a->port) return fd;
@@ -145,6 +145,7 @@ int kern_net_listen(int fd, const struct sockaddr *sa, socklen_t len) {
   if (inet(a.family) && a.port == 0 && (a.port = ephemeral_port()) == 0) return -EADDRINUSE;
   f->kind = K_LISTEN;
   f->local = a;
+  f->backlog_max = KNET_BACKLOG_MAX;
   return 0;
 }
 
@@ -210,18 +211,20 @@ static void establish(kfile *f, int fd, kfile *l, int lfd) {
                .local = me,
                .remote = f->target,
                .inq = f->inq};
-  l->backlog[l->backlog_len++] = (struct kconn){to_server, to_client, fd, me};
+  kern__backlog_push(l, (struct kconn){to_server, to_client, fd, me});
   kern__notify(fd);
   kern__notify(lfd);
 }
 
 /* The SYN arrives: refused, dropped (retried later) or queued on the listener. */
 static void syn_arrives(kfile *f, int fd) {
+  /* The wait after the last retransmission ran out: 1 + 2 + ... + 64 s. */
+  if (f->syn_tries > SYN_RETRIES) return connect_failed(f, fd, ETIMEDOUT);
   int lfd = find_listener(&f->target);
   if (lfd < 0) return connect_failed(f, fd, ECONNREFUSED);
   kfile *l = &K.files[lfd];
-  if (l->backlog_len < BACKLOG_MAX && !kern__fault(K.net.syn_drop)) return establish(f, fd, l, lfd);
-  if (++f->syn_tries > SYN_RETRIES) return connect_failed(f, fd, ETIMEDOUT);
+  if (l->backlog_len < l->backlog_max && !kern__fault(K.net.syn_drop)) return establish(f, fd, l, lfd);
+  f->syn_tries++;
   f->syn_at = sim->now + (SEC << (f->syn_tries - 1)) + latency(); /* 1, 2, 4 ... s: Linux's SYN backoff */
 }
 
@@ -266,7 +269,7 @@ static bool deliver(kbuf *b) {
 /* Makes what is due happen; returns the time of the next event, or -1. */
 static int64_t run_due(void) {
   int64_t next = -1;
-  for (int fd = 0; fd < KERN_FDS_MAX; fd++) {
+  for (int fd = 0; fd < K.fd_end; fd++) {
     kfile *f = &K.files[fd];
     if (f->kind == K_SOCKNEW && f->connecting && f->syn_at <= sim->now) syn_arrives(f, fd);
     if (f->kind == K_SOCK && f->rx->net && deliver(f->rx)) kern__notify(fd);

@@ -204,38 +204,63 @@ void sim_fini(sim_sched *s) {
   if (sim == s) sim = NULL;
 }
 
-/* A full table reuses the slot, struct and stack of a finished task (a
- * server's task per connection outlives SIM_TASKS_MAX over a run; ids stay
- * the slot's). Below the limit nothing is reused: traces are unchanged. */
+/* Every state change of a task in the table goes through here, to keep
+ * the runnable bitmap; the main context is not in the table. */
+static void set_state(sim_task *t, sim_task_state state) {
+  if (t != &sim->main_task && (t->state == SIM_RUNNABLE) != (state == SIM_RUNNABLE)) {
+    uint64_t bit = UINT64_C(1) << (t->id % 64);
+    sim->runnable_bits[t->id / 64] ^= bit;
+    sim->runnable_count += state == SIM_RUNNABLE ? 1 : -1;
+  }
+  t->state = state;
+}
+
+/* The slot, struct and stack of a finished task, for sim_spawn (see
+ * SIM_TASKS_REUSE); ids stay the slot's. */
 static bool joined(const sim_task *t) { /* a joiner woken by its end has not run yet */
   for (int i = 0; i < sim->task_count; i++)
     if (sim->tasks[i]->join_target == t) return true;
   return false;
 }
 
+static bool reusable(const sim_task *t) { return t->state == SIM_DONE && t != sim->current && !joined(t); }
+
 static sim_task *reuse_done(void) {
   for (int i = 0; i < sim->task_count; i++) {
     sim_task *t = sim->tasks[i];
-    if (t->state != SIM_DONE || t == sim->current || joined(t)) continue;
+    if (!reusable(t)) continue;
     void *stack = t->stack;
 #ifdef SIM_ASAN
     ASAN_UNPOISON_MEMORY_REGION(stack, SIM_STACK_SIZE);
 #endif
     memset(t, 0, sizeof(*t));
     t->id = i;
+    t->state = SIM_DONE; /* as its bit says, until sim_spawn makes it runnable */
     t->stack = stack;
     return t;
   }
-  sim_fail("too many tasks (%d live at once)", SIM_TASKS_MAX);
+  return NULL;
+}
+
+bool sim_spawn_room(void) {
+  if (sim->task_count < SIM_TASKS_MAX) return true;
+  for (int i = 0; i < sim->task_count; i++)
+    if (reusable(sim->tasks[i])) return true;
+  return false;
 }
 
 sim_task *sim_spawn(const char *name, void (*fn)(void *), void *arg) {
-  bool full = sim->task_count >= SIM_TASKS_MAX;
-  sim_task *t = full ? reuse_done() : calloc(1, sizeof(*t));
-  if (t == NULL) sim_fail("out of memory");
-  if (!full) t->id = sim->task_count;
+  sim_task *t = sim->task_count >= SIM_TASKS_REUSE ? reuse_done() : NULL;
+  bool fresh = t == NULL;
+  if (fresh) {
+    if (sim->task_count >= SIM_TASKS_MAX) sim_fail("too many tasks (%d at once)", SIM_TASKS_MAX);
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) sim_fail("out of memory");
+    t->id = sim->task_count;
+    t->state = SIM_DONE; /* its bit is clear */
+  }
   snprintf(t->name, sizeof(t->name), "%s", name);
-  t->state = SIM_RUNNABLE;
+  set_state(t, SIM_RUNNABLE);
   t->wake_at = -1;
   t->fn = fn;
   t->arg = arg;
@@ -245,7 +270,7 @@ sim_task *sim_spawn(const char *name, void (*fn)(void *), void *arg) {
   /* PCT: initial priorities above every change-point priority. */
   t->priority = (uint64_t)sim->cfg.pct_depth + 1 + (sim_rand() >> 8);
   stack_prepare(t);
-  if (!full) sim->tasks[sim->task_count++] = t;
+  if (fresh) sim->tasks[sim->task_count++] = t;
   return t;
 }
 
@@ -258,7 +283,7 @@ _Noreturn void sim_fail(const char *fmt, ...) {
     sim->failed = true;
   }
   if (sim->current == &sim->main_task) longjmp(sim->fail_jmp, 1);
-  sim->current->state = SIM_DONE; /* never resumed; its stack is freed at fini */
+  set_state(sim->current, SIM_DONE); /* never resumed; its stack is freed at fini */
   switch_to(&sim->main_task);
   abort(); /* unreachable */
 }
@@ -286,12 +311,38 @@ static bool advance_clock(void) {
   for (int i = 0; i < sim->task_count; i++) {
     sim_task *t = sim->tasks[i];
     if (t->state == SIM_BLOCKED && t->wake_at >= 0 && t->wake_at <= sim->now) {
-      t->state = SIM_RUNNABLE;
+      set_state(t, SIM_RUNNABLE);
       t->timed_out = true;
       t->wake_at = -1;
     }
   }
   return true;
+}
+
+/* The runnable task of index order k (0-based), as a scan of the table
+ * would list them. */
+static sim_task *nth_runnable(int k) {
+  for (int w = 0;; w++) {
+    uint64_t bits = sim->runnable_bits[w];
+    int n = __builtin_popcountll(bits);
+    if (k >= n) {
+      k -= n;
+      continue;
+    }
+    for (; k > 0; k--) bits &= bits - 1;
+    return sim->tasks[w * 64 + __builtin_ctzll(bits)];
+  }
+}
+
+/* PCT: the runnable task of highest priority (the first of them on a tie). */
+static sim_task *highest_runnable(void) {
+  sim_task *best = NULL;
+  for (int w = 0; w < SIM_TASKS_MAX / 64; w++)
+    for (uint64_t bits = sim->runnable_bits[w]; bits != 0; bits &= bits - 1) {
+      sim_task *t = sim->tasks[w * 64 + __builtin_ctzll(bits)];
+      if (best == NULL || t->priority > best->priority) best = t;
+    }
+  return best;
 }
 
 static sim_task *pick(void) {
@@ -302,18 +353,9 @@ static sim_task *pick(void) {
       sim->current != &sim->main_task && sim_chance(sim->stickiness))
     return sim->current;
   for (;;) {
-    sim_task *runnable[SIM_TASKS_MAX];
-    int count = 0;
-    for (int i = 0; i < sim->task_count; i++)
-      if (sim->tasks[i]->state == SIM_RUNNABLE) runnable[count++] = sim->tasks[i];
-    if (count > 0) {
-      if (sim->cfg.strategy == SIM_PCT) {
-        sim_task *best = runnable[0];
-        for (int i = 1; i < count; i++)
-          if (runnable[i]->priority > best->priority) best = runnable[i];
-        return best;
-      }
-      return runnable[sim_rand_below((uint64_t)count)];
+    if (sim->runnable_count > 0) {
+      if (sim->cfg.strategy == SIM_PCT) return highest_runnable();
+      return nth_runnable((int)sim_rand_below((uint64_t)sim->runnable_count));
     }
     check_quiescent();
     if (!advance_clock()) {
@@ -372,7 +414,7 @@ static void task_entry(void) {
   }
 #endif
   t->fn(t->arg);
-  t->state = SIM_DONE;
+  set_state(t, SIM_DONE);
   for (int i = 0; i < sim->task_count; i++) {
     sim_task *j = sim->tasks[i];
     if (j->state == SIM_BLOCKED && j->join_target == t) sim_wake(j);
@@ -396,7 +438,7 @@ int sim_run(sim_sched *s, sim_check_fn check, sim_format_fn format, void *ctx) {
 bool sim_block(const char *reason, int64_t wake_at) {
   sim_task *t = sim->current;
   if (t == &sim->main_task) sim_fail("main context cannot block (%s)", reason);
-  t->state = SIM_BLOCKED;
+  set_state(t, SIM_BLOCKED);
   t->block_reason = reason;
   t->wake_at = wake_at;
   t->timed_out = false;
@@ -406,7 +448,7 @@ bool sim_block(const char *reason, int64_t wake_at) {
 
 void sim_wake(sim_task *t) {
   if (t->state != SIM_BLOCKED) return;
-  t->state = SIM_RUNNABLE;
+  set_state(t, SIM_RUNNABLE);
   t->wake_at = -1;
 }
 
@@ -494,7 +536,7 @@ void np__park(np__waiter *w, bool (*commit)(np__waiter *w, void *arg), void *arg
   w->parked = true;
   self->park_step = sim->steps;
   self->waiter = w;
-  self->state = SIM_PARKED;
+  set_state(self, SIM_PARKED);
   self->block_reason = "park";
   sim_record(SIM_OP_PARK, w->pd, (uint64_t)w->mode, 0);
   switch_to(pick());
@@ -506,7 +548,7 @@ void np__unpark(np__waiter *w) {
   if (!w->parked || w->task->state != SIM_PARKED || w->task->waiter != w)
     sim_fail("I2: unpark of a waiter that is not parked (double or stray wake-up) by %s", sim->current->name);
   w->parked = false;
-  w->task->state = SIM_RUNNABLE;
+  set_state(w->task, SIM_RUNNABLE);
   sim_record(SIM_OP_UNPARK, w->pd, (uint64_t)w->mode, (uint64_t)w->task->id);
 }
 

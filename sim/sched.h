@@ -52,7 +52,12 @@ typedef struct sim_task {
 
 typedef enum sim_strategy { SIM_RANDOM = 0, SIM_PCT = 1 } sim_strategy;
 
-#define SIM_TASKS_MAX 256
+/* Tasks at once (live or finished). From SIM_TASKS_REUSE on, sim_spawn
+ * reuses a finished task's slot before it makes a new one: a server's task
+ * per connection does not grow the table that every pick scans, and runs
+ * below it are traced as before. */
+#define SIM_TASKS_MAX 1024
+#define SIM_TASKS_REUSE 256
 #define SIM_TRACE_RING 4096
 
 typedef struct sim_trace_entry {
@@ -110,6 +115,10 @@ typedef struct sim_sched {
   uint64_t rng[4];
   sim_task *tasks[SIM_TASKS_MAX];
   int task_count;
+  /* The runnable tasks of the table, by id (sched.c's set_state keeps it):
+   * pick finds them without scanning every task. */
+  uint64_t runnable_bits[SIM_TASKS_MAX / 64];
+  int runnable_count;
   sim_task *current;
   sim_task main_task; /* the OS thread's own context */
   int64_t now;
@@ -141,6 +150,8 @@ extern sim_sched *sim;
 void sim_init(sim_sched *s, const sim_config *cfg);
 void sim_fini(sim_sched *s);
 sim_task *sim_spawn(const char *name, void (*fn)(void *), void *arg);
+/* Whether sim_spawn can make one more task (it fails the run otherwise). */
+bool sim_spawn_room(void);
 /* Runs until every task is done. Returns 0, or -1 on a failure (sim->failure). */
 int sim_run(sim_sched *s, sim_check_fn check, sim_format_fn format, void *ctx);
 

@@ -138,19 +138,12 @@ static void task_entry(void *arg) {
   free(u);
 }
 
-/* A finished task's slot sim_spawn can reuse. */
-static bool done_slot(void) {
-  for (int i = 0; i < sim->task_count; i++)
-    if (sim->tasks[i]->state == SIM_DONE && sim->tasks[i] != sim->current) return true;
-  return false;
-}
-
 int np_go(np_poller *p, np_task_fn fn, void *arg) {
   if (p == NULL || fn == NULL) return -EINVAL;
   ut_poller *up = ut_poller_of(p);
   if (up == NULL) return -EINVAL;
   if (np__load_u32(&p->shutdown)) return NP_ECLOSING;
-  if (sim->task_count >= SIM_TASKS_MAX && !done_slot()) return -ENOMEM; /* SIM_TASKS_MAX live at once */
+  if (!sim_spawn_room()) return -ENOMEM; /* SIM_TASKS_MAX at once */
   ut_task *u = calloc(1, sizeof(*u));
   if (u == NULL) return -ENOMEM;
   u->fn = fn;
