@@ -4,6 +4,7 @@
 #include "kernel.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
@@ -667,16 +668,28 @@ static bool is_socket(const kfile *f) {
   return f->kind == K_SOCK || f->kind == K_SOCKNEW || f->kind == K_LISTEN;
 }
 
+void kern_set_pipe_sigpipe(bool on) { K.pipe_sigpipe = on; }
+
+static bool sigpipe_kills(void) {
+  struct sigaction sa;
+  return sigaction(SIGPIPE, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_DFL;
+}
+
 /* I16: write(2) or writev(2) failing with EPIPE on a socket raises SIGPIPE,
  * which kills a process that does not ignore it. The core must write
- * sockets with send (MSG_NOSIGNAL); a pipe's SIGPIPE is write(2)'s own. */
+ * sockets with send (MSG_NOSIGNAL); a pipe's SIGPIPE is write(2)'s own, and
+ * a user's program under the simulator is told when it would die of it. */
 static ssize_t no_sigpipe(const kfile *f, int fd, const char *call, ssize_t n) {
   if (n == -EPIPE && is_socket(f))
     sim_fail(
-        "I16: %s to socket fd %d failed with EPIPE: the kernel raises SIGPIPE and the process dies (sockets "
-        "are "
-        "written with send and MSG_NOSIGNAL)",
+        "I16: %s to socket fd %d failed with EPIPE: the kernel raises SIGPIPE and the process dies "
+        "(sockets are written with send and MSG_NOSIGNAL)",
         call, fd);
+  if (n == -EPIPE && f->kind == K_PIPE_W && K.pipe_sigpipe && sigpipe_kills())
+    sim_fail(
+        "SIGPIPE: a write to pipe fd %d, whose reader is gone, kills the process natively (SIGPIPE is "
+        "not ignored): ignore it (signal(SIGPIPE, SIG_IGN)) or use np_socketpair",
+        fd);
   return n;
 }
 

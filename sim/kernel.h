@@ -57,6 +57,11 @@ void kern_set_reg_hooks(kern_reg_fn on_register, kern_close_fn on_close);
 void kern_reset(void);
 void kern_set_event_hook(kern_event_fn fn, void *ctx);
 kern_faults *kern_faults_get(void);
+/* libnetpoll-sim: a write to a pipe with no reader fails the run when the
+ * real process would die of its SIGPIPE (the disposition is SIG_DFL), so a
+ * program that passes under the simulator does not die natively. Off after
+ * kern_reset (the library's own worlds have no process to kill). */
+void kern_set_pipe_sigpipe(bool on);
 kern_stats *kern_stats_get(void);
 
 /* Creation; return 0 or -errno (EMFILE when the table is full). */

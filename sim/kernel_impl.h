@@ -118,6 +118,7 @@ typedef struct kern_state {
   int path_count;
   uint16_t next_port; /* ephemeral ports, from 32768 */
   sim_task *net_waiter;
+  bool pipe_sigpipe;         /* kern_set_pipe_sigpipe */
   kfile files[KERN_FDS_MAX]; /* last: kern_reset zeroes only files[0, fd_end) */
 } kern_state;
 

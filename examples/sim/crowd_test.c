@@ -100,7 +100,7 @@ NP_TEST(crowd) {
   NP_CHECK_EQ(np_close(gate[1]), 0);
   wait_reports(done[0]);
   NP_CHECK(atomic_load(&dial_failed) < CLIENTS / 2); /* the crowd really was there */
-  np_close(l); /* the server's np_accept returns NP_ECLOSING */
+  np_close(l);                                       /* the server's np_accept returns NP_ECLOSING */
   for (int i = 0; i < 2; i++) {
     np_free(done[i]);
     np_free(gate[i]);

@@ -128,6 +128,7 @@ int ut_run(const ut_test *t, const ut_run_options *o, ut_result *r) {
                     .pct_steps = o->pct_steps};
   sim_init(&s, &cfg);
   kern_reset();
+  kern_set_pipe_sigpipe(true);
   sim_heap_reset();
   memset(&U, 0, sizeof(U));
   U.trace = o->trace;
