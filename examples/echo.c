@@ -306,7 +306,8 @@ static int echo_main(int argc, char **argv) {
     fprintf(stderr, "usage: %s [--threads] [--procs N] [[ADDR:]PORT] [IDLE_MS]\n", argv[0]);
     return 2;
   }
-  /* Writing to a socket the peer has reset must be an error, not death. */
+  /* The library's socket writes raise no SIGPIPE (MSG_NOSIGNAL); this is for
+   * stdout, whose reader (a pipe into another program) may go away. */
   signal(SIGPIPE, SIG_IGN);
   /* Blocked before any thread exists, so every thread (the poller's too)
    * inherits the mask and the signals stay pending for the signalfd. */
