@@ -693,29 +693,6 @@ static ssize_t no_sigpipe(const kfile *f, int fd, const char *call, ssize_t n) {
   return n;
 }
 
-static ssize_t sb_write(void *state, int fd, const void *buf, size_t len) {
-  (void)state;
-  io_point("write", fd, 'w');
-  kfile *f = file_of(fd);
-  if (f == NULL) return -EBADF;
-  ssize_t err = io_faults(fd);
-  if (err != 0) return err;
-  return no_sigpipe(f, fd, "write", do_write(f, fd, buf, len, true));
-}
-
-/* send/sendmsg with MSG_NOSIGNAL: a socket's write, ENOTSOCK on anything
- * else before any other check (sockfd_lookup). */
-static ssize_t sb_send(void *state, int fd, const void *buf, size_t len) {
-  (void)state;
-  io_point("send", fd, 'w');
-  kfile *f = file_of(fd);
-  if (f == NULL) return -EBADF;
-  if (!is_socket(f)) return -ENOTSOCK;
-  ssize_t err = io_faults(fd);
-  if (err != 0) return err;
-  return do_write(f, fd, buf, len, true);
-}
-
 /* readv/writev: one element at a time, stopping at the first short one, as
  * the kernel's stream semantics allow. */
 static ssize_t do_vec(int fd, const struct iovec *iov, int iovcnt, bool write) {
@@ -735,21 +712,41 @@ static ssize_t do_vec(int fd, const struct iovec *iov, int iovcnt, bool write) {
   return total;
 }
 
+/* write(2) / writev(2), or (nosignal) send / sendmsg with MSG_NOSIGNAL:
+ * those give ENOTSOCK on anything but a socket, before any other check
+ * (sockfd_lookup), and never raise SIGPIPE. iov NULL: the one buffer. */
+static ssize_t sb_out(const char *call, int fd, const void *buf, size_t len, const struct iovec *iov,
+                      int iovcnt, bool nosignal) {
+  io_point(call, fd, 'w');
+  kfile *f = file_of(fd);
+  if (f == NULL) return -EBADF;
+  if (nosignal && !is_socket(f)) return -ENOTSOCK;
+  ssize_t n;
+  if (iov != NULL)
+    n = do_vec(fd, iov, iovcnt, true);
+  else if ((n = io_faults(fd)) == 0)
+    n = do_write(f, fd, buf, len, true);
+  return nosignal ? n : no_sigpipe(f, fd, call, n);
+}
+
+static ssize_t sb_write(void *state, int fd, const void *buf, size_t len) {
+  (void)state;
+  return sb_out("write", fd, buf, len, NULL, 0, false);
+}
+
+static ssize_t sb_send(void *state, int fd, const void *buf, size_t len) {
+  (void)state;
+  return sb_out("send", fd, buf, len, NULL, 0, true);
+}
+
 static ssize_t sb_writev(void *state, int fd, const struct iovec *iov, int iovcnt) {
   (void)state;
-  io_point("writev", fd, 'w');
-  ssize_t n = do_vec(fd, iov, iovcnt, true);
-  kfile *f = file_of(fd);
-  return f != NULL ? no_sigpipe(f, fd, "writev", n) : n;
+  return sb_out("writev", fd, NULL, 0, iov, iovcnt, false);
 }
 
 static ssize_t sb_sendv(void *state, int fd, const struct iovec *iov, int iovcnt) {
   (void)state;
-  io_point("sendmsg", fd, 'w');
-  kfile *f = file_of(fd);
-  if (f == NULL) return -EBADF;
-  if (!is_socket(f)) return -ENOTSOCK;
-  return do_vec(fd, iov, iovcnt, true);
+  return sb_out("sendmsg", fd, NULL, 0, iov, iovcnt, true);
 }
 
 static ssize_t sb_readv(void *state, int fd, const struct iovec *iov, int iovcnt) {

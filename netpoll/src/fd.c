@@ -305,7 +305,8 @@ ssize_t np_readv(np_fd *f, const struct iovec *iov, int iovcnt) {
 /* Writes go through send first, so a socket whose peer is gone gives EPIPE
  * and no SIGPIPE (Go's behaviour; write(2) would kill a process that did
  * not ignore the signal). The first ENOTSOCK moves the handle to write(2)
- * for good: the number cannot change kind while the handle holds it. */
+ * for good: a handle's descriptor is one file for its whole life (one
+ * closed and reused behind the library is the identity check's case). */
 static ssize_t fd_write(np_fd *f, const void *buf, size_t len) {
   if (!f->notsock && BE(f)->send != NULL) {
     ssize_t n = BE(f)->send(BS(f), f->sysfd, buf, len);
