@@ -89,6 +89,7 @@ static inline void np__store_u32(np__au32 *a, uint32_t v) {
   *a = v;
 }
 /* Native: relaxed (a check-only flag); simulated atomics are all SC. */
+static inline uint32_t np__load_u32_check(np__au32 *a) { return np__load_u32(a); }
 static inline void np__store_u32_check(np__au32 *a, uint32_t v) { np__store_u32(a, v); }
 static inline bool np__cas_u32(np__au32 *a, uint32_t old, uint32_t new_value) {
   sim_point();

@@ -54,9 +54,12 @@ static inline int64_t np__load_i64(np__ai64 *a) { return atomic_load(a); }
 static inline void np__store_i64(np__ai64 *a, int64_t v) { atomic_store(a, v); }
 
 /* A flag that only checks an invariant: no thread orders anything else by
- * it (the task runtime's `queued`, whose 0 -> 1 CAS is what catches a second
- * ready). Relaxed, so x86 stores it with a mov instead of an xchg: three of
- * them per task switch cycle. */
+ * it (the task runtime's `queued`: a second ready finds it 1 and panics).
+ * Relaxed, so x86 loads and stores it with a mov instead of an xchg or a
+ * locked CAS: four of them per task switch cycle. */
+static inline uint32_t np__load_u32_check(np__au32 *a) {
+  return atomic_load_explicit(a, memory_order_relaxed);
+}
 static inline void np__store_u32_check(np__au32 *a, uint32_t v) {
   atomic_store_explicit(a, v, memory_order_relaxed);
 }

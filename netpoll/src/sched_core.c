@@ -49,8 +49,14 @@ static void inbox_push(np__sched *s, np__task *t) {
   np__add_u32(&s->wakers, -1); /* the last touch of s */
 }
 
+/* Every caller passes on a wake it alone owns (the pd's CAS on rg,
+ * np__unpark's and the semaphore's exchanges, a helper's one completion,
+ * np_go), so `queued` only checks R2 and is not itself the guard: a load
+ * and a store, where a locked CAS cost 8% of a park/unpark round trip. */
 void np__task_ready(np__task *t) {
-  if (!np__cas_u32(&t->queued, 0, 1)) NP_PANIC("task made ready twice (R2: it must resume exactly once)");
+  if (np__load_u32_check(&t->queued) != 0)
+    NP_PANIC("task made ready twice (R2: it must resume exactly once)");
+  np__store_u32_check(&t->queued, 1);
   np__sched *s = np__tls_sched();
   if (s != NULL && s->group == t->group) {
     if (s->in_poll)
@@ -74,43 +80,15 @@ static void inbox_drain(np__sched *s) {
   np__runq_push_chain(&s->rq, first, last, count);
 }
 
-np__task *np__sched_next(np__sched *s) {
-  np__runq_node *n = np__runq_pop(&s->rq);
-  if (n == NULL) {
-    inbox_drain(s);
-    n = np__runq_pop(&s->rq);
-  }
-  return (np__task *)n;
+np__task *np__sched_next_inbox(np__sched *s) {
+  inbox_drain(s);
+  return (np__task *)np__runq_pop(&s->rq);
 }
 
-void np__sched_begin(np__sched *s, np__task *t) {
-  if (np__load_u32(&t->queued) != 1) NP_PANIC("task run while not queued (R1: on two queues?)");
-  np__store_u32_check(&t->queued, 0);
-  t->sched = s;
-  s->current = t;
-  s->since_poll++;
-  s->switches++;
-}
-
-bool np__sched_after(np__sched *s, np__task *t) {
-  s->current = NULL;
-  switch (t->reason) {
-    case NP__SW_YIELD:
-      np__store_u32_check(&t->queued, 1);
-      np__runq_push_tail(&s->rq, &t->link);
-      return false;
-    case NP__SW_PARK: {
-      bool (*commit)(void *) = t->commit;
-      if (!commit(t->commit_arg)) { /* readiness came first: run on */
-        np__store_u32_check(&t->queued, 1);
-        np__runq_push_next(&s->rq, &t->link);
-      }
-      /* Committed: t now belongs to whoever wakes it; do not touch it. */
-      return false;
-    }
-    case NP__SW_EXIT: return true;
-    default: NP_PANIC("task switched out without a reason");
-  }
+void np__sched_after_yield(np__sched *s, np__task *t) {
+  if (t->reason != NP__SW_YIELD) NP_PANIC("task switched out without a reason");
+  np__store_u32_check(&t->queued, 1);
+  np__runq_push_tail(&s->rq, &t->link);
 }
 
 static void poll_now(np__sched *s, bool block) {

@@ -86,14 +86,53 @@ void np__sched_fini(np__sched *s);
  * if it belongs to t's group (runnext, or the tail while it polls), else
  * t's scheduler's inbox, breaking its epoll_wait if it sleeps there. */
 void np__task_ready(np__task *t);
+/* ---- the steps around every task switch: inline, the hot path ---- */
+
+/* The inbox, once runnext and the run queue are empty. */
+np__task *np__sched_next_inbox(np__sched *s);
+/* A yield's requeue (any other reason panics). */
+void np__sched_after_yield(np__sched *s, np__task *t);
+
 /* The next task to run, or NULL: runnext, the run queue, then the inbox. */
-np__task *np__sched_next(np__sched *s);
+static inline np__task *np__sched_next(np__sched *s) {
+  np__runq_node *n = np__runq_pop(&s->rq);
+  return n != NULL ? (np__task *)n : np__sched_next_inbox(s);
+}
+
 /* Before running t (popped by np__sched_next). */
-void np__sched_begin(np__sched *s, np__task *t);
+static inline void np__sched_begin(np__sched *s, np__task *t) {
+  if (np__load_u32_check(&t->queued) != 1) NP_PANIC("task run while not queued (R1: on two queues?)");
+  np__store_u32_check(&t->queued, 0);
+  t->sched = s;
+  s->current = t;
+  s->since_poll++;
+  s->switches++;
+}
+
+/* A park's commit step, on the scheduler's stack once t is off its own. */
+static inline void np__sched_after_park(np__sched *s, np__task *t) {
+  bool (*commit)(void *) = t->commit;
+  if (!commit(t->commit_arg)) { /* readiness came first: run on */
+    np__store_u32_check(&t->queued, 1);
+    np__runq_push_next(&s->rq, &t->link);
+  }
+  /* Committed: t now belongs to whoever wakes it; do not touch it. */
+}
+
 /* After t switched back with t->reason: requeues a yield or a failed park
  * commit; a committed park leaves t to its waker. Returns true when t
  * exited (the caller frees it). */
-bool np__sched_after(np__sched *s, np__task *t);
+static inline bool np__sched_after(np__sched *s, np__task *t) {
+  s->current = NULL;
+  if (t->reason == NP__SW_PARK)
+    np__sched_after_park(s, t);
+  else if (t->reason == NP__SW_EXIT)
+    return true;
+  else
+    np__sched_after_yield(s, t);
+  return false;
+}
+
 /* Busy: polls without blocking now and then (fairness for the parked). */
 void np__sched_maybe_poll(np__sched *s);
 /* Nothing to run: sleep in epoll_wait until readiness, a timer or the
