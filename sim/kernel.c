@@ -340,6 +340,7 @@ static void backlog_drop(kfile *l, int index, bool reset_client) {
   kfile *client = file_of(cn.client_fd);
   if (reset_client && client != NULL && client->rx == cn.to_client) {
     client->sk_err = ECONNRESET;
+    client->reset = true;
     notify(cn.client_fd);
   }
   buf_release(cn.to_server);
@@ -369,9 +370,16 @@ ssize_t kern_write(int fd, const void *buf, size_t len) {
   return f == NULL ? -EBADF : do_write(f, fd, buf, len, false);
 }
 
+/* shutdown(SHUT_WR). Linux: a listener's write side shuts with nothing to
+ * do (inet_shutdown, unix_shutdown: 0); a TCP socket never connected, or
+ * reset (TCP_CLOSE), says ENOTCONN; unix sockets always 0. */
 int kern_shutdown_write(int fd) {
   kfile *f = file_of(fd);
   if (f == NULL) return -EBADF;
+  bool tcp = f->local.family == AF_INET || f->local.family == AF_INET6;
+  if (f->kind == K_LISTEN) return 0;
+  if (f->kind == K_SOCKNEW) return tcp ? -ENOTCONN : 0;
+  if (f->kind == K_SOCK && f->reset && tcp) return -ENOTCONN;
   if (f->kind != K_SOCK) return -ENOTSOCK;
   f->tx->no_writer = true;
   notify(f->peer);
@@ -387,6 +395,7 @@ int kern_inject_reset(int fd) {
    * error once, then EOF; writes fail with EPIPE; the peer sees EOF and
    * EPIPE too. */
   f->sk_err = ECONNRESET;
+  f->reset = true;
   f->rx->no_writer = true;
   f->tx->no_reader = true;
   notify(fd);
@@ -417,7 +426,7 @@ int kern_close(int fd) {
   if (peer >= 0 && file_of(peer) != NULL) {
     /* unix_release_sock: unread data in the closing end's receive queue
      * resets the survivor (ECONNRESET once, then EOF). */
-    if (f->kind == K_SOCK && f->rx->len > 0) K.files[peer].sk_err = ECONNRESET;
+    if (f->kind == K_SOCK && f->rx->len > 0) K.files[peer].sk_err = ECONNRESET, K.files[peer].reset = true;
     K.files[peer].peer = -1;
   }
   free(f->backlog);

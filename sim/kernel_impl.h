@@ -78,6 +78,7 @@ typedef struct kfile {
   uint64_t efd_count; /* eventfd */
   int sk_err;         /* pending socket error */
   bool accepted;      /* client end of a connection that was accepted (stays true) */
+  bool reset;         /* the connection was reset: a TCP socket is in TCP_CLOSE (stays true) */
   epitem *item;       /* registration in an epoll instance, or NULL (one at most) */
   /* K_LISTEN: connections not yet accepted, FIFO; each is the server end of
    * a connected pair whose client end is already an fd of the peer. On the

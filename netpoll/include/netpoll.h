@@ -192,7 +192,10 @@ NP_EXTERN int np_accept(np_fd *f, np_fd **out, struct sockaddr *addr, socklen_t 
 NP_EXTERN int np_connect(np_fd *f, const struct sockaddr *addr, socklen_t addrlen);
 
 /* Waits until the descriptor is readable / writable (or deadline, close),
- * for callers that do their own syscalls (recvmsg, ...). Returns 0 or -errno;
+ * for callers that do their own syscalls (recvmsg, ...): call it after your
+ * syscall returned EAGAIN. np_read / np_write consume the readiness seen
+ * before they began, so a wait after one of them may park until the next
+ * edge even though the descriptor is ready (Go's pollWait). Returns 0 or -errno;
  * -EBADF at once if the descriptor was closed behind the library (checked,
  * with one fstat, only when the wait would park, and only for a number the
  * program has: np_open's, or one np_sysfd returned). */

@@ -1,0 +1,548 @@
+/*
+ * api_test.c - every call of netpoll.h with its documented results, the
+ * same source run natively (libnetpoll, the real kernel) and simulated
+ * (libnetpoll-sim, the simulated kernel and network). Each check is exact:
+ * a difference between the two builds is a bug in one of them (the
+ * simulated kernel is the usual suspect: this file's first run found that
+ * its shutdown of a listener said ENOTSOCK, and of a reset TCP connection
+ * 0, where Linux says 0 and ENOTCONN). ctest runs it natively and under
+ * the simulator without faults (the results here are Linux's, not a faulty
+ * network's), every seed's schedule and delivery latencies.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netpoll_test.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#define MS 1000000LL
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+typedef struct conn {
+  np_fd *l, *client, *server;
+  char laddr[NP_ADDRSTRLEN];
+} conn;
+
+/* A listener on address, a dialed client and the accepted server side. */
+static void conn_open(conn *c, const char *network, const char *address) {
+  NP_CHECK_EQ(np_listen(np_current(), network, address, &c->l), 0);
+  NP_CHECK_EQ(np_local_addr(c->l, c->laddr, sizeof(c->laddr)), 0);
+  NP_CHECK_EQ(np_dial(np_current(), network, c->laddr, np_deadline_after(5000 * MS), &c->client), 0);
+  NP_CHECK_EQ(np_accept(c->l, &c->server, NULL, NULL), 0);
+}
+
+static void conn_free(conn *c) {
+  np_free(c->client);
+  np_free(c->server);
+  np_free(c->l);
+}
+
+/* Reads exactly len bytes (a stream may deliver them in pieces). */
+static void read_full(np_fd *f, char *buf, size_t len) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = np_read(f, buf + got, len - got);
+    NP_CHECK(n > 0);
+    got += (size_t)n;
+  }
+}
+
+static void expect_read(np_fd *f, const char *want) {
+  char buf[256] = "";
+  size_t len = strlen(want);
+  NP_CHECK(len < sizeof(buf));
+  read_full(f, buf, len);
+  NP_CHECK(memcmp(buf, want, len) == 0);
+}
+
+/* ---- reads and writes --------------------------------------------------------------- */
+
+NP_TEST(readv_writev) {
+  np_fd *p[2];
+  NP_CHECK_EQ(np_socketpair(np_current(), p), 0);
+  char a[] = "ab", c[] = "cdef";
+  struct iovec out[3] = {{a, 2}, {NULL, 0}, {c, 4}};
+  size_t written = 99;
+  NP_CHECK_EQ(np_writev(p[0], out, 3, &written), 0);
+  NP_CHECK_EQ(written, 6);
+  char x[2], y[10];
+  size_t got = 0;
+  char all[6];
+  while (got < 6) {
+    struct iovec in[2] = {{x, sizeof(x)}, {y, sizeof(y)}};
+    ssize_t n = np_readv(p[1], in, 2);
+    NP_CHECK(n > 0 && (size_t)n <= 6 - got);
+    memcpy(all + got, x, (size_t)n < sizeof(x) ? (size_t)n : sizeof(x));
+    if ((size_t)n > sizeof(x)) memcpy(all + got + sizeof(x), y, (size_t)n - sizeof(x));
+    got += (size_t)n;
+  }
+  NP_CHECK(memcmp(all, "abcdef", 6) == 0);
+  struct iovec none = {NULL, 0};
+  NP_CHECK_EQ(np_readv(p[1], &none, 1), 0); /* nothing asked: 0 at once */
+  NP_CHECK_EQ(np_readv(p[1], &none, -1), -EINVAL);
+  struct iovec bad = {NULL, 5};
+  NP_CHECK_EQ(np_readv(p[1], &bad, 1), -EINVAL);
+  NP_CHECK_EQ(np_writev(p[0], &bad, 1, &written), -EINVAL);
+  NP_CHECK_EQ(written, 0);
+  np_free(p[0]);
+  np_free(p[1]);
+}
+
+static void write_later(void *arg) {
+  np_sleep(2 * MS);
+  NP_CHECK_EQ(np_write(arg, "later", 5, NULL), 0);
+}
+
+NP_TEST(wait_read_write) {
+  np_fd *p[2];
+  NP_CHECK_EQ(np_socketpair(np_current(), p), 0);
+  NP_CHECK_EQ(np_wait_write(p[0]), 0); /* an empty socket is writable */
+  int64_t start = np_now();
+  NP_CHECK_EQ(np_go(np_current(), write_later, p[0]), 0);
+  NP_CHECK_EQ(np_wait_read(p[1]), 0); /* parks until the write */
+  NP_CHECK(np_now() - start >= 2 * MS);
+  expect_read(p[1], "later");
+  np_free(p[0]);
+  np_free(p[1]);
+}
+
+NP_TEST(eof_repeats) {
+  np_fd *p[2];
+  char buf[8];
+  NP_CHECK_EQ(np_pipe(np_current(), p), 0);
+  NP_CHECK_EQ(np_write(p[1], "xy", 2, NULL), 0);
+  NP_CHECK_EQ(np_close(p[1]), 0);
+  expect_read(p[0], "xy");
+  NP_CHECK_EQ(np_read(p[0], buf, sizeof(buf)), 0);
+  NP_CHECK_EQ(np_read(p[0], buf, sizeof(buf)), 0);   /* end of file stays */
+  NP_CHECK_EQ(np_write(p[0], "z", 1, NULL), -EBADF); /* the read end */
+  NP_CHECK_EQ(np_local_addr(p[0], buf, sizeof(buf)), -ENOTSOCK);
+  np_free(p[0]);
+  np_free(p[1]);
+}
+
+/* ---- deadlines ---------------------------------------------------------------------- */
+
+NP_TEST(read_deadline) {
+  np_fd *p[2];
+  char buf[8];
+  NP_CHECK_EQ(np_socketpair(np_current(), p), 0);
+  int64_t start = np_now();
+  NP_CHECK_EQ(np_set_read_deadline(p[1], start + 5 * MS), 0);
+  NP_CHECK_EQ(np_read(p[1], buf, sizeof(buf)), NP_ETIMEOUT);
+  NP_CHECK(np_now() - start >= 5 * MS);
+  NP_CHECK_EQ(np_wait_read(p[1]), NP_ETIMEOUT); /* still expired */
+  NP_CHECK_EQ(np_write(p[1], "w", 1, NULL), 0); /* the write side has none */
+  NP_CHECK_EQ(np_write(p[0], "abc", 3, NULL), 0);
+  NP_CHECK_EQ(np_read(p[1], buf, sizeof(buf)), NP_ETIMEOUT); /* even with data there */
+  NP_CHECK_EQ(np_set_read_deadline(p[1], 0), 0);             /* cleared */
+  expect_read(p[1], "abc");
+  NP_CHECK_EQ(np_set_deadline(p[1], np_now() - 1), 0); /* in the past: both sides */
+  NP_CHECK_EQ(np_read(p[1], buf, sizeof(buf)), NP_ETIMEOUT);
+  NP_CHECK_EQ(np_write(p[1], "w", 1, NULL), NP_ETIMEOUT);
+  NP_CHECK_EQ(np_set_deadline(p[1], 0), 0);
+  NP_CHECK_EQ(np_set_write_deadline(p[0], np_deadline_after(1000 * MS)), 0); /* far: no effect */
+  NP_CHECK_EQ(np_write(p[0], "d", 1, NULL), 0);
+  expect_read(p[1], "d");
+  expect_read(p[0], "w");
+  np_free(p[0]);
+  np_free(p[1]);
+}
+
+/* A write cut by its deadline reports what it wrote, and exactly that
+ * arrives: nothing lost, nothing twice. */
+NP_TEST(write_deadline_counts) {
+  np_fd *p[2];
+  static char big[4 << 20];
+  memset(big, 'b', sizeof(big));
+  NP_CHECK_EQ(np_socketpair(np_current(), p), 0);
+  NP_CHECK_EQ(np_set_write_deadline(p[0], np_deadline_after(20 * MS)), 0);
+  size_t written = 0;
+  NP_CHECK_EQ(np_write(p[0], big, sizeof(big), &written), NP_ETIMEOUT);
+  NP_CHECK(written > 0 && written < sizeof(big));
+  static char in[4 << 20];
+  read_full(p[1], in, written);
+  NP_CHECK(memcmp(in, big, written) == 0);
+  NP_CHECK_EQ(np_set_read_deadline(p[1], np_deadline_after(10 * MS)), 0);
+  NP_CHECK_EQ(np_read(p[1], in, sizeof(in)), NP_ETIMEOUT); /* nothing more came */
+  np_free(p[0]);
+  np_free(p[1]);
+}
+
+/* ---- close -------------------------------------------------------------------------- */
+
+/* Tasks may run on other scheduler threads natively: the flags they set
+ * are atomic. */
+typedef struct blocked {
+  np_fd *f;
+  int result;
+  size_t written;
+  atomic_bool done;
+} blocked;
+
+static void read_blocked(void *arg) {
+  blocked *b = arg;
+  char buf[8];
+  b->result = (int)np_read(b->f, buf, sizeof(buf));
+  b->done = true;
+}
+
+static void write_blocked(void *arg) {
+  blocked *b = arg;
+  static char big[4 << 20];
+  b->result = np_write(b->f, big, sizeof(big), &b->written);
+  b->done = true;
+}
+
+NP_TEST(close_wakes_waiters) {
+  np_fd *p[2];
+  NP_CHECK_EQ(np_socketpair(np_current(), p), 0);
+  blocked r = {.f = p[0]}, w = {.f = p[0]};
+  NP_CHECK_EQ(np_go(np_current(), read_blocked, &r), 0);
+  NP_CHECK_EQ(np_go(np_current(), write_blocked, &w), 0);
+  NP_CHECK_EQ(np_sleep(5 * MS), 0);
+  NP_CHECK(!r.done && !w.done);   /* both parked: nothing to read, no room */
+  NP_CHECK_EQ(np_close(p[0]), 0); /* wakes both */
+  while (!r.done || !w.done) np_sleep(1 * MS);
+  NP_CHECK_EQ(r.result, NP_ECLOSING);
+  NP_CHECK_EQ(w.result, NP_ECLOSING);
+  NP_CHECK(w.written > 0);
+  char buf[8];
+  NP_CHECK_EQ(np_read(p[0], buf, sizeof(buf)), NP_ECLOSING);
+  NP_CHECK_EQ(np_close(p[0]), NP_ECLOSING);
+  NP_CHECK_EQ(np_sysfd(p[0]), -1);
+  /* Exactly what the writer reported arrived, then end of file. */
+  size_t got = 0;
+  ssize_t n;
+  static char in[1 << 16];
+  while ((n = np_read(p[1], in, sizeof(in))) > 0) got += (size_t)n;
+  NP_CHECK_EQ(n, 0);
+  NP_CHECK_EQ(got, w.written);
+  np_free(p[0]);
+  np_free(p[1]);
+}
+
+NP_TEST(close_write_half) {
+  conn c;
+  char buf[8];
+  conn_open(&c, "tcp", "127.0.0.1:0");
+  NP_CHECK_EQ(np_write(c.client, "req", 3, NULL), 0);
+  NP_CHECK_EQ(np_close_write(c.client), 0);
+  expect_read(c.server, "req");
+  NP_CHECK_EQ(np_read(c.server, buf, sizeof(buf)), 0); /* the client's end of file */
+  NP_CHECK_EQ(np_write(c.server, "resp", 4, NULL), 0); /* the other way still works */
+  NP_CHECK_EQ(np_close_write(c.server), 0);
+  expect_read(c.client, "resp");
+  NP_CHECK_EQ(np_read(c.client, buf, sizeof(buf)), 0);
+  NP_CHECK_EQ(np_write(c.client, "x", 1, NULL), -EPIPE); /* after its own shutdown */
+  NP_CHECK_EQ(np_close_write(c.l), 0); /* Linux: a listener's write side shuts, nothing happens */
+  conn_free(&c);
+  np_fd *p[2];
+  NP_CHECK_EQ(np_pipe(np_current(), p), 0);
+  NP_CHECK_EQ(np_close_write(p[1]), -ENOTSOCK);
+  np_free(p[0]);
+  np_free(p[1]);
+}
+
+/* Closing a TCP socket with unread data resets the connection (RFC 2525,
+ * Linux): the peer's next read gets ECONNRESET, not end of file. */
+NP_TEST(close_unread_resets) {
+  conn c;
+  char buf[8];
+  conn_open(&c, "tcp", "127.0.0.1:0");
+  NP_CHECK_EQ(np_write(c.client, "unread", 6, NULL), 0);
+  NP_CHECK_EQ(np_wait_read(c.server), 0);
+  NP_CHECK_EQ(np_close(c.server), 0);
+  NP_CHECK_EQ(np_read(c.client, buf, sizeof(buf)), -ECONNRESET);
+  conn_free(&c);
+}
+
+/* AF_UNIX: a socket closed with data it never read resets its peer
+ * (unix_release_sock); a write to a socket whose peer is gone is EPIPE. */
+NP_TEST(unix_peer_closed) {
+  np_fd *p[2];
+  char buf[8];
+  NP_CHECK_EQ(np_socketpair(np_current(), p), 0);
+  NP_CHECK_EQ(np_write(p[1], "x", 1, NULL), 0);
+  NP_CHECK_EQ(np_write(p[0], "y", 1, NULL), 0);
+  NP_CHECK_EQ(np_wait_read(p[0]), 0);
+  NP_CHECK_EQ(np_close(p[0]), 0);                  /* "x" unread */
+  NP_CHECK_EQ(np_read(p[1], buf, sizeof(buf)), 1); /* what was sent before still comes */
+  NP_CHECK_EQ(np_read(p[1], buf, sizeof(buf)), -ECONNRESET);
+  NP_CHECK_EQ(np_read(p[1], buf, sizeof(buf)), 0); /* the error is reported once */
+  size_t written = 9;
+  NP_CHECK_EQ(np_write(p[1], "z", 1, &written), -EPIPE);
+  NP_CHECK_EQ(written, 0);
+  np_free(p[0]);
+  np_free(p[1]);
+}
+
+NP_TEST(pipe_reader_gone) {
+  signal(SIGPIPE, SIG_IGN); /* a pipe's write(2) would raise it (np_write's documentation) */
+  np_fd *p[2];
+  NP_CHECK_EQ(np_pipe(np_current(), p), 0);
+  np_free(p[0]);
+  NP_CHECK_EQ(np_write(p[1], "z", 1, NULL), -EPIPE);
+  np_free(p[1]);
+}
+
+static void accept_blocked(void *arg) {
+  blocked *b = arg;
+  np_fd *c = NULL;
+  b->result = np_accept(b->f, &c, NULL, NULL);
+  b->done = true;
+}
+
+NP_TEST(close_wakes_accept) {
+  np_fd *l;
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", "127.0.0.1:0", &l), 0);
+  blocked a = {.f = l};
+  NP_CHECK_EQ(np_go(np_current(), accept_blocked, &a), 0);
+  NP_CHECK_EQ(np_sleep(2 * MS), 0);
+  NP_CHECK(!a.done);
+  NP_CHECK_EQ(np_close(l), 0);
+  while (!a.done) np_sleep(1 * MS);
+  NP_CHECK_EQ(a.result, NP_ECLOSING);
+  np_free(l);
+}
+
+NP_TEST(zero_length) {
+  np_fd *p[2];
+  char buf[1];
+  NP_CHECK_EQ(np_socketpair(np_current(), p), 0);
+  NP_CHECK_EQ(np_read(p[0], buf, 0), 0); /* nothing queued, nothing asked: no wait */
+  NP_CHECK_EQ(np_write(p[0], buf, 0, NULL), 0);
+  NP_CHECK_EQ(np_read(p[0], NULL, 0), 0);
+  NP_CHECK_EQ(np_read(p[0], NULL, 1), -EINVAL);
+  NP_CHECK_EQ(np_close(p[0]), 0);
+  NP_CHECK_EQ(np_read(p[0], buf, 0), NP_ECLOSING); /* the handle is checked first */
+  NP_CHECK_EQ(np_write(p[0], buf, 0, NULL), NP_ECLOSING);
+  np_free(p[0]);
+  np_free(p[1]);
+}
+
+NP_TEST(reset_then_close_write) {
+  conn c;
+  char buf[8];
+  conn_open(&c, "tcp", "127.0.0.1:0");
+  NP_CHECK_EQ(np_write(c.client, "unread", 6, NULL), 0);
+  NP_CHECK_EQ(np_wait_read(c.server), 0);
+  NP_CHECK_EQ(np_close(c.server), 0); /* a reset */
+  NP_CHECK_EQ(np_read(c.client, buf, sizeof(buf)), -ECONNRESET);
+  NP_CHECK_EQ(np_read(c.client, buf, sizeof(buf)), 0);
+  NP_CHECK_EQ(np_close_write(c.client), -ENOTCONN); /* the connection is gone (TCP_CLOSE) */
+  conn_free(&c);
+}
+
+/* ---- addresses ---------------------------------------------------------------------- */
+
+static void check_pair_addrs(conn *c, const char *want_local_prefix) {
+  char a[NP_ADDRSTRLEN], b[NP_ADDRSTRLEN];
+  NP_CHECK(strncmp(c->laddr, want_local_prefix, strlen(want_local_prefix)) == 0);
+  NP_CHECK_EQ(np_remote_addr(c->client, a, sizeof(a)), 0);
+  NP_CHECK(strcmp(a, c->laddr) == 0); /* the client reached the listener's address */
+  NP_CHECK_EQ(np_local_addr(c->server, a, sizeof(a)), 0);
+  NP_CHECK(strcmp(a, c->laddr) == 0);
+  NP_CHECK_EQ(np_local_addr(c->client, a, sizeof(a)), 0);
+  NP_CHECK_EQ(np_remote_addr(c->server, b, sizeof(b)), 0);
+  NP_CHECK(strcmp(a, b) == 0); /* each side sees the other's address */
+  NP_CHECK_EQ(np_remote_addr(c->l, a, sizeof(a)), -ENOTCONN);
+  NP_CHECK_EQ(np_local_addr(c->l, a, 3), -ENOSPC);
+  NP_CHECK(a[0] == 0);
+}
+
+NP_TEST(addresses_tcp4) {
+  conn c;
+  conn_open(&c, "tcp", "127.0.0.1:0");
+  check_pair_addrs(&c, "127.0.0.1:");
+  NP_CHECK_EQ(np_write(c.client, "4", 1, NULL), 0);
+  expect_read(c.server, "4");
+  conn_free(&c);
+}
+
+NP_TEST(addresses_tcp6) {
+  conn c;
+  conn_open(&c, "tcp6", "[::1]:0");
+  check_pair_addrs(&c, "[::1]:");
+  NP_CHECK_EQ(np_write(c.client, "6", 1, NULL), 0);
+  expect_read(c.server, "6");
+  conn_free(&c);
+}
+
+/* A unix connection: the accepted side's local address is the listener's,
+ * the dialer is unnamed ("") on both ends. */
+static void unix_pair(const char *path) {
+  conn c;
+  char a[NP_ADDRSTRLEN];
+  conn_open(&c, "unix", path);
+  NP_CHECK(strcmp(c.laddr, path) == 0);
+  NP_CHECK_EQ(np_remote_addr(c.client, a, sizeof(a)), 0);
+  NP_CHECK(strcmp(a, path) == 0);
+  NP_CHECK_EQ(np_local_addr(c.server, a, sizeof(a)), 0);
+  NP_CHECK(strcmp(a, path) == 0);
+  NP_CHECK_EQ(np_local_addr(c.client, a, sizeof(a)), 0);
+  NP_CHECK(strcmp(a, "") == 0);
+  NP_CHECK_EQ(np_remote_addr(c.server, a, sizeof(a)), 0);
+  NP_CHECK(strcmp(a, "") == 0);
+  NP_CHECK_EQ(np_write(c.server, "u", 1, NULL), 0);
+  expect_read(c.client, "u");
+  conn_free(&c);
+}
+
+NP_TEST(addresses_unix_abstract) {
+  char path[64];
+  snprintf(path, sizeof(path), "@netpoll-api-%016llx", (unsigned long long)np_rand());
+  unix_pair(path);
+  np_fd *l;
+  NP_CHECK_EQ(np_listen(np_current(), "unix", path, &l), 0); /* the name is free again */
+  np_fd *l2;
+  NP_CHECK_EQ(np_listen(np_current(), "unix", path, &l2), -EADDRINUSE);
+  np_free(l);
+}
+
+NP_TEST(addresses_socketpair) {
+  np_fd *p[2];
+  char a[NP_ADDRSTRLEN];
+  NP_CHECK_EQ(np_socketpair(np_current(), p), 0);
+  NP_CHECK_EQ(np_local_addr(p[0], a, sizeof(a)), 0);
+  NP_CHECK(strcmp(a, "") == 0);
+  NP_CHECK_EQ(np_remote_addr(p[1], a, sizeof(a)), 0);
+  NP_CHECK(strcmp(a, "") == 0);
+  np_free(p[0]);
+  np_free(p[1]);
+}
+
+NP_TEST(accept_fills_sockaddr) {
+  np_fd *l, *client, *server;
+  char addr[NP_ADDRSTRLEN], local[NP_ADDRSTRLEN];
+  NP_CHECK_EQ(np_listen(np_current(), "tcp4", "127.0.0.1:0", &l), 0);
+  NP_CHECK_EQ(np_local_addr(l, addr, sizeof(addr)), 0);
+  NP_CHECK_EQ(np_dial(np_current(), "tcp4", addr, 0, &client), 0);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  NP_CHECK_EQ(np_accept(l, &server, (struct sockaddr *)&ss, &len), 0);
+  NP_CHECK_EQ(ss.ss_family, AF_INET);
+  NP_CHECK_EQ(len, sizeof(struct sockaddr_in));
+  NP_CHECK_EQ(np_local_addr(client, local, sizeof(local)), 0);
+  char want[NP_ADDRSTRLEN];
+  snprintf(want, sizeof(want), "127.0.0.1:%u", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  NP_CHECK(strcmp(local, want) == 0);
+  np_free(client);
+  np_free(server);
+  np_free(l);
+}
+
+/* ---- dial and listen errors --------------------------------------------------------- */
+
+NP_TEST(dial_refused) {
+  np_fd *l, *c = NULL;
+  char addr[NP_ADDRSTRLEN];
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", "127.0.0.1:0", &l), 0);
+  NP_CHECK_EQ(np_local_addr(l, addr, sizeof(addr)), 0);
+  np_free(l); /* nothing listens there now */
+  NP_CHECK_EQ(np_dial(np_current(), "tcp", addr, np_deadline_after(5000 * MS), &c), -ECONNREFUSED);
+  NP_CHECK(c == NULL);
+  NP_CHECK_EQ(np_dial(np_current(), "unix", "@netpoll-api-nobody-listens", 0, &c), -ECONNREFUSED);
+}
+
+NP_TEST(bad_addresses) {
+  np_fd *f = NULL;
+  np_poller *p = np_current();
+  NP_CHECK_EQ(np_dial(p, "udp", "127.0.0.1:80", 0, &f), -EINVAL);
+  NP_CHECK_EQ(np_dial(p, "tcp", "127.0.0.1", 0, &f), -EINVAL);
+  NP_CHECK_EQ(np_dial(p, "tcp", "127.0.0.1:65536", 0, &f), -EINVAL);
+  NP_CHECK_EQ(np_dial(p, "tcp", "example.com:80", 0, &f), -EINVAL);
+  NP_CHECK_EQ(np_dial(p, "tcp4", "[::1]:80", 0, &f), -EINVAL);
+  NP_CHECK_EQ(np_listen(p, "tcp", "300.0.0.1:0", &f), -EINVAL);
+  char longpath[200];
+  memset(longpath, 'p', sizeof(longpath) - 1);
+  longpath[sizeof(longpath) - 1] = 0;
+  NP_CHECK_EQ(np_listen(p, "unix", longpath, &f), -EINVAL);
+  NP_CHECK_EQ(np_listen(p, "unix", "", &f), -EINVAL);
+  NP_CHECK(f == NULL);
+}
+
+NP_TEST(listen_port_in_use) {
+  np_fd *l, *l2 = NULL;
+  char addr[NP_ADDRSTRLEN];
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", "127.0.0.1:0", &l), 0);
+  NP_CHECK_EQ(np_local_addr(l, addr, sizeof(addr)), 0);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", addr, &l2), -EADDRINUSE);
+  NP_CHECK(l2 == NULL);
+  np_free(l);
+}
+
+/* ---- tasks -------------------------------------------------------------------------- */
+
+typedef struct order {
+  atomic_int seq[3];
+  atomic_int n;
+} order;
+
+typedef struct sleeper {
+  order *o;
+  int id;
+  int64_t ns;
+} sleeper;
+
+static void sleep_then_note(void *arg) {
+  sleeper *s = arg;
+  int64_t start = np_now();
+  NP_CHECK_EQ(np_sleep(s->ns), 0);
+  NP_CHECK(np_now() - start >= s->ns);
+  s->o->seq[atomic_fetch_add(&s->o->n, 1)] = s->id;
+}
+
+NP_TEST(sleep_order) {
+  order o = {{0, 0, 0}, 0};
+  sleeper s[3] = {{&o, 3, 30 * MS}, {&o, 1, 10 * MS}, {&o, 2, 20 * MS}};
+  for (int i = 0; i < 3; i++) NP_CHECK_EQ(np_go(np_current(), sleep_then_note, &s[i]), 0);
+  NP_CHECK_EQ(np_sleep(0), 0);  /* yields */
+  NP_CHECK_EQ(np_sleep(-5), 0); /* as 0 */
+  while (o.n < 3) NP_CHECK_EQ(np_sleep(5 * MS), 0);
+  NP_CHECK(o.seq[0] == 1 && o.seq[1] == 2 && o.seq[2] == 3);
+}
+
+static atomic_int g_blocking_value; /* set on a helper thread natively */
+
+static void blocking_fn(void *arg) { g_blocking_value = *(int *)arg * 2; }
+
+NP_TEST(tasks_and_blocking) {
+  NP_CHECK(np_in_task());
+  NP_CHECK(np_current() != NULL);
+  NP_CHECK_EQ(np_wait_tasks(np_current(), 0), -EDEADLK);
+  np_task_name("api-test");
+  int in = 21;
+  NP_CHECK_EQ(np_blocking(blocking_fn, &in), 0);
+  NP_CHECK_EQ(g_blocking_value, 42);
+  NP_CHECK_EQ(np_go(NULL, blocking_fn, &in), -EINVAL);
+  NP_CHECK_EQ(np_go(np_current(), NULL, &in), -EINVAL);
+}
+
+NP_TEST(stats_count_handles) {
+  np_stats before, during, after;
+  np_poller_stats(np_current(), &before);
+  NP_CHECK(before.procs >= 1 && before.tasks >= 1);
+  np_fd *p[2];
+  NP_CHECK_EQ(np_socketpair(np_current(), p), 0);
+  np_poller_stats(np_current(), &during);
+  NP_CHECK_EQ(during.fds_open, before.fds_open + 2);
+  np_free(p[0]);
+  np_free(p[1]);
+  np_poller_stats(np_current(), &after);
+  NP_CHECK_EQ(after.fds_open, before.fds_open);
+}
+
+NP_TEST(errors_described) {
+  NP_CHECK(strstr(np_strerror(NP_ETIMEOUT), "deadline") != NULL);
+  NP_CHECK(strstr(np_strerror(NP_ECLOSING), "closed") != NULL);
+  NP_CHECK(strcmp(np_strerror(-ECONNREFUSED), strerror(ECONNREFUSED)) == 0);
+  NP_CHECK(np_strerror(12345) != NULL);
+}
+
+NP_TEST_MAIN()
