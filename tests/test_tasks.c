@@ -501,6 +501,79 @@ static void test_np_run(void **state) {
   assert_int_equal(atomic_load(&g_count), 1);
 }
 
+/* More blocking jobs at once than helper threads (64): the rest queue and
+ * every one runs, on at most 64 threads at a time, each with its own
+ * argument. */
+#define QUEUED_JOBS 100
+
+typedef struct qjob {
+  int in, out;
+} qjob;
+
+static atomic_int g_jobs_running, g_jobs_peak, g_jobs_done;
+
+static void counted_job(void *arg) {
+  qjob *j = arg;
+  int now = atomic_fetch_add(&g_jobs_running, 1) + 1;
+  for (int peak = atomic_load(&g_jobs_peak);
+       now > peak && !atomic_compare_exchange_weak(&g_jobs_peak, &peak, now);) {
+  }
+  usleep(20 * 1000);
+  j->out = j->in * 3;
+  atomic_fetch_sub(&g_jobs_running, 1);
+}
+
+static void queued_job_task(void *arg) {
+  assert_int_equal(np_blocking(counted_job, arg), 0);
+  atomic_fetch_add(&g_jobs_done, 1);
+}
+
+static void test_blocking_jobs_queue(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(2);
+  static qjob jobs[QUEUED_JOBS];
+  atomic_store(&g_jobs_running, 0);
+  atomic_store(&g_jobs_peak, 0);
+  atomic_store(&g_jobs_done, 0);
+  for (int i = 0; i < QUEUED_JOBS; i++) {
+    jobs[i] = (qjob){.in = i, .out = -1};
+    assert_int_equal(np_go(p, queued_job_task, &jobs[i]), 0);
+  }
+  assert_int_equal(np_wait_tasks(p, np_deadline_after(10000 * MS)), 0); /* a lost job: NP_ETIMEOUT */
+  assert_int_equal(atomic_load(&g_jobs_done), QUEUED_JOBS);
+  for (int i = 0; i < QUEUED_JOBS; i++) assert_int_equal(jobs[i].out, i * 3);
+  assert_true(atomic_load(&g_jobs_peak) <= 64);
+  assert_true(atomic_load(&g_jobs_peak) >= 2); /* jobs did run side by side */
+  np_poller_destroy(p);
+}
+
+/* np_wait_tasks with a deadline: NP_ETIMEOUT while a task still runs, not
+ * before the deadline; the tasks are untouched and a later wait sees them
+ * finish. */
+static void sleeps_200ms(void *arg) {
+  (void)arg;
+  assert_int_equal(np_sleep(200 * MS), 0);
+}
+
+static void test_wait_tasks_deadline(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(1);
+  assert_int_equal(np_go(p, sleeps_200ms, NULL), 0);
+  int64_t start = np_now();
+  assert_int_equal(np_wait_tasks(p, start + 20 * MS), NP_ETIMEOUT);
+  int64_t waited = np_now() - start;
+  assert_true(waited >= 20 * MS);
+  np_stats st;
+  np_poller_stats(p, &st);
+  assert_int_equal(st.tasks, 1);
+  assert_int_equal(np_wait_tasks(p, np_now() - 1), NP_ETIMEOUT); /* already passed */
+  assert_int_equal(np_wait_tasks(p, 0), 0);
+  assert_true(np_now() - start >= 200 * MS);
+  np_poller_stats(p, &st);
+  assert_int_equal(st.tasks, 0);
+  np_poller_destroy(p);
+}
+
 /* ---- stack overflow ----------------------------------------------------------------- */
 
 static volatile int g_depth_limit = 1 << 30; /* never reached: the guard page is */
@@ -545,6 +618,8 @@ int main(void) {
       cmocka_unit_test(test_sleep_order),
       cmocka_unit_test(test_yield_interleaves),
       cmocka_unit_test(test_blocking_offload),
+      cmocka_unit_test(test_blocking_jobs_queue),
+      cmocka_unit_test(test_wait_tasks_deadline),
       cmocka_unit_test(test_spinner_does_not_starve_inbox),
       cmocka_unit_test(test_shutdown_wakes_parked),
       cmocka_unit_test(test_bad_arguments),
