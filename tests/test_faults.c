@@ -192,10 +192,14 @@ static int fault_check(int which, int fd, int op) {
   return atomic_load(&r->err);
 }
 
-#define FAIL_WITH(e) \
-  do {               \
-    errno = (e);     \
-    return -1;       \
+/* A rule's err FAULT_ZERO makes the call return 0 instead of failing (a
+ * stream write never does: the library must say -EIO, as Go, not loop). */
+#define FAULT_ZERO 0x10000
+#define FAIL_WITH(e)                 \
+  do {                               \
+    if ((e) == FAULT_ZERO) return 0; \
+    errno = (e);                     \
+    return -1;                       \
   } while (0)
 
 static int w_epoll_create1(int flags) {
@@ -784,6 +788,28 @@ static void test_write_eintr_retried(void **state) {
     pair_close(&pr);
   }
   free(buf);
+}
+
+/* A write that returns 0 on a stream (Linux never does, but the library
+ * must not loop on it): -EIO, and *written says what went before. */
+static void test_write_returning_zero_is_eio(void **state) {
+  (void)state;
+  for (int v = 0; v < 2; v++) {
+    int which = v == 0 ? SC_WRITE : SC_WRITEV;
+    pair pr = pair_open();
+    fault_arm(which, (fault_spec){.nth = 1, .err = FAULT_ZERO, .sel = SEL_FD, .fd = pr.fds[0]});
+    size_t written = 99;
+    char msg[] = "zero";
+    struct iovec iov = {msg, 4};
+    int ret = v == 0 ? np_write(pr.f[0], msg, 4, &written) : np_writev(pr.f[0], &iov, 1, &written);
+    assert_int_equal(ret, -EIO);
+    assert_int_equal(written, 0);
+    assert_int_equal(fault_fired(which), 1);
+    fault_clear_all();
+    assert_int_equal(np_write(pr.f[0], msg, 4, &written), 0); /* the next write goes through */
+    assert_int_equal(written, 4);
+    pair_close(&pr);
+  }
 }
 
 /* A spurious EAGAIN parks the writer; room made by the peer reading (an
@@ -1747,6 +1773,7 @@ int main(void) {
       T(test_read_eagain_parks_until_ready),
       T(test_read_error_returned),
       T(test_write_eintr_retried),
+      T(test_write_returning_zero_is_eio),
       T(test_write_eagain_parks_until_writable),
       T(test_write_error_reports_written),
       T(test_accept_eintr_econnaborted_retried),
