@@ -117,6 +117,11 @@ int kern_net_socket(int family);
 /* bind + listen: 0, -EADDRINUSE, -EINVAL (bad address or not a new socket).
  * Port 0 picks one. */
 int kern_net_listen(int fd, const struct sockaddr *sa, socklen_t len);
+/* unlink(2) of a unix socket's file that a simulated bind made: 0 (the
+ * path is free again; a listener still on it cannot be reached by name),
+ * -ENOENT when the simulation has no such file (libnetpoll-sim then
+ * unlinks the real one). */
+int kern_net_unlink(const char *path);
 /* The socket's own or its peer's address (-ENOTCONN: none), -ENOTSOCK. */
 int kern_net_addr(int fd, bool peer, struct sockaddr_storage *ss, socklen_t *len);
 /* The network's own task: delivers data and SYNs when due; returns when

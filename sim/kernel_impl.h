@@ -79,6 +79,7 @@ typedef struct kfile {
   int sk_err;         /* pending socket error */
   bool accepted;      /* client end of a connection that was accepted (stays true) */
   bool reset;         /* the connection was reset: a TCP socket is in TCP_CLOSE (stays true) */
+  bool unlinked;      /* K_LISTEN on a path: its socket file was unlinked (unreachable by name) */
   epitem *item;       /* registration in an epoll instance, or NULL (one at most) */
   /* K_LISTEN: connections not yet accepted, FIFO; each is the server end of
    * a connected pair whose client end is already an fd of the peer. On the
@@ -117,7 +118,8 @@ typedef struct kern_state {
   kern_net net;
   char paths[KERN_PATHS_MAX][108]; /* unix socket paths, interned */
   int path_count;
-  uint16_t next_port; /* ephemeral ports, from 32768 */
+  bool path_bound[KERN_PATHS_MAX]; /* a path's socket file exists: bind made it, unlink removes it */
+  uint16_t next_port;              /* ephemeral ports, from 32768 */
   sim_task *net_waiter;
   bool pipe_sigpipe;         /* kern_set_pipe_sigpipe */
   kfile files[KERN_FDS_MAX]; /* last: kern_reset zeroes only files[0, fd_end) */

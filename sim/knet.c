@@ -103,10 +103,29 @@ socklen_t kern__net_sockaddr(const kaddr *a, struct sockaddr_storage *ss) {
 static bool inet(uint16_t family) { return family == AF_INET || family == AF_INET6; }
 
 /* One host: an IP address reaches every listener on the port. */
+/* A unix path in the filesystem (not the abstract namespace, '@'): bind
+ * makes a file that stays after close until unlink, as on Linux. */
+static bool is_file(const kaddr *a) {
+  return a->family == AF_UNIX && a->path != 0 && K.paths[a->path - 1][0] != '@';
+}
+
+int kern_net_unlink(const char *path) {
+  for (int i = 0; i < K.path_count; i++) {
+    if (strcmp(K.paths[i], path) != 0 || path[0] == '@' || !K.path_bound[i]) continue;
+    K.path_bound[i] = false;
+    for (int fd = 0; fd < K.fd_end; fd++)
+      if (K.files[fd].kind == K_LISTEN && K.files[fd].local.family == AF_UNIX &&
+          K.files[fd].local.path == (uint32_t)i + 1)
+        K.files[fd].unlinked = true;
+    return 0;
+  }
+  return -ENOENT;
+}
+
 static int find_listener(const kaddr *a) {
   for (int fd = 0; fd < K.fd_end; fd++) {
     const kfile *f = &K.files[fd];
-    if (f->kind != K_LISTEN || f->local.family == 0) continue;
+    if (f->kind != K_LISTEN || f->local.family == 0 || f->unlinked) continue;
     if (inet(a->family) && inet(f->local.family) && f->local.port == a->port) return fd;
     if (a->family == AF_UNIX && f->local.family == AF_UNIX && f->local.path == a->path) return fd;
   }
@@ -141,8 +160,9 @@ int kern_net_listen(int fd, const struct sockaddr *sa, socklen_t len) {
   int err = to_kaddr(sa, len, &a);
   if (err != 0) return err;
   if (inet(a.family) != inet(f->local.family)) return -EINVAL;
-  if (find_listener(&a) >= 0) return -EADDRINUSE;
+  if (find_listener(&a) >= 0 || (is_file(&a) && K.path_bound[a.path - 1])) return -EADDRINUSE;
   if (inet(a.family) && a.port == 0 && (a.port = ephemeral_port()) == 0) return -EADDRINUSE;
+  if (is_file(&a)) K.path_bound[a.path - 1] = true; /* the socket file outlives the socket */
   f->kind = K_LISTEN;
   f->local = a;
   f->backlog_max = KNET_BACKLOG_MAX;
@@ -173,6 +193,7 @@ int kern__net_connect(kfile *f, int fd, const struct sockaddr *sa, socklen_t len
   int err = to_kaddr(sa, len, &a);
   if (err != 0) return err;
   if (inet(a.family) != inet(f->local.family)) return -EAFNOSUPPORT;
+  if (is_file(&a) && !K.path_bound[a.path - 1]) return -ENOENT; /* no such socket file */
   f->target = a;
   if (inet(a.family)) { /* bound to the loopback address of the family and an ephemeral port */
     f->local.family = a.family;

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernel.h"
 #include "sched.h"
 #include "user_run.h"
 
@@ -74,4 +75,19 @@ int usleep(useconds_t us) {
   refuse("usleep", "np_sleep: virtual time");
   struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000};
   return (int)syscall(SYS_nanosleep, &ts, NULL);
+}
+
+/* A unix socket's file that a simulated bind made exists only in the
+ * simulation: unlink removes it there (so a program that cleans up its
+ * socket path before listening again behaves as natively). Any other path
+ * is the real file system's, which the simulation does not model. */
+int unlink(const char *path) {
+  if (sim != NULL && kern_net_unlink(path) == 0) return 0;
+  return (int)syscall(SYS_unlink, path);
+}
+
+int remove(const char *path) {
+  if (sim != NULL && kern_net_unlink(path) == 0) return 0;
+  int r = (int)syscall(SYS_unlink, path);
+  return r == 0 || errno != EISDIR ? r : (int)syscall(SYS_rmdir, path);
 }

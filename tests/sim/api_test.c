@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #define MS 1000000LL
 
@@ -403,6 +404,29 @@ NP_TEST(addresses_unix_abstract) {
   np_fd *l2;
   NP_CHECK_EQ(np_listen(np_current(), "unix", path, &l2), -EADDRINUSE);
   np_free(l);
+}
+
+/* A unix path: bind makes a socket file that stays after the listener
+ * closes (connects are refused, a new listen finds it in the way) until
+ * unlink; a path with no file is ENOENT. The simulated build intercepts
+ * unlink for the files its simulated binds made. */
+NP_TEST(addresses_unix_path) {
+  char path[80];
+  snprintf(path, sizeof(path), "/tmp/netpoll-api-%s%016llx.sock", np_test_simulated() ? "sim-" : "",
+           (unsigned long long)np_rand());
+  np_fd *c = NULL, *l = NULL;
+  NP_CHECK_EQ(np_dial(np_current(), "unix", path, 0, &c), -ENOENT);
+  unix_pair(path);
+  NP_CHECK_EQ(np_dial(np_current(), "unix", path, 0, &c), -ECONNREFUSED); /* the file stays */
+  NP_CHECK_EQ(np_listen(np_current(), "unix", path, &l), -EADDRINUSE);
+  NP_CHECK_EQ(unlink(path), 0);
+  NP_CHECK_EQ(np_listen(np_current(), "unix", path, &l), 0);
+  NP_CHECK_EQ(unlink(path), 0); /* a live listener's file: unreachable by name now */
+  NP_CHECK_EQ(np_dial(np_current(), "unix", path, 0, &c), -ENOENT);
+  np_free(l);
+  NP_CHECK(c == NULL);
+  NP_CHECK_EQ(unlink(path), -1);
+  NP_CHECK_EQ(errno, ENOENT);
 }
 
 NP_TEST(addresses_socketpair) {
