@@ -8,6 +8,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
@@ -75,6 +76,22 @@ int usleep(useconds_t us) {
   refuse("usleep", "np_sleep: virtual time");
   struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000};
   return (int)syscall(SYS_nanosleep, &ts, NULL);
+}
+
+/* Entropy from the kernel differs from run to run: a seed would not replay
+ * the program's choices (np_rand is drawn from the seed). */
+ssize_t getrandom(void *buf, size_t len, unsigned int flags) {
+  refuse("getrandom", "np_rand: drawn from the seed");
+  return syscall(SYS_getrandom, buf, len, flags);
+}
+
+int getentropy(void *buf, size_t len) {
+  refuse("getentropy", "np_rand: drawn from the seed");
+  if (len > 256) {
+    errno = EIO;
+    return -1;
+  }
+  return syscall(SYS_getrandom, buf, len, 0) == (long)len ? 0 : -1;
 }
 
 /* A unix socket's file that a simulated bind made exists only in the

@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <netpoll_test.h>
 #include <pthread.h>
+#include <sys/random.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +26,30 @@ NP_TEST(real_thread) {
 }
 
 NP_TEST(real_sleep) { usleep(1000); }
+
+NP_TEST(real_gettimeofday) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+}
+
+NP_TEST(real_time) { (void)time(NULL); }
+
+NP_TEST(real_nanosleep) {
+  struct timespec ts = {0, 1000};
+  nanosleep(&ts, NULL);
+}
+
+NP_TEST(real_sleep_seconds) { sleep(0); }
+
+NP_TEST(real_random) {
+  unsigned char b[8];
+  (void)getrandom(b, sizeof(b), GRND_NONBLOCK);
+}
+
+NP_TEST(real_entropy) {
+  unsigned char b[8];
+  (void)getentropy(b, sizeof(b));
+}
 
 NP_TEST(real_fd) {
   np_fd *f;
