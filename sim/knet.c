@@ -122,22 +122,41 @@ int kern_net_unlink(const char *path) {
   return -ENOENT;
 }
 
+static bool ip_any(const kaddr *a) {
+  for (int i = 0; i < 16; i++)
+    if (a->ip[i] != 0) return false;
+  return true;
+}
+
+/* The listener that a connect to a, or a bind of a, meets. Unix: the path.
+ * Inet: the same family (np_listen makes IPv6 sockets V6ONLY, so 4 and 6
+ * are apart, as on Linux), the port, and the address, where a wildcard
+ * (0.0.0.0, [::]) on either side takes every address of the family. */
 static int find_listener(const kaddr *a) {
   for (int fd = 0; fd < K.fd_end; fd++) {
     const kfile *f = &K.files[fd];
     if (f->kind != K_LISTEN || f->local.family == 0 || f->unlinked) continue;
-    if (inet(a->family) && inet(f->local.family) && f->local.port == a->port) return fd;
+    if (inet(a->family) && f->local.family == a->family && f->local.port == a->port &&
+        (ip_any(&f->local) || ip_any(a) || memcmp(f->local.ip, a->ip, sizeof(a->ip)) == 0))
+      return fd;
     if (a->family == AF_UNIX && f->local.family == AF_UNIX && f->local.path == a->path) return fd;
   }
   return -1;
+}
+
+/* A port no listener of either family has. */
+static bool port_free(uint16_t port) {
+  for (int fd = 0; fd < K.fd_end; fd++)
+    if (K.files[fd].kind == K_LISTEN && inet(K.files[fd].local.family) && K.files[fd].local.port == port)
+      return false;
+  return true;
 }
 
 static uint16_t ephemeral_port(void) {
   for (int tries = 0; tries < 65536 - PORT_FIRST; tries++) {
     if (K.next_port < PORT_FIRST) K.next_port = PORT_FIRST;
     uint16_t port = K.next_port++;
-    kaddr probe = {.family = AF_INET, .port = port};
-    if (find_listener(&probe) < 0) return port;
+    if (port_free(port)) return port;
   }
   return 0;
 }

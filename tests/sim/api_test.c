@@ -3,9 +3,10 @@
  * same source run natively (libnetpoll, the real kernel) and simulated
  * (libnetpoll-sim, the simulated kernel and network). Each check is exact:
  * a difference between the two builds is a bug in one of them (the
- * simulated kernel is the usual suspect: this file's first run found that
- * its shutdown of a listener said ENOTSOCK, and of a reset TCP connection
- * 0, where Linux says 0 and ENOTCONN). ctest runs it natively and under
+ * simulated kernel is the usual suspect: this file found its shutdown of
+ * a listener (ENOTSOCK, Linux 0) and of a reset TCP connection (0, Linux
+ * ENOTCONN), unix paths freed at close (Linux keeps the socket file) and
+ * IPv4 and IPv6 sharing ports). ctest runs it natively and under
  * the simulator without faults (the results here are Linux's, not a faulty
  * network's), every seed's schedule and delivery latencies.
  */
@@ -373,6 +374,37 @@ NP_TEST(addresses_tcp6) {
   NP_CHECK_EQ(np_write(c.client, "6", 1, NULL), 0);
   expect_read(c.server, "6");
   conn_free(&c);
+}
+
+/* IPv4 and IPv6 are apart (np_listen sets IPV6_V6ONLY): the same port may
+ * be listened on in each, a dial reaches its own family's listener only,
+ * and a wildcard listener is in the way of a specific address's. */
+NP_TEST(families_apart) {
+  np_fd *l4, *l6, *c, *s, *l = NULL;
+  char addr4[NP_ADDRSTRLEN], addr6[NP_ADDRSTRLEN], a[NP_ADDRSTRLEN], any[NP_ADDRSTRLEN];
+  NP_CHECK_EQ(np_listen(np_current(), "tcp4", "127.0.0.1:0", &l4), 0);
+  NP_CHECK_EQ(np_local_addr(l4, addr4, sizeof(addr4)), 0);
+  const char *port = strrchr(addr4, ':') + 1;
+  snprintf(addr6, sizeof(addr6), "[::1]:%s", port);
+  NP_CHECK_EQ(np_dial(np_current(), "tcp6", addr6, 0, &c), -ECONNREFUSED);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp6", addr6, &l6), 0);
+  NP_CHECK_EQ(np_dial(np_current(), "tcp6", addr6, 0, &c), 0);
+  NP_CHECK_EQ(np_accept(l6, &s, NULL, NULL), 0);
+  NP_CHECK_EQ(np_local_addr(s, a, sizeof(a)), 0);
+  NP_CHECK(strcmp(a, addr6) == 0);
+  np_free(c);
+  np_free(s);
+  NP_CHECK_EQ(np_dial(np_current(), "tcp4", addr4, 0, &c), 0);
+  NP_CHECK_EQ(np_accept(l4, &s, NULL, NULL), 0);
+  NP_CHECK_EQ(np_local_addr(s, a, sizeof(a)), 0);
+  NP_CHECK(strcmp(a, addr4) == 0);
+  np_free(c);
+  np_free(s);
+  snprintf(any, sizeof(any), ":%s", port);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp4", any, &l), -EADDRINUSE);
+  NP_CHECK(l == NULL);
+  np_free(l4);
+  np_free(l6);
 }
 
 /* A unix connection: the accepted side's local address is the listener's,
