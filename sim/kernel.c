@@ -224,6 +224,7 @@ static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
     return 8;
   }
   if (f->kind == K_SOCKNEW) return f->sk_err != 0 ? -f->sk_err : f->connecting ? -EAGAIN : -ENOTCONN;
+  if (f->kind == K_LISTEN) return f->local.family == AF_UNIX ? -EINVAL : -ENOTCONN; /* Linux's answers */
   if (f->kind != K_PIPE_R && f->kind != K_SOCK) return -EBADF;
   kbuf *b = f->rx;
   /* The exact stream offset of this read, for the reader's data check
@@ -266,6 +267,7 @@ static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faul
     return 8;
   }
   if (f->kind == K_SOCKNEW) return f->sk_err != 0 ? -f->sk_err : f->connecting ? -EAGAIN : -EPIPE;
+  if (f->kind == K_LISTEN) return f->local.family == AF_UNIX ? -ENOTCONN : -EPIPE; /* Linux's answers */
   if (f->kind != K_PIPE_W && f->kind != K_SOCK) return -EBADF;
   kbuf *b = f->tx;
   /* pipe_write returns 0 for an empty write before looking for readers;
@@ -803,6 +805,7 @@ static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *add
   io_point("accept4", fd, 'r');
   kfile *l = file_of(fd);
   if (l == NULL) return -EBADF;
+  if (!is_socket(l)) return -ENOTSOCK;
   if (l->kind != K_LISTEN) return -EINVAL;
   ssize_t err = io_faults(fd);
   if (err != 0) return (int)err;

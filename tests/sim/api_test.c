@@ -533,6 +533,67 @@ NP_TEST(listen_port_in_use) {
   np_free(l);
 }
 
+/* Calls on the wrong kind of descriptor answer as Linux does. */
+NP_TEST(wrong_kinds) {
+  np_fd *l, *p[2], *q[2], *c = NULL;
+  char buf[8];
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", "127.0.0.1:0", &l), 0);
+  NP_CHECK_EQ(np_read(l, buf, sizeof(buf)), -ENOTCONN);
+  NP_CHECK_EQ(np_write(l, "x", 1, NULL), -EPIPE);
+  np_free(l);
+  char name[64];
+  snprintf(name, sizeof(name), "@netpoll-api-kinds-%016llx", (unsigned long long)np_rand());
+  NP_CHECK_EQ(np_listen(np_current(), "unix", name, &l), 0);
+  NP_CHECK_EQ(np_read(l, buf, sizeof(buf)), -EINVAL);
+  NP_CHECK_EQ(np_write(l, "x", 1, NULL), -ENOTCONN);
+  NP_CHECK_EQ(np_socketpair(np_current(), p), 0);
+  NP_CHECK_EQ(np_accept(p[0], &c, NULL, NULL), -EINVAL); /* not listening */
+  NP_CHECK_EQ(np_pipe(np_current(), q), 0);
+  NP_CHECK_EQ(np_accept(q[0], &c, NULL, NULL), -ENOTSOCK);
+  NP_CHECK(c == NULL);
+  NP_CHECK_EQ(np_read(q[1], buf, sizeof(buf)), -EBADF); /* the write end */
+  NP_CHECK_EQ(np_close(p[0]), 0);
+  NP_CHECK_EQ(np_local_addr(p[0], buf, sizeof(buf)), NP_ECLOSING);
+  NP_CHECK_EQ(np_close_write(p[0]), NP_ECLOSING);
+  np_free(l);
+  np_free(p[0]);
+  np_free(p[1]);
+  np_free(q[0]);
+  np_free(q[1]);
+}
+
+/* "localhost" is the loopback address of the family; ":port" every local
+ * address of it. */
+NP_TEST(localhost_and_wildcard) {
+  np_fd *l, *c;
+  char a[NP_ADDRSTRLEN], dial[NP_ADDRSTRLEN];
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", "localhost:0", &l), 0);
+  NP_CHECK_EQ(np_local_addr(l, a, sizeof(a)), 0);
+  NP_CHECK(strncmp(a, "127.0.0.1:", 10) == 0);
+  snprintf(dial, sizeof(dial), "localhost:%s", strrchr(a, ':') + 1);
+  NP_CHECK_EQ(np_dial(np_current(), "tcp", dial, 0, &c), 0);
+  np_free(c);
+  np_free(l);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp6", "localhost:0", &l), 0);
+  NP_CHECK_EQ(np_local_addr(l, a, sizeof(a)), 0);
+  NP_CHECK(strncmp(a, "[::1]:", 6) == 0);
+  np_free(l);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", ":0", &l), 0);
+  NP_CHECK_EQ(np_local_addr(l, a, sizeof(a)), 0);
+  NP_CHECK(strncmp(a, "0.0.0.0:", 8) == 0);
+  snprintf(dial, sizeof(dial), "127.0.0.1:%s", strrchr(a, ':') + 1);
+  NP_CHECK_EQ(np_dial(np_current(), "tcp", dial, 0, &c), 0);
+  np_free(c);
+  np_free(l);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp6", ":0", &l), 0);
+  NP_CHECK_EQ(np_local_addr(l, a, sizeof(a)), 0);
+  NP_CHECK(strncmp(a, "[::]:", 5) == 0);
+  snprintf(dial, sizeof(dial), "[::1]:%s", strrchr(a, ':') + 1);
+  NP_CHECK_EQ(np_dial(np_current(), "tcp6", dial, 0, &c), 0);
+  np_free(c);
+  np_free(l);
+}
+
 /* ---- tasks -------------------------------------------------------------------------- */
 
 typedef struct order {
