@@ -558,6 +558,44 @@ NP_TEST(bad_addresses) {
   NP_CHECK(f == NULL);
 }
 
+/* NULL where a handle, buffer or name belongs: -EINVAL, never a crash. */
+NP_TEST(null_arguments) {
+  np_poller *p = np_current();
+  np_fd *f = NULL, *pair[2];
+  char buf[8];
+  size_t written = 7;
+  NP_CHECK_EQ(np_read(NULL, buf, sizeof(buf)), -EINVAL);
+  NP_CHECK_EQ(np_readv(NULL, NULL, 0), -EINVAL);
+  NP_CHECK_EQ(np_write(NULL, "x", 1, &written), -EINVAL);
+  NP_CHECK_EQ(written, 0);
+  NP_CHECK_EQ(np_writev(NULL, NULL, 0, NULL), -EINVAL);
+  NP_CHECK_EQ(np_accept(NULL, &f, NULL, NULL), -EINVAL);
+  NP_CHECK_EQ(np_wait_read(NULL), -EINVAL);
+  NP_CHECK_EQ(np_wait_write(NULL), -EINVAL);
+  NP_CHECK_EQ(np_set_deadline(NULL, 0), -EINVAL);
+  NP_CHECK_EQ(np_set_read_deadline(NULL, 0), -EINVAL);
+  NP_CHECK_EQ(np_set_write_deadline(NULL, 0), -EINVAL);
+  NP_CHECK_EQ(np_close(NULL), -EINVAL);
+  np_free(NULL);
+  NP_CHECK_EQ(np_sysfd(NULL), -1);
+  NP_CHECK_EQ(np_close_write(NULL), -EINVAL);
+  NP_CHECK_EQ(np_local_addr(NULL, buf, sizeof(buf)), -EINVAL);
+  NP_CHECK_EQ(np_remote_addr(NULL, buf, sizeof(buf)), -EINVAL);
+  NP_CHECK_EQ(np_listen(p, NULL, "127.0.0.1:0", &f), -EINVAL);
+  NP_CHECK_EQ(np_listen(p, "tcp", NULL, &f), -EINVAL);
+  NP_CHECK_EQ(np_listen(p, "tcp", "127.0.0.1:0", NULL), -EINVAL);
+  NP_CHECK_EQ(np_listen(NULL, "tcp", "127.0.0.1:0", &f), -EINVAL);
+  NP_CHECK_EQ(np_dial(p, "tcp", NULL, 0, &f), -EINVAL);
+  NP_CHECK_EQ(np_dial(p, NULL, "127.0.0.1:1", 0, &f), -EINVAL);
+  NP_CHECK_EQ(np_dial(NULL, "tcp", "127.0.0.1:1", 0, &f), -EINVAL);
+  NP_CHECK_EQ(np_pipe(p, NULL), -EINVAL);
+  NP_CHECK_EQ(np_socketpair(NULL, pair), -EINVAL);
+  NP_CHECK_EQ(np_blocking(NULL, NULL), -EINVAL);
+  NP_CHECK(f == NULL);
+  np_poller_stats(NULL, NULL);
+  np_task_name(NULL);
+}
+
 NP_TEST(listen_port_in_use) {
   np_fd *l, *l2 = NULL;
   char addr[NP_ADDRSTRLEN];
