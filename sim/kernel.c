@@ -214,6 +214,9 @@ int kern_socketpair(int fds[2], uint32_t capacity) {
   return 0;
 }
 
+/* A socket of the simulated network's TCP (the others are unix sockets). */
+static bool is_tcp(const kfile *f) { return f->local.family == AF_INET || f->local.family == AF_INET6; }
+
 static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
   if (f->kind == K_EVENTFD) {
     if (len < 8) return -EINVAL;
@@ -274,6 +277,11 @@ static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faul
    * af_unix checks the shutdown state first (EPIPE), and never consumes a
    * pending socket error on send. */
   if (f->kind == K_PIPE_W && len == 0) return 0;
+  if (f->kind == K_SOCK && f->sk_err != 0 && is_tcp(f)) {
+    int err = f->sk_err; /* TCP's send takes a pending error (sk_stream_error), once */
+    f->sk_err = 0;
+    return -err;
+  }
   if (b->no_reader) return -EPIPE;
   if (f->kind == K_SOCK && b->no_writer) return -EPIPE; /* we shut our write side */
   if (len == 0) return 0;
@@ -378,10 +386,9 @@ ssize_t kern_write(int fd, const void *buf, size_t len) {
 int kern_shutdown_write(int fd) {
   kfile *f = file_of(fd);
   if (f == NULL) return -EBADF;
-  bool tcp = f->local.family == AF_INET || f->local.family == AF_INET6;
   if (f->kind == K_LISTEN) return 0;
-  if (f->kind == K_SOCKNEW) return tcp ? -ENOTCONN : 0;
-  if (f->kind == K_SOCK && f->reset && tcp) return -ENOTCONN;
+  if (f->kind == K_SOCKNEW) return is_tcp(f) ? -ENOTCONN : 0;
+  if (f->kind == K_SOCK && f->reset && is_tcp(f)) return -ENOTCONN;
   if (f->kind != K_SOCK) return -ENOTSOCK;
   f->tx->no_writer = true;
   notify(f->peer);

@@ -369,6 +369,23 @@ NP_TEST(reset_then_close_write) {
   conn_free(&c);
 }
 
+/* After a reset has arrived, the first call reports it once, whichever it
+ * is: a write says ECONNRESET (Linux's sk_stream_error takes the pending
+ * error), and the read after it finds the end of the stream. */
+NP_TEST(reset_then_write) {
+  conn c;
+  char buf[8];
+  conn_open(&c, "tcp", "127.0.0.1:0");
+  NP_CHECK_EQ(np_write(c.client, "unread", 6, NULL), 0);
+  NP_CHECK_EQ(np_wait_read(c.server), 0);
+  NP_CHECK_EQ(np_close(c.server), 0); /* a reset */
+  NP_CHECK_EQ(np_sleep(200 * MS), 0); /* it arrives */
+  NP_CHECK_EQ(np_write(c.client, "x", 1, NULL), -ECONNRESET);
+  NP_CHECK_EQ(np_read(c.client, buf, sizeof(buf)), 0);
+  NP_CHECK_EQ(np_write(c.client, "x", 1, NULL), -EPIPE);
+  conn_free(&c);
+}
+
 /* ---- addresses ---------------------------------------------------------------------- */
 
 static void check_pair_addrs(conn *c, const char *want_local_prefix) {
