@@ -401,7 +401,8 @@ int kern_inject_reset(int fd) {
   if (f == NULL) return -EBADF;
   if (f->kind != K_SOCK) return -ENOTSOCK;
   /* A reset kills both directions: reads return what is queued, then the
-   * error once, then EOF; writes fail with EPIPE; the peer sees EOF and
+   * error once, then EOF; writes fail with EPIPE (a TCP socket's first
+   * write takes the error instead, as Linux's send); the peer sees EOF and
    * EPIPE too. */
   f->sk_err = ECONNRESET;
   f->reset = true;
