@@ -24,6 +24,7 @@
  * A failure prints its seed and the command that replays it with the trace.
  * Exit: 0 all passed, 1 a run failed, 2 usage.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -444,16 +445,35 @@ static int usage(void) {
   return 2;
 }
 
+/* A decimal seed: digits only, no sign, at most 2^64 - 1. */
+static bool parse_seed(const char *s, const char *stop, uint64_t *out) {
+  if (s == stop || *s < '0' || *s > '9') return false;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0 || end != stop) return false;
+  *out = v;
+  return true;
+}
+
+/* "A-B" (--seeds) or "N" (--seed, range false). */
+static bool parse_seeds(const char *v, bool range, uint64_t *first, uint64_t *last) {
+  if (v == NULL) return false;
+  const char *dash = strchr(v, '-');
+  if (!range) return dash == NULL && parse_seed(v, v + strlen(v), first) && (*last = *first, true);
+  return dash != NULL && parse_seed(v, dash, first) &&
+         parse_seed(dash + 1, dash + 1 + strlen(dash + 1), last);
+}
+
 int main(int argc, char **argv) {
   uint64_t first = 1, last = 1000;
   sim_strategy strategy = SIM_RANDOM;
   bool trace = false, quiet = false;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (strcmp(a, "--seeds") == 0 && v != NULL && sscanf(v, "%" SCNu64 "-%" SCNu64, &first, &last) == 2) {
+    if (strcmp(a, "--seeds") == 0 && parse_seeds(v, true, &first, &last)) {
       i++;
-    } else if (strcmp(a, "--seed") == 0 && v != NULL && sscanf(v, "%" SCNu64, &first) == 1) {
-      last = first;
+    } else if (strcmp(a, "--seed") == 0 && parse_seeds(v, false, &first, &last)) {
       i++;
     } else if (strcmp(a, "--strategy") == 0 && v != NULL && (!strcmp(v, "random") || !strcmp(v, "pct"))) {
       strategy = strcmp(v, "pct") == 0 ? SIM_PCT : SIM_RANDOM;
@@ -468,7 +488,7 @@ int main(int argc, char **argv) {
   }
   if (first == 0 || last < first) return usage();
   uint64_t failed = 0;
-  for (uint64_t seed = first; seed <= last; seed++) {
+  for (uint64_t seed = first; seed >= first && seed <= last; seed++) { /* stops at 2^64 - 1 too */
     if (run_seed(seed, strategy, trace ? stdout : NULL, false) != 0) {
       failed++;
       break; /* the first failure is the one to replay */

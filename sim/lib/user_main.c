@@ -76,9 +76,10 @@ static void usage(FILE *out, const char *prog) {
 static bool parse_u64(const char *s, uint64_t *out) {
   char *end;
   if (s == NULL || *s < '0' || *s > '9') return false;
+  errno = 0;
   unsigned long long v = strtoull(s, &end, 10);
   *out = v;
-  return *end == 0;
+  return *end == 0 && errno == 0; /* ERANGE: more than 2^64 - 1 is a bad value, not the largest */
 }
 
 static bool parse_seeds(const char *s, cli *c) {
