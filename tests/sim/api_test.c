@@ -99,13 +99,14 @@ NP_TEST(readv_writev) {
 NP_TEST(many_iovecs) {
   enum { N = 1024 };
   static char out[N], in[N];
-  static struct iovec oiov[N], iiov[N];
+  static struct iovec oiov[N + 1], iiov[N]; /* one more: the refused IOV_MAX + 1 call below */
   np_fd *p[2];
   NP_CHECK_EQ(np_socketpair(np_current(), p), 0);
   for (int i = 0; i < N; i++) {
     out[i] = (char)('a' + i % 26);
     oiov[i] = (struct iovec){&out[i], 1};
   }
+  oiov[N] = (struct iovec){&out[0], 1};
   size_t written = 0;
   NP_CHECK_EQ(np_writev(p[0], oiov, N, &written), 0);
   NP_CHECK_EQ(written, N);
