@@ -30,12 +30,18 @@ typedef struct conn {
   char laddr[NP_ADDRSTRLEN];
 } conn;
 
-/* A listener on address, a dialed client and the accepted server side. */
-static void conn_open(conn *c, const char *network, const char *address) {
+/* A listener on address, a dialed client and the accepted server side
+ * (the client's address in *peer, *len, if peer is not NULL). */
+static void conn_open_peer(conn *c, const char *network, const char *address, struct sockaddr_storage *peer,
+                           socklen_t *len) {
   NP_CHECK_EQ(np_listen(np_current(), network, address, &c->l), 0);
   NP_CHECK_EQ(np_local_addr(c->l, c->laddr, sizeof(c->laddr)), 0);
   NP_CHECK_EQ(np_dial(np_current(), network, c->laddr, np_deadline_after(5000 * MS), &c->client), 0);
-  NP_CHECK_EQ(np_accept(c->l, &c->server, NULL, NULL), 0);
+  NP_CHECK_EQ(np_accept(c->l, &c->server, (struct sockaddr *)peer, len), 0);
+}
+
+static void conn_open(conn *c, const char *network, const char *address) {
+  conn_open_peer(c, network, address, NULL, NULL);
 }
 
 static void conn_free(conn *c) {
@@ -458,12 +464,9 @@ NP_TEST(families_apart) {
 static void unix_pair(const char *path) {
   conn c;
   char a[NP_ADDRSTRLEN];
-  NP_CHECK_EQ(np_listen(np_current(), "unix", path, &c.l), 0);
-  NP_CHECK_EQ(np_local_addr(c.l, c.laddr, sizeof(c.laddr)), 0);
-  NP_CHECK_EQ(np_dial(np_current(), "unix", path, np_deadline_after(5000 * MS), &c.client), 0);
   struct sockaddr_storage ss;
   socklen_t len = sizeof(ss);
-  NP_CHECK_EQ(np_accept(c.l, &c.server, (struct sockaddr *)&ss, &len), 0);
+  conn_open_peer(&c, "unix", path, &ss, &len);
   NP_CHECK_EQ(ss.ss_family, AF_UNIX);
   NP_CHECK_EQ(len, sizeof(sa_family_t)); /* the dialer is unnamed */
   NP_CHECK(strcmp(c.laddr, path) == 0);
@@ -653,36 +656,30 @@ NP_TEST(wrong_kinds) {
   np_free(q[1]);
 }
 
+/* Listens on listen_at, expects its address to start with want, and (if
+ * dial_host) dials dial_host:port in the same network. */
+static void listen_then_dial(const char *network, const char *listen_at, const char *want,
+                             const char *dial_host) {
+  np_fd *l, *c;
+  char a[NP_ADDRSTRLEN], dial[NP_ADDRSTRLEN];
+  NP_CHECK_EQ(np_listen(np_current(), network, listen_at, &l), 0);
+  NP_CHECK_EQ(np_local_addr(l, a, sizeof(a)), 0);
+  NP_CHECK(strncmp(a, want, strlen(want)) == 0);
+  if (dial_host != NULL) {
+    snprintf(dial, sizeof(dial), "%s:%s", dial_host, strrchr(a, ':') + 1);
+    NP_CHECK_EQ(np_dial(np_current(), network, dial, 0, &c), 0);
+    np_free(c);
+  }
+  np_free(l);
+}
+
 /* "localhost" is the loopback address of the family; ":port" every local
  * address of it. */
 NP_TEST(localhost_and_wildcard) {
-  np_fd *l, *c;
-  char a[NP_ADDRSTRLEN], dial[NP_ADDRSTRLEN];
-  NP_CHECK_EQ(np_listen(np_current(), "tcp", "localhost:0", &l), 0);
-  NP_CHECK_EQ(np_local_addr(l, a, sizeof(a)), 0);
-  NP_CHECK(strncmp(a, "127.0.0.1:", 10) == 0);
-  snprintf(dial, sizeof(dial), "localhost:%s", strrchr(a, ':') + 1);
-  NP_CHECK_EQ(np_dial(np_current(), "tcp", dial, 0, &c), 0);
-  np_free(c);
-  np_free(l);
-  NP_CHECK_EQ(np_listen(np_current(), "tcp6", "localhost:0", &l), 0);
-  NP_CHECK_EQ(np_local_addr(l, a, sizeof(a)), 0);
-  NP_CHECK(strncmp(a, "[::1]:", 6) == 0);
-  np_free(l);
-  NP_CHECK_EQ(np_listen(np_current(), "tcp", ":0", &l), 0);
-  NP_CHECK_EQ(np_local_addr(l, a, sizeof(a)), 0);
-  NP_CHECK(strncmp(a, "0.0.0.0:", 8) == 0);
-  snprintf(dial, sizeof(dial), "127.0.0.1:%s", strrchr(a, ':') + 1);
-  NP_CHECK_EQ(np_dial(np_current(), "tcp", dial, 0, &c), 0);
-  np_free(c);
-  np_free(l);
-  NP_CHECK_EQ(np_listen(np_current(), "tcp6", ":0", &l), 0);
-  NP_CHECK_EQ(np_local_addr(l, a, sizeof(a)), 0);
-  NP_CHECK(strncmp(a, "[::]:", 5) == 0);
-  snprintf(dial, sizeof(dial), "[::1]:%s", strrchr(a, ':') + 1);
-  NP_CHECK_EQ(np_dial(np_current(), "tcp6", dial, 0, &c), 0);
-  np_free(c);
-  np_free(l);
+  listen_then_dial("tcp", "localhost:0", "127.0.0.1:", "localhost");
+  listen_then_dial("tcp6", "localhost:0", "[::1]:", NULL);
+  listen_then_dial("tcp", ":0", "0.0.0.0:", "127.0.0.1");
+  listen_then_dial("tcp6", ":0", "[::]:", "[::1]");
 }
 
 /* ---- tasks -------------------------------------------------------------------------- */
