@@ -24,5 +24,6 @@ expect stuck_read 'stuck: .* in np_read(fd'
 "$bin" --test many_tasks --seeds 1-20 --quiet || { echo "many_tasks failed"; exit 1; }
 "$bin" --test leftover_poller --seeds 1-50 --quiet || { echo "leftover_poller failed"; exit 1; }
 "$bin" --seeds x 2>/dev/null; [ $? -eq 2 ] || { echo "bad option: want exit 2"; exit 1; }
+"$bin" --seeds 1-99999999999999999999999 2>/dev/null; [ $? -eq 2 ] || { echo "seed overflow: want exit 2"; exit 1; }
 "$bin" --test nosuch 2>/dev/null; [ $? -eq 2 ] || { echo "unknown test: want exit 2"; exit 1; }
 echo ok
