@@ -818,7 +818,7 @@ static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *add
   ssize_t err = io_faults(fd);
   if (err != 0) return (int)err;
   if (l->backlog_len == 0) return -EAGAIN;
-  if (fault(K.faults.accept_abort)) { /* the client gave up before we accepted */
+  if (l->local.family != AF_UNIX && fault(K.faults.accept_abort)) { /* a TCP client gave up */
     backlog_drop(l, 0, true);
     return -ECONNABORTED;
   }

@@ -201,6 +201,20 @@ int kern_net_addr(int fd, bool peer, struct sockaddr_storage *ss, socklen_t *len
 
 /* ---- connect ----------------------------------------------------------------- */
 
+static void establish(kfile *f, int fd, kfile *l, int lfd);
+
+/* AF_UNIX connects at once, as Linux's unix_stream_connect: no handshake to
+ * lose or delay; a full backlog is EAGAIN for a non-blocking socket. The
+ * connection is local IPC: no delivery delay, no middlebox reset. */
+static int unix_connect(kfile *f, int fd) {
+  int lfd = find_listener(&f->target);
+  if (lfd < 0) return -ECONNREFUSED;
+  kfile *l = &K.files[lfd];
+  if (l->backlog_len >= l->backlog_max) return -EAGAIN;
+  establish(f, fd, l, lfd);
+  return 0;
+}
+
 int kern__net_connect(kfile *f, int fd, const struct sockaddr *sa, socklen_t len) {
   if (f->connecting) return -EALREADY;
   if (f->sk_err != 0) { /* a failed connect reports its error once */
@@ -214,6 +228,7 @@ int kern__net_connect(kfile *f, int fd, const struct sockaddr *sa, socklen_t len
   if (inet(a.family) != inet(f->local.family)) return -EAFNOSUPPORT;
   if (is_file(&a) && !K.path_bound[a.path - 1]) return -ENOENT; /* no such socket file */
   f->target = a;
+  if (!inet(a.family)) return unix_connect(f, fd);
   if (inet(a.family)) { /* bound to the loopback address of the family and an ephemeral port */
     f->local.family = a.family;
     memset(f->local.ip, 0, sizeof(f->local.ip));
@@ -241,7 +256,7 @@ static void establish(kfile *f, int fd, kfile *l, int lfd) {
   uint32_t cap = 1u << (12 + sim_rand_below(5)); /* 4 KiB .. 64 KiB: small ones make writers block */
   kbuf *to_server = kern__buf_new(cap), *to_client = kern__buf_new(cap);
   to_server->users = to_client->users = 2;
-  to_server->net = to_client->net = true;
+  to_server->net = to_client->net = inet(f->target.family);
   kaddr me = f->local;
   *f = (kfile){.kind = K_SOCK,
                .rx = to_client,
