@@ -237,7 +237,7 @@ static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
   if (readable(b) == 0) {
     /* af_unix: queued data first; then a pending error once (sock_error),
      * then EOF or EAGAIN. */
-    if (f->kind == K_SOCK && f->sk_err != 0) {
+    if (f->kind == K_SOCK && f->sk_err != 0 && !f->fin_done) {
       int err = f->sk_err;
       f->sk_err = 0;
       notify(fd);
@@ -256,6 +256,19 @@ static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
    * read that leaves the sender writable (here: any room). */
   if (f->kind == K_SOCK || was_full) notify_buf_users(b, f->peer, -1);
   return (ssize_t)n;
+}
+
+/* The peer closed cleanly (CLOSE_WAIT): TCP still sends, and the closed
+ * peer answers the segment with a reset, which in CLOSE_WAIT is EPIPE
+ * (tcp_reset); the FIN came first (SOCK_DONE), so reads keep finding the
+ * end of the stream. One host: the reset is back at once, as on loopback. */
+static ssize_t close_wait_write(kfile *f, int fd, size_t len) {
+  if (len == 0) return 0;
+  f->reset = true;
+  f->fin_done = true;
+  f->sk_err = EPIPE;
+  notify(fd);
+  return (ssize_t)(len < f->tx->cap ? len : f->tx->cap);
 }
 
 static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faults) {
@@ -282,6 +295,7 @@ static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faul
     f->sk_err = 0;
     return -err;
   }
+  if (b->no_reader && is_tcp(f) && !f->reset && !b->no_writer) return close_wait_write(f, fd, len);
   if (b->no_reader) return -EPIPE;
   if (f->kind == K_SOCK && b->no_writer) return -EPIPE; /* we shut our write side */
   if (len == 0) return 0;

@@ -79,6 +79,7 @@ typedef struct kfile {
   int sk_err;         /* pending socket error */
   bool accepted;      /* client end of a connection that was accepted (stays true) */
   bool reset;         /* the connection was reset: a TCP socket is in TCP_CLOSE (stays true) */
+  bool fin_done;      /* TCP's SOCK_DONE: the FIN came before the reset, reads keep saying EOF */
   bool unlinked;      /* K_LISTEN on a path: its socket file was unlinked (unreachable by name) */
   epitem *item;       /* registration in an epoll instance, or NULL (one at most) */
   /* K_LISTEN: connections not yet accepted, FIFO; each is the server end of

@@ -393,6 +393,24 @@ NP_TEST(reset_then_write) {
   conn_free(&c);
 }
 
+/* The peer closed cleanly (nothing unread): this side is in CLOSE_WAIT
+ * and may still send, so the first write succeeds; the closed peer answers
+ * it with a reset, which in CLOSE_WAIT is EPIPE (Linux's tcp_reset), and
+ * the read still finds the end of the stream. */
+NP_TEST(write_after_peer_closed) {
+  conn c;
+  char buf[8];
+  conn_open(&c, "tcp", "127.0.0.1:0");
+  NP_CHECK_EQ(np_close(c.server), 0);
+  NP_CHECK_EQ(np_read(c.client, buf, sizeof(buf)), 0);
+  NP_CHECK_EQ(np_write(c.client, "x", 1, NULL), 0);
+  NP_CHECK_EQ(np_sleep(200 * MS), 0); /* the reset arrives */
+  NP_CHECK_EQ(np_write(c.client, "x", 1, NULL), -EPIPE);
+  NP_CHECK_EQ(np_read(c.client, buf, sizeof(buf)), 0);
+  NP_CHECK_EQ(np_write(c.client, "x", 1, NULL), -EPIPE);
+  conn_free(&c);
+}
+
 /* ---- addresses ---------------------------------------------------------------------- */
 
 static void check_pair_addrs(conn *c, const char *want_local_prefix) {
