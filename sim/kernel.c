@@ -217,6 +217,22 @@ int kern_socketpair(int fds[2], uint32_t capacity) {
 /* A socket of the simulated network's TCP (the others are unix sockets). */
 static bool is_tcp(const kfile *f) { return f->local.family == AF_INET || f->local.family == AF_INET6; }
 
+/* TCP_CLOSE: reset, or both FINs exchanged (one host: acknowledged at once). */
+bool kern__tcp_closed(const kfile *f) {
+  return is_tcp(f) && f->kind == K_SOCK && (f->reset || (f->tx->no_writer && at_eof(f->rx)));
+}
+
+/* A reset arrives at TCP socket f (Linux's tcp_reset): nothing in
+ * TCP_CLOSE; EPIPE in CLOSE_WAIT (the peer's FIN came, ours is not sent),
+ * else ECONNRESET. A FIN that came first (SOCK_DONE) keeps reads at EOF. */
+static void tcp_reset_arrives(kfile *f, int fd, bool fin_in) {
+  if (f->reset || (fin_in && f->tx->no_writer)) return;
+  f->sk_err = fin_in ? EPIPE : ECONNRESET;
+  f->reset = true;
+  f->fin_done = fin_in;
+  notify(fd);
+}
+
 static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
   if (f->kind == K_EVENTFD) {
     if (len < 8) return -EINVAL;
@@ -264,10 +280,7 @@ static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
  * end of the stream. One host: the reset is back at once, as on loopback. */
 static ssize_t close_wait_write(kfile *f, int fd, size_t len) {
   if (len == 0) return 0;
-  f->reset = true;
-  f->fin_done = true;
-  f->sk_err = EPIPE;
-  notify(fd);
+  tcp_reset_arrives(f, fd, true);
   return (ssize_t)(len < f->tx->cap ? len : f->tx->cap);
 }
 
@@ -402,7 +415,7 @@ int kern_shutdown_write(int fd) {
   if (f == NULL) return -EBADF;
   if (f->kind == K_LISTEN) return 0;
   if (f->kind == K_SOCKNEW) return is_tcp(f) ? -ENOTCONN : 0;
-  if (f->kind == K_SOCK && f->reset && is_tcp(f)) return -ENOTCONN;
+  if (f->kind == K_SOCK && kern__tcp_closed(f)) return -ENOTCONN;
   if (f->kind != K_SOCK) return -ENOTSOCK;
   f->tx->no_writer = true;
   notify(f->peer);
@@ -418,8 +431,12 @@ int kern_inject_reset(int fd) {
    * error once, then EOF; writes fail with EPIPE (a TCP socket's first
    * write takes the error instead, as Linux's send); the peer sees EOF and
    * EPIPE too. */
-  f->sk_err = ECONNRESET;
-  f->reset = true;
+  if (is_tcp(f)) {
+    tcp_reset_arrives(f, fd, at_eof(f->rx));
+  } else {
+    f->sk_err = ECONNRESET;
+    f->reset = true;
+  }
   f->rx->no_writer = true;
   f->tx->no_reader = true;
   notify(fd);
@@ -438,6 +455,8 @@ int kern_close(int fd) {
     f->item = NULL;
   }
   int peer = f->peer;
+  kfile *survivor = peer >= 0 ? file_of(peer) : NULL;
+  bool fin_in = survivor != NULL && f->kind == K_SOCK && at_eof(survivor->rx); /* before this close's FIN */
   switch (f->kind) {
     case K_PIPE_R: f->rx->no_reader = true; break;
     case K_PIPE_W: f->tx->no_writer = true; break;
@@ -447,11 +466,15 @@ int kern_close(int fd) {
       break;
     default: break;
   }
-  if (peer >= 0 && file_of(peer) != NULL) {
-    /* unix_release_sock: unread data in the closing end's receive queue
-     * resets the survivor (ECONNRESET once, then EOF). */
-    if (f->kind == K_SOCK && f->rx->len > 0) K.files[peer].sk_err = ECONNRESET, K.files[peer].reset = true;
-    K.files[peer].peer = -1;
+  if (survivor != NULL) {
+    /* Unread data in the closing end's receive queue resets the survivor:
+     * TCP's reset by the survivor's state, unix_release_sock's ECONNRESET
+     * once, then EOF. */
+    if (f->kind == K_SOCK && f->rx->len > 0 && is_tcp(survivor))
+      tcp_reset_arrives(survivor, peer, fin_in);
+    else if (f->kind == K_SOCK && f->rx->len > 0)
+      survivor->sk_err = ECONNRESET, survivor->reset = true;
+    survivor->peer = -1;
   }
   free(f->backlog);
   kbuf *rx = f->rx, *tx = f->tx;
@@ -802,14 +825,16 @@ static int sb_enable_inq(void *state, int fd) {
 }
 
 /* What tcp_inq_hint says after a read: the bytes that have arrived and are
- * unread, else 1 while EOF or an error is still to be read; -1 (no control
- * message) without TCP_INQ. Data still in flight is not counted: its
- * arrival is an edge. */
+ * unread, else 1 once a FIN has come (SOCK_DONE); -1 (no control message)
+ * without TCP_INQ. A pending reset is not counted: Linux says 0 after the
+ * read that takes the last bytes before a reset's error (measured), so the
+ * hint alone cannot tell a reset connection from a drained one. Data still
+ * in flight is not counted: its arrival is an edge. */
 static int inq_left(const kfile *f) {
   if (!f->inq || f->kind != K_SOCK) return -1;
   uint32_t n = readable(f->rx);
   if (n > 0) return n > INT32_MAX ? INT32_MAX : (int)n;
-  return f->sk_err != 0 || at_eof(f->rx) ? 1 : 0;
+  return at_eof(f->rx) && (!f->reset || f->fin_done) ? 1 : 0;
 }
 
 static ssize_t sb_recv_inq(void *state, int fd, const struct iovec *iov, int iovcnt, int *left) {

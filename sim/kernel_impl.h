@@ -138,6 +138,8 @@ void kern__notify(int fd);
 /* Queue a connection on listener l: false when its backlog is full. */
 bool kern__backlog_push(kfile *l, struct kconn cn);
 bool kern__fault(uint32_t rate);
+/* A TCP socket in TCP_CLOSE: reset, or both FINs exchanged. */
+bool kern__tcp_closed(const kfile *f);
 void kern__syscall_point(const char *name, int fd);
 /* knet.c's side: connect on a K_SOCKNEW, and a write on a network stream. */
 int kern__net_connect(kfile *f, int fd, const struct sockaddr *sa, socklen_t len);

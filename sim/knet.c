@@ -31,12 +31,33 @@ static int64_t latency(void) {
 
 /* ---- addresses --------------------------------------------------------------- */
 
+/* Does any file name path slot i + 1, or does its socket file exist? */
+static bool path_in_use(int i) {
+  uint32_t id = (uint32_t)i + 1;
+  if (K.path_bound[i]) return true;
+  for (int fd = 0; fd < K.fd_end; fd++) {
+    const kfile *f = &K.files[fd];
+    if (f->kind == K_FREE) continue;
+    if ((f->local.family == AF_UNIX && f->local.path == id) ||
+        (f->remote.family == AF_UNIX && f->remote.path == id) ||
+        (f->target.family == AF_UNIX && f->target.path == id))
+      return true;
+  }
+  return false;
+}
+
+/* A slot for path: its own, a new one, or one no file and no socket file
+ * names any more (a program may use any number of names over a run, up
+ * to KERN_PATHS_MAX at once). */
 static uint32_t intern_path(const char *path) {
   for (int i = 0; i < K.path_count; i++)
     if (strcmp(K.paths[i], path) == 0) return (uint32_t)i + 1;
-  if (K.path_count >= KERN_PATHS_MAX) return 0;
-  snprintf(K.paths[K.path_count], sizeof(K.paths[0]), "%s", path);
-  return (uint32_t)++K.path_count;
+  int slot = K.path_count < KERN_PATHS_MAX ? K.path_count++ : -1;
+  for (int i = 0; slot < 0 && i < K.path_count; i++)
+    if (!path_in_use(i)) slot = i;
+  if (slot < 0) return 0;
+  snprintf(K.paths[slot], sizeof(K.paths[0]), "%s", path);
+  return (uint32_t)slot + 1;
 }
 
 static int to_kaddr(const struct sockaddr *sa, socklen_t len, kaddr *a) {
@@ -192,7 +213,7 @@ int kern_net_addr(int fd, bool peer, struct sockaddr_storage *ss, socklen_t *len
   kfile *f = kern__file(fd);
   if (f == NULL) return -EBADF;
   if (f->kind != K_SOCK && f->kind != K_SOCKNEW && f->kind != K_LISTEN) return -ENOTSOCK;
-  if (peer && f->kind != K_SOCK) return -ENOTCONN;
+  if (peer && (f->kind != K_SOCK || kern__tcp_closed(f))) return -ENOTCONN; /* inet_getname: TCP_CLOSE */
   kaddr a = peer ? f->remote : f->local;
   if (a.family == 0) a.family = AF_UNIX; /* a socketpair's ends are unnamed unix sockets */
   *len = from_kaddr(&a, ss);

@@ -460,6 +460,27 @@ static void test_shutdown_wakes_parked(void **state) {
   for (int i = 0; i < N; i++) close(fds[i][1]);
 }
 
+/* Both ends registered, a reader parked on each: destroy marks every
+ * descriptor closing before it closes any, so no reader sees its peer's
+ * close as EOF first (most did, when destroy freed them one by one). */
+static void test_shutdown_pairs_closing_not_eof(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(2);
+  enum { N = 25 };
+  parked k[2 * N];
+  for (int i = 0; i < N; i++) {
+    np_fd *pair[2];
+    assert_int_equal(np_socketpair(p, pair), 0);
+    for (int e = 0; e < 2; e++) {
+      k[2 * i + e] = (parked){.f = pair[e], .kind = 0, .ret = 1};
+      assert_int_equal(np_go(p, parked_task, &k[2 * i + e]), 0);
+    }
+  }
+  th_wait_parked(p, 2 * N);
+  np_poller_destroy(p);
+  for (int i = 0; i < 2 * N; i++) assert_int_equal(k[i].ret, NP_ECLOSING);
+}
+
 /* ---- bad arguments ------------------------------------------------------------------ */
 
 static void deadlock_task(void *arg) { *(int *)arg = np_wait_tasks(np_current(), 0); }
@@ -622,6 +643,7 @@ int main(void) {
       cmocka_unit_test(test_wait_tasks_deadline),
       cmocka_unit_test(test_spinner_does_not_starve_inbox),
       cmocka_unit_test(test_shutdown_wakes_parked),
+      cmocka_unit_test(test_shutdown_pairs_closing_not_eof),
       cmocka_unit_test(test_bad_arguments),
       cmocka_unit_test(test_np_run),
       cmocka_unit_test(test_stack_overflow_reported),

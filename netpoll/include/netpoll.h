@@ -271,7 +271,8 @@ NP_EXTERN int np_run(const np_options *opts, np_task_fn fn, void *arg);
  * the simulated network). Every descriptor they make is non-blocking,
  * close-on-exec and registered with the poller (from a task: with its
  * scheduler's poller, as np_open). TCP sockets they make, and connections
- * np_accept takes from such a listener, have TCP_INQ on: np_read learns
+ * np_accept takes from such a listener, have TCP_NODELAY (no Nagle delay,
+ * Go's default) and TCP_INQ on: np_read learns
  * from the kernel when a read left nothing queued and then waits for the
  * next data without first reading EAGAIN (one read per message, not two).
  * A recvmsg of your own on np_sysfd of such a socket may therefore see a
@@ -297,7 +298,11 @@ NP_EXTERN int np_listen(np_poller *p, const char *network, const char *address, 
 
 /* Connects to address, waiting at most until deadline_ns (absolute, as
  * np_set_deadline; 0 = no deadline): NP_ETIMEOUT then, -ECONNREFUSED when
- * nothing listens. The returned connection has no deadline set. */
+ * nothing listens, -ETIMEDOUT when the kernel gives up the handshake
+ * (Linux: 127 s of lost SYNs), -ECONNRESET when the connection is reset
+ * before it is returned, -EAGAIN for a unix listener whose backlog is full
+ * (a unix connect never waits). The returned connection has no deadline
+ * set. */
 NP_EXTERN int np_dial(np_poller *p, const char *network, const char *address, int64_t deadline_ns,
                       np_fd **out);
 

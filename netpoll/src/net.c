@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -34,6 +35,9 @@ static int set_int_option(int s, int level, int name, int value) {
 static int bind_listen(int s, const np__addr *a, const struct sockaddr_storage *ss, socklen_t sl) {
   int err = 0;
   if (a->kind != NP__ADDR_UNIX) err = set_int_option(s, SOL_SOCKET, SO_REUSEADDR, 1);
+  /* Go's default: no Nagle delay. Accepted connections inherit it (Linux
+   * copies the listener's TCP_NODELAY), so np_accept adds no syscall. */
+  if (err == 0 && a->kind != NP__ADDR_UNIX) err = set_int_option(s, IPPROTO_TCP, TCP_NODELAY, 1);
   if (err == 0 && a->kind == NP__ADDR_TCP6 && a->v6only)
     err = set_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, 1);
   if (err == 0 && bind(s, (const struct sockaddr *)ss, sl) != 0) err = neg_errno();
@@ -74,6 +78,10 @@ int np_dial(np_poller *p, const char *network, const char *address, int64_t dead
   socklen_t sl;
   int s = socket_for(&a, &ss, &sl);
   if (s < 0) return s;
+  if (a.kind != NP__ADDR_UNIX && (err = set_int_option(s, IPPROTO_TCP, TCP_NODELAY, 1)) != 0) {
+    close(s);
+    return err;
+  }
   np_fd *f;
   err = np_open(p, s, &f);
   if (err != 0) {

@@ -130,7 +130,8 @@ extern const np__backend np__backend_epoll;
 #define NP__INFO_EVENT_ERR (1u << 1)
 #define NP__INFO_EXPIRED_READ (1u << 2)
 #define NP__INFO_EXPIRED_WRITE (1u << 3)
-#define NP__INFO_FAILED (1u << 4) /* the poller failed (np__poller_fail) */
+#define NP__INFO_FAILED (1u << 4)  /* the poller failed (np__poller_fail) */
+#define NP__INFO_HUNG_UP (1u << 5) /* an event had HUP or ERR: reads trust no drained hint (fd.c) */
 #define NP__INFO_SEQ_SHIFT 8
 #define NP__FDSEQ_BITS 22
 #define NP__FDSEQ_MASK ((1u << NP__FDSEQ_BITS) - 1)
@@ -270,10 +271,16 @@ void np__pd_close(np__pd *pd, bool deregister);
 /* Wake both waiters with NP__POLL_FAILED and refuse from now on. */
 void np__pd_fail(np__pd *pd);
 void np__pd_unblock(np__pd *pd);
+/* The same once destroy has begun: a second call is a no-op, not a panic. */
+void np__pd_unblock_destroy(np__pd *pd);
 int np__pd_reset(np__pd *pd, int mode); /* prepare: checkerr, clear stale ready */
 int np__pd_wait(np__pd *pd, int mode);  /* NP__POLL_* */
 void np__pd_set_deadline(np__pd *pd, int64_t deadline_ns, int mode);
 int np__pd_checkerr(np__pd *pd, int mode);
+/* A HUP or ERR event has come for this registration: the connection is
+ * ending, and an empty receive queue no longer means the next read would
+ * wait (a reset's error is still to be read; Linux's TCP_INQ says 0). */
+bool np__pd_hung_up(np__pd *pd);
 int np__pd_ready(np__pd *pd, uint32_t fdseq, uint32_t events);
 void np__pd_deadline_fired(np__pd *pd, uintptr_t seq, int kind);
 uint64_t np__pd_tag(np__pd *pd, uint32_t fdseq);

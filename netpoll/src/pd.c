@@ -132,7 +132,7 @@ static void publish_info(np__pd *pd) {
   if (pd->rd < 0) bits |= NP__INFO_EXPIRED_READ;
   if (pd->wd < 0) bits |= NP__INFO_EXPIRED_WRITE;
   if (pd->failed) bits |= NP__INFO_FAILED;
-  const uint32_t keep = NP__INFO_EVENT_ERR | (NP__FDSEQ_MASK << NP__INFO_SEQ_SHIFT);
+  const uint32_t keep = NP__INFO_EVENT_ERR | NP__INFO_HUNG_UP | (NP__FDSEQ_MASK << NP__INFO_SEQ_SHIFT);
   for (;;) {
     uint32_t old = np__load_u32(&pd->info);
     if (np__cas_u32(&pd->info, old, (old & keep) | bits)) return;
@@ -149,6 +149,16 @@ static void set_event_err(np__pd *pd, bool on, uint32_t fdseq) {
     if (np__cas_u32(&pd->info, old, old ^ NP__INFO_EVENT_ERR)) return;
   }
 }
+
+/* Called under pd->lock with the event's fdseq checked: sticky until reuse. */
+static void set_hung_up(np__pd *pd) {
+  for (;;) {
+    uint32_t old = np__load_u32(&pd->info);
+    if ((old & NP__INFO_HUNG_UP) || np__cas_u32(&pd->info, old, old | NP__INFO_HUNG_UP)) return;
+  }
+}
+
+bool np__pd_hung_up(np__pd *pd) { return (np__load_u32(&pd->info) & NP__INFO_HUNG_UP) != 0; }
 
 int np__pd_checkerr(np__pd *pd, int mode) {
   uint32_t info = np__load_u32(&pd->info);
@@ -314,9 +324,13 @@ void np__pd_close(np__pd *pd, bool deregister) {
 
 /* Go's pollUnblock (FD.Close's evict): publish closing, wake both waiters
  * with NIL (they return closing), stop both timers. */
-void np__pd_unblock(np__pd *pd) {
+static void pd_unblock(np__pd *pd, bool again_ok) {
   np_poller *p = pd->poller;
   np__mutex_lock(&pd->lock);
+  if (pd->closing && again_ok) {
+    np__mutex_unlock(&pd->lock);
+    return;
+  }
   if (pd->closing) NP_PANIC("unblock on closing polldesc");
   pd->closing = true;
   pd->rseq++;
@@ -336,6 +350,12 @@ void np__pd_unblock(np__pd *pd) {
   wake(p, rw);
   wake(p, ww);
 }
+
+void np__pd_unblock(np__pd *pd) { pd_unblock(pd, false); }
+
+/* Destroy's eviction (fd.c): it runs before, and may race with, the close
+ * of each handle; the second of the two is a no-op. */
+void np__pd_unblock_destroy(np__pd *pd) { pd_unblock(pd, true); }
 
 void np__pd_fail(np__pd *pd) {
   np_poller *p = pd->poller;
@@ -387,6 +407,7 @@ int np__pd_ready(np__pd *pd, uint32_t fdseq, uint32_t events) {
     return 0; /* I6: stale event for a closed or reused pd */
   }
   set_event_err(pd, events == EPOLLERR, fdseq);
+  if (events & (EPOLLHUP | EPOLLERR)) set_hung_up(pd); /* before the unblock that publishes it */
   np__waiter *rw = NULL, *ww = NULL;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) rw = unblock(pd, 'r', true);
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) ww = unblock(pd, 'w', true);

@@ -113,7 +113,9 @@ static int open_pair(np_poller *p, int fds[2], np_fd *out[2]) {
   return err;
 }
 
-static uint32_t pair_capacity(void) { return 1u << (10 + sim_rand_below(7)); /* 1 KiB .. 64 KiB */ }
+/* 4 KiB .. 64 KiB: Linux's smallest pipe is a page (F_SETPIPE_SZ), its
+ * default 64 KiB; small ones make writers block. */
+static uint32_t pair_capacity(void) { return 1u << (12 + sim_rand_below(5)); }
 
 /* np_pipe / np_socketpair: make the kernel pair, register both ends. */
 static int pair(np_poller *p, np_fd *out[2], int (*make)(int fds[2], uint32_t capacity), const char *call) {

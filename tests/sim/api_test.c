@@ -411,6 +411,28 @@ NP_TEST(write_after_peer_closed) {
   conn_free(&c);
 }
 
+/* A reset that arrives while bytes are still queued: the read that takes
+ * the last of them leaves TCP_INQ at 0 (Linux does not count the pending
+ * error), and the next read must report the reset, not park: the drained
+ * hint once took that 0 for an empty socket and the reader waited for ever
+ * (kernel_diff_test.c found it natively). */
+NP_TEST(reset_after_last_bytes) {
+  conn c;
+  char buf[2048] = {0};
+  conn_open(&c, "tcp", "127.0.0.1:0");
+  NP_CHECK_EQ(np_write(c.client, buf, 1500, NULL), 0);
+  NP_CHECK_EQ(np_write(c.server, buf, 100, NULL), 0); /* never read by the client */
+  read_full(c.server, buf, 1000);
+  NP_CHECK_EQ(np_wait_read(c.client), 0);
+  NP_CHECK_EQ(np_close(c.client), 0); /* unread data: a reset */
+  NP_CHECK_EQ(np_sleep(200 * MS), 0); /* it arrives */
+  NP_CHECK_EQ(np_set_read_deadline(c.server, np_deadline_after(2000 * MS)), 0);
+  read_full(c.server, buf, 500);
+  NP_CHECK_EQ(np_read(c.server, buf, sizeof(buf)), -ECONNRESET);
+  NP_CHECK_EQ(np_read(c.server, buf, sizeof(buf)), 0);
+  conn_free(&c);
+}
+
 /* ---- addresses ---------------------------------------------------------------------- */
 
 static void check_pair_addrs(conn *c, const char *want_local_prefix) {
