@@ -112,8 +112,10 @@ void sc_escape(char *s, size_t cap) {
     else
       o += (size_t)snprintf(buf + o, sizeof(buf) - o, "\\x%02x", *c);
   }
-  buf[o] = 0;
-  if (cap > 0) snprintf(s, cap, "%s", buf);
+  if (cap == 0) return;
+  size_t n = o < cap - 1 ? o : cap - 1; /* cut to the caller's room */
+  memcpy(s, buf, n);
+  s[n] = 0;
 }
 
 static bool parse_int(const char *s, int64_t min, int64_t max, int64_t *out) {

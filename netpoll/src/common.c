@@ -11,7 +11,9 @@ int64_t np_now(void) { return np__now(); }
 
 int64_t np_deadline_after(int64_t delay_ns) {
   int64_t now = np__now();
-  if (delay_ns <= 0) return now > 1 ? now - 1 : 1; /* already passed, never 0 */
+  /* Already passed, never 0 ("none"): -1 while the clock is at 0 or 1 (a
+   * simulated run's first instant), where now - 1 would not be in the past. */
+  if (delay_ns <= 0) return now > 1 ? now - 1 : -1;
   if (delay_ns > INT64_MAX - now) return INT64_MAX;
   return now + delay_ns;
 }

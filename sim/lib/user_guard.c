@@ -37,6 +37,44 @@ int pthread_create(unsigned long *t, const void *attr, void *(*fn)(void *), void
   return real == NULL ? EAGAIN : real(t, attr, fn, arg);
 }
 
+/* Every task of a simulated run is a simulated thread of one OS thread: a
+ * lock that would wait for another task would wait for ever (the holder
+ * cannot run), so the run fails naming the call instead of hanging. It
+ * would only wait if a task held the mutex across a call that switches
+ * tasks, which natively blocks a scheduler thread (and deadlocks on one).
+ * A condition variable always waits for another thread: refused. */
+typedef int mutex_fn(void *m);
+typedef int cond_wait_fn(void *c, void *m);
+typedef int cond_timedwait_fn(void *c, void *m, const struct timespec *at);
+mutex_fn pthread_mutex_lock;
+cond_wait_fn pthread_cond_wait;
+cond_timedwait_fn pthread_cond_timedwait;
+
+int pthread_mutex_lock(void *m) {
+  static mutex_fn *real_lock, *real_trylock;
+  if (real_lock == NULL) real_lock = (mutex_fn *)dlsym(RTLD_NEXT, "pthread_mutex_lock");
+  if (!in_run()) return real_lock(m);
+  if (real_trylock == NULL) real_trylock = (mutex_fn *)dlsym(RTLD_NEXT, "pthread_mutex_trylock");
+  int err = real_trylock(m);
+  if (err == EBUSY)
+    sim_fail(
+        "determinism: pthread_mutex_lock waits for a mutex another task holds: it was held across "
+        "a call that switches tasks, which blocks a scheduler thread natively (release it first)");
+  return err;
+}
+
+int pthread_cond_wait(void *c, void *m) {
+  refuse("pthread_cond_wait", "np_read on a pipe, or np_sleep: a condition variable blocks the thread");
+  cond_wait_fn *real = (cond_wait_fn *)dlsym(RTLD_NEXT, "pthread_cond_wait");
+  return real(c, m);
+}
+
+int pthread_cond_timedwait(void *c, void *m, const struct timespec *at) {
+  refuse("pthread_cond_timedwait", "np_read on a pipe, or np_sleep: a condition variable blocks the thread");
+  cond_timedwait_fn *real = (cond_timedwait_fn *)dlsym(RTLD_NEXT, "pthread_cond_timedwait");
+  return real(c, m, at);
+}
+
 int clock_gettime(clockid_t id, struct timespec *ts) {
   refuse("clock_gettime", "np_now: virtual time");
   return (int)syscall(SYS_clock_gettime, id, ts);

@@ -165,6 +165,28 @@ NP_TEST(eof_repeats) {
 
 /* ---- deadlines ---------------------------------------------------------------------- */
 
+/* np_deadline_after(<= 0) has passed at once, even at a simulated run's
+ * first instant (virtual time 0, where now - 1 is not in the past): it was
+ * 1 there, a deadline in the future, so a dial with it connected. */
+NP_TEST(deadline_after_zero_passed) {
+  np_fd *p[2], *c;
+  char buf[8];
+  NP_CHECK(np_deadline_after(0) <= np_now() && np_deadline_after(0) != 0);
+  NP_CHECK(np_deadline_after(-5) <= np_now() && np_deadline_after(-5) != 0);
+  NP_CHECK_EQ(np_socketpair(np_current(), p), 0);
+  NP_CHECK_EQ(np_write(p[0], "x", 1, NULL), 0);
+  NP_CHECK_EQ(np_set_read_deadline(p[1], np_deadline_after(0)), 0);
+  NP_CHECK_EQ(np_read(p[1], buf, sizeof(buf)), NP_ETIMEOUT); /* an expired deadline beats ready data */
+  np_fd *l;
+  char addr[NP_ADDRSTRLEN];
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", "127.0.0.1:0", &l), 0);
+  NP_CHECK_EQ(np_local_addr(l, addr, sizeof(addr)), 0);
+  NP_CHECK_EQ(np_dial(np_current(), "tcp", addr, np_deadline_after(0), &c), NP_ETIMEOUT);
+  np_free(l);
+  np_free(p[0]);
+  np_free(p[1]);
+}
+
 NP_TEST(read_deadline) {
   np_fd *p[2];
   char buf[8];

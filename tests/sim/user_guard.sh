@@ -18,9 +18,12 @@ expect real_sleep_seconds 'determinism: sleep'
 expect real_random 'determinism: getrandom'
 expect real_entropy 'determinism: getentropy'
 expect real_fd 'determinism: np_open(fd'
+expect mutex_across_switch 'determinism: pthread_mutex_lock waits for a mutex another task holds'
+expect cond_wait 'determinism: pthread_cond_wait'
 expect plain_assert 'assertion failed: x == 2'
 expect stuck_read 'stuck: .* in np_read(fd'
 "$bin" --test clean --seeds 1-50 --quiet || { echo "clean failed"; exit 1; }
+"$bin" --test mutex_uncontended --seeds 1-50 --quiet || { echo "mutex_uncontended failed"; exit 1; }
 "$bin" --test many_tasks --seeds 1-20 --quiet || { echo "many_tasks failed"; exit 1; }
 "$bin" --test leftover_poller --seeds 1-50 --quiet || { echo "leftover_poller failed"; exit 1; }
 "$bin" --seeds x 2>/dev/null; [ $? -eq 2 ] || { echo "bad option: want exit 2"; exit 1; }

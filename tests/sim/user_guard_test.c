@@ -57,6 +57,42 @@ NP_TEST(real_fd) {
   (void)np_open(np_current(), fd, &f);
 }
 
+/* A mutex held across a call that switches tasks, wanted by another task:
+ * the simulation's one thread would wait for ever (natively a scheduler
+ * thread blocks). The run fails naming the call; it used to hang. */
+static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
+
+static void locker(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&held);
+  pthread_mutex_unlock(&held);
+}
+
+NP_TEST(mutex_across_switch) {
+  pthread_mutex_lock(&held);
+  NP_CHECK_EQ(np_go(np_current(), locker, NULL), 0);
+  NP_CHECK_EQ(np_sleep(1000000), 0); /* the locker runs and finds it held */
+  pthread_mutex_unlock(&held);
+}
+
+/* A mutex taken and released between switches is fine. */
+NP_TEST(mutex_uncontended) {
+  static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+  for (int i = 0; i < 3; i++) {
+    NP_CHECK_EQ(pthread_mutex_lock(&m), 0);
+    pthread_mutex_unlock(&m);
+    np_yield();
+  }
+}
+
+NP_TEST(cond_wait) {
+  static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+  static pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+  pthread_mutex_lock(&m);
+  pthread_cond_wait(&c, &m);
+  pthread_mutex_unlock(&m);
+}
+
 NP_TEST(plain_assert) {
   int x = 1;
   assert(x == 2);
