@@ -609,7 +609,7 @@ static int recurse(volatile char *prev, int depth) {
 
 static void overflow_task(void *arg) {
   (void)arg;
-  np_task_name("deep-recursion");
+  np_task_name("deep-recursion, named at length: 45 chars..."); /* cut to 31 bytes and a NUL */
   recurse(NULL, 0);
 }
 
@@ -622,7 +622,7 @@ static void die_overflow(void *arg) {
 
 static void test_stack_overflow_reported(void **state) {
   (void)state;
-  th_expect_panic(die_overflow, NULL, "stack overflow in task 1 'deep-recursion'");
+  th_expect_panic(die_overflow, NULL, "stack overflow in task 1 'deep-recursion, named at length' (fn ");
 }
 
 int main(void) {

@@ -99,6 +99,9 @@ void np__unpark(np__waiter *w);
 /* Test builds only: runs inside np__park just before the commit step, so a
  * test can make readiness, timeout or close arrive between WAIT and commit. */
 extern void (*np__test_hook_before_commit)(np__waiter *w);
+/* Runs after a task or thread has queued on a semaphore, before it parks:
+ * a test widens the window in which a release finds it not yet parked. */
+extern void (*np__test_hook_sema_queued)(void);
 #endif
 
 /* Counting semaphore (Go's runtime_Semacquire/Semrelease) for the fd mutex:

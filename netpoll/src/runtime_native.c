@@ -61,6 +61,7 @@ void np__waiter_init(np__waiter *w, const void *pd, int mode) {
 
 #ifdef NP_TEST_HOOKS
 void (*np__test_hook_before_commit)(np__waiter *w);
+void (*np__test_hook_sema_queued)(void);
 #endif
 
 typedef struct park_arg {
@@ -138,6 +139,9 @@ void np__sema_acquire(np__sema *s) {
     s->head = &n;
   s->tail = &n;
   spin_unlock(&s->lock);
+#ifdef NP_TEST_HOOKS
+  if (np__test_hook_sema_queued != NULL) np__test_hook_sema_queued();
+#endif
   if (n.task != NULL) {
     np__task_park(node_commit, &n);
     NP_ASSERT(np__load_u32(&n.state) == NODE_SIGNALED);
