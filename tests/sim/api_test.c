@@ -689,6 +689,24 @@ NP_TEST(listen_port_in_use) {
   np_free(l);
 }
 
+/* A server that closed its connections first leaves them in TIME_WAIT on
+ * its port; restarted, it listens there again at once (SO_REUSEADDR, as
+ * Go's listeners: without it, EADDRINUSE for a minute). */
+NP_TEST(listen_again_after_active_close) {
+  conn c;
+  char buf[4];
+  conn_open(&c, "tcp", "127.0.0.1:0");
+  NP_CHECK_EQ(np_close(c.server), 0); /* the server closes first: its end waits in TIME_WAIT */
+  NP_CHECK_EQ(np_read(c.client, buf, sizeof(buf)), 0);
+  NP_CHECK_EQ(np_close(c.client), 0);
+  NP_CHECK_EQ(np_close(c.l), 0);
+  NP_CHECK_EQ(np_sleep(10 * MS), 0);
+  np_fd *l;
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", c.laddr, &l), 0);
+  np_free(l);
+  conn_free(&c);
+}
+
 /* Calls on the wrong kind of descriptor answer as Linux does. */
 NP_TEST(wrong_kinds) {
   np_fd *l, *p[2], *q[2], *c = NULL;
