@@ -773,6 +773,10 @@ static void test_write_eintr_retried(void **state) {
   for (int v = 0; v < 2; v++) {
     int which = v == 0 ? SC_WRITE : SC_WRITEV;
     pair pr = pair_open();
+    /* A small send buffer: BIG takes many calls, so all 5 faults (calls 1,
+     * 3 ... 9) fire however fast the drainer reads (it once took 3). */
+    int small = 4096;
+    assert_int_equal(setsockopt(pr.fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
     fault_arm(which,
               (fault_spec){.nth = 1, .count = 5, .every = 2, .err = EINTR, .sel = SEL_FD, .fd = pr.fds[0]});
     drainer d = {.fd = pr.fds[1], .want = BIG};
@@ -1029,6 +1033,50 @@ static void test_accept_register_fails_closes_conn(void **state) {
   }
   np_free(l.f);
   th_poller_destroy(l.p);
+}
+
+/* np_pipe, np_socketpair, np_listen and np_dial register what they make:
+ * when a registration fails, every descriptor they made is closed (the
+ * first end's, or the second's after the first was registered) and nothing
+ * is returned. */
+typedef int (*make_fn)(np_poller *p, np_fd *out[2]);
+
+static int make_listen(np_poller *p, np_fd *out[2]) { return np_listen(p, "tcp", "127.0.0.1:0", &out[0]); }
+
+static int make_dial(np_poller *p, np_fd *out[2]) {
+  np_fd *l;
+  char addr[NP_ADDRSTRLEN];
+  assert_int_equal(np_listen(p, "tcp", "127.0.0.1:0", &l), 0);
+  assert_int_equal(np_local_addr(l, addr, sizeof(addr)), 0);
+  fault_arm(SC_EPOLL_CTL, (fault_spec){.nth = 1, .err = ENOMEM, .op = EPOLL_CTL_ADD});
+  int err = np_dial(p, "tcp", addr, 0, &out[0]);
+  fault_clear_all();
+  np_free(l);
+  return err;
+}
+
+static void expect_make_fails_clean(np_poller *p, make_fn make, long nth, bool armed_by_make) {
+  int before = count_fds();
+  np_stats s0 = stats(p);
+  if (!armed_by_make) fault_arm(SC_EPOLL_CTL, (fault_spec){.nth = nth, .err = ENOMEM, .op = EPOLL_CTL_ADD});
+  np_fd *out[2] = {(np_fd *)1, (np_fd *)1};
+  assert_int_equal(make(p, out), -ENOMEM);
+  assert_null(out[0]);
+  fault_clear_all();
+  assert_int_equal(count_fds(), before);
+  assert_int_equal(stats(p).fds_open, s0.fds_open);
+}
+
+static void test_make_register_fails_closes_all(void **state) {
+  (void)state;
+  np_poller *p = th_poller();
+  for (long nth = 1; nth <= 2; nth++) {
+    expect_make_fails_clean(p, np_pipe, nth, false);
+    expect_make_fails_clean(p, np_socketpair, nth, false);
+  }
+  expect_make_fails_clean(p, make_listen, 1, false);
+  expect_make_fails_clean(p, make_dial, 1, true);
+  th_poller_destroy(p);
 }
 
 /* ============================================================================
@@ -1780,6 +1828,7 @@ int main(void) {
       T(test_accept_eagain_parks),
       T(test_accept_errors_listener_keeps_working),
       T(test_accept_register_fails_closes_conn),
+      T(test_make_register_fails_closes_all),
       T(test_connect_error_returned),
       T(test_connect_eintr_completes),
       T(test_connect_getsockopt_fails),
