@@ -103,7 +103,15 @@ void np_free(np_fd *f) {
   ut_trace("np_free", fd, 0, 0);
 }
 
-int np_sysfd(const np_fd *f) { return np__u_sysfd(f); }
+/* A simulated descriptor's number, moved past any real one (Linux caps
+ * descriptors at 2^20): a system call of the program's own on it fails with
+ * EBADF instead of reaching whichever real file shares the number. */
+#define UT_SYSFD_BASE (1 << 30)
+
+int np_sysfd(const np_fd *f) {
+  int fd = np__u_sysfd(f);
+  return fd < 0 ? fd : UT_SYSFD_BASE + fd;
+}
 
 ssize_t np_read(np_fd *f, void *buf, size_t len) {
   int fd = fd_of(f);

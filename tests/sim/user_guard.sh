@@ -24,6 +24,7 @@ expect plain_assert 'assertion failed: x == 2'
 expect stuck_read 'stuck: .* in np_read(fd'
 "$bin" --test clean --seeds 1-50 --quiet || { echo "clean failed"; exit 1; }
 "$bin" --test mutex_uncontended --seeds 1-50 --quiet || { echo "mutex_uncontended failed"; exit 1; }
+"$bin" --test sysfd_reaches_no_real_file --seeds 1-20 --quiet || { echo "sysfd_reaches_no_real_file failed"; exit 1; }
 "$bin" --test many_tasks --seeds 1-20 --quiet || { echo "many_tasks failed"; exit 1; }
 "$bin" --test leftover_poller --seeds 1-50 --quiet || { echo "leftover_poller failed"; exit 1; }
 "$bin" --seeds x 2>/dev/null; [ $? -eq 2 ] || { echo "bad option: want exit 2"; exit 1; }

@@ -5,6 +5,7 @@
  */
 #undef NDEBUG
 #include <assert.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netpoll_test.h>
 #include <pthread.h>
@@ -91,6 +92,25 @@ NP_TEST(cond_wait) {
   pthread_mutex_lock(&m);
   pthread_cond_wait(&c, &m);
   pthread_mutex_unlock(&m);
+}
+
+/* np_sysfd of a simulated descriptor names no real one: a program's own
+ * setsockopt or fcntl on it fails with EBADF (it hit a real log file that
+ * shared the number, once). */
+NP_TEST(sysfd_reaches_no_real_file) {
+  np_fd *pair[2];
+  int real[8];
+  for (int i = 0; i < 8; i++) NP_CHECK((real[i] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0);
+  NP_CHECK_EQ(np_socketpair(np_current(), pair), 0);
+  for (int e = 0; e < 2; e++) {
+    int fd = np_sysfd(pair[e]);
+    NP_CHECK(fd >= 0);
+    NP_CHECK(fcntl(fd, F_GETFD) == -1 && errno == EBADF);
+  }
+  NP_CHECK(np_sysfd(pair[0]) != np_sysfd(pair[1]));
+  np_free(pair[0]);
+  np_free(pair[1]);
+  for (int i = 0; i < 8; i++) close(real[i]);
 }
 
 NP_TEST(plain_assert) {
