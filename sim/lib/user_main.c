@@ -5,6 +5,7 @@
  * the one command that replays it with the full trace.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -154,6 +155,23 @@ static void print_tail(const char *text, size_t len, int lines) {
   fwrite(text + start, 1, len - start, stderr);
 }
 
+/* The report's second run of the seed (for its trace) would print the
+ * program's own output a second time: its stdout goes to /dev/null. */
+static int mute_stdout(void) {
+  fflush(stdout);
+  int saved = dup(STDOUT_FILENO), null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (saved >= 0 && null >= 0) dup2(null, STDOUT_FILENO);
+  if (null >= 0) close(null);
+  return saved;
+}
+
+static void unmute_stdout(int saved) {
+  fflush(stdout);
+  if (saved < 0) return;
+  dup2(saved, STDOUT_FILENO);
+  close(saved);
+}
+
 static void report(const ut_test *t, const cli *c, uint64_t seed, const ut_result *r) {
   const ut_faults *f = &r->faults;
   fprintf(stderr, "\nFAIL %s seed %" PRIu64 " (%s) at %.6f s virtual: %s\n", t->name, seed,
@@ -168,12 +186,17 @@ static void report(const ut_test *t, const cli *c, uint64_t seed, const ut_resul
   FILE *mem = open_memstream(&text, &len);
   ut_result again;
   if (mem != NULL) {
+    int saved = mute_stdout();
     (void)run_seed(t, c, seed, mem, &again);
+    unmute_stdout(saved);
     fclose(mem);
     fprintf(stderr, "--- the program's last %d calls ---\n", TAIL_LINES);
     print_tail(text, len, TAIL_LINES);
     if (again.hash != r->hash)
-      fprintf(stderr, "warning: the replay differed (the program is not deterministic)\n");
+      fprintf(stderr,
+              "warning: this report's second run of the seed differed: the program is not deterministic,"
+              " or keeps state in globals from one run to the next (runs share the process; the replay"
+              " command below starts a fresh one)\n");
     free(text);
   }
   if (t->fn == NULL) { /* a program's own np_run */
