@@ -16,6 +16,7 @@ PACKAGES=(
   binutils                  # nm (exported-symbol check)
   util-linux                # setarch (TSan fallback when ASLR is too wide)
   git                       # make check-format lists tracked files
+  valgrind                  # ctest api_native_valgrind (task stacks registered with memcheck)
 )
 
 missing=()

@@ -28,10 +28,11 @@ typedef struct np__group np__group;
 enum { NP__SW_YIELD = 1, NP__SW_PARK = 2, NP__SW_EXIT = 3 };
 
 typedef struct np__stack {
-  void *map;      /* mmap base (the guard page is the lowest page) */
-  size_t map_len; /* whole mapping */
-  void *lo;       /* lowest usable byte, just above the guard */
-  size_t len;     /* usable bytes below the task struct */
+  void *map;            /* mmap base (the guard page is the lowest page) */
+  size_t map_len;       /* whole mapping */
+  void *lo;             /* lowest usable byte, just above the guard */
+  size_t len;           /* usable bytes below the task struct */
+  unsigned valgrind_id; /* VALGRIND_STACK_REGISTER's id (0 without valgrind.h) */
 } np__stack;
 
 struct np__task {
