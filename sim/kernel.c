@@ -858,10 +858,14 @@ static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *add
   if (err != 0) return (int)err;
   if (l->backlog_len == 0) return -EAGAIN;
   if (l->local.family != AF_UNIX && fault(K.faults.accept_abort)) { /* a TCP client gave up */
+    kern__note(fd, "fault: the first queued connection aborted (its client sees a reset)");
     backlog_drop(l, 0, true);
     return -ECONNABORTED;
   }
-  if (fault(K.faults.accept_emfile)) return -EMFILE; /* the connection stays queued */
+  if (fault(K.faults.accept_emfile)) { /* the connection stays queued */
+    kern__note(fd, "fault: accept4 EMFILE");
+    return -EMFILE;
+  }
   int s = fd_alloc();
   if (s < 0) return s; /* a full table: EMFILE, the connection stays queued */
   struct kconn cn = l->backlog[0];
@@ -975,4 +979,12 @@ kbuf *kern__buf_new(uint32_t cap) { return buf_new(cap); }
 void kern__buf_release(kbuf *b) { buf_release(b); }
 void kern__notify(int fd) { notify(fd); }
 bool kern__fault(uint32_t rate) { return fault(rate); }
+
+static kern_note_fn note_hook;
+
+void kern_set_note_hook(kern_note_fn fn) { note_hook = fn; }
+
+void kern__note(int fd, const char *what) {
+  if (note_hook != NULL) note_hook(fd, what);
+}
 void kern__syscall_point(const char *name, int fd) { syscall_point(name, fd); }

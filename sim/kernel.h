@@ -56,6 +56,10 @@ void kern_set_reg_hooks(kern_reg_fn on_register, kern_close_fn on_close);
 
 void kern_reset(void);
 void kern_set_event_hook(kern_event_fn fn, void *ctx);
+/* A fault the program may see the effect of (a lost SYN, a reset, an
+ * aborted or refused accept), named for its trace. Outlives kern_reset. */
+typedef void (*kern_note_fn)(int fd, const char *what);
+void kern_set_note_hook(kern_note_fn fn);
 kern_faults *kern_faults_get(void);
 /* libnetpoll-sim: a write to a pipe with no reader fails the run when the
  * real process would die of its SIGPIPE (the disposition is SIG_DFL), so a

@@ -138,6 +138,8 @@ void kern__notify(int fd);
 /* Queue a connection on listener l: false when its backlog is full. */
 bool kern__backlog_push(kfile *l, struct kconn cn);
 bool kern__fault(uint32_t rate);
+/* Tells the note hook (kern_set_note_hook) about an injected fault. */
+void kern__note(int fd, const char *what);
 /* A TCP socket in TCP_CLOSE: reset, or both FINs exchanged. */
 bool kern__tcp_closed(const kfile *f);
 void kern__syscall_point(const char *name, int fd);

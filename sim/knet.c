@@ -295,11 +295,16 @@ static void establish(kfile *f, int fd, kfile *l, int lfd) {
 /* The SYN arrives: refused, dropped (retried later) or queued on the listener. */
 static void syn_arrives(kfile *f, int fd) {
   /* The wait after the last retransmission ran out: 1 + 2 + ... + 64 s. */
-  if (f->syn_tries > SYN_RETRIES) return connect_failed(f, fd, ETIMEDOUT);
+  if (f->syn_tries > SYN_RETRIES) {
+    kern__note(fd, "connect gives up: every SYN lost (127 s)");
+    return connect_failed(f, fd, ETIMEDOUT);
+  }
   int lfd = find_listener(&f->target);
   if (lfd < 0) return connect_failed(f, fd, ECONNREFUSED);
   kfile *l = &K.files[lfd];
-  if (l->backlog_len < l->backlog_max && !kern__fault(K.net.syn_drop)) return establish(f, fd, l, lfd);
+  bool full = l->backlog_len >= l->backlog_max;
+  if (!full && !kern__fault(K.net.syn_drop)) return establish(f, fd, l, lfd);
+  kern__note(fd, full ? "SYN dropped: the listener's backlog is full" : "fault: SYN lost");
   f->syn_tries++;
   f->syn_at = sim->now + (SEC << (f->syn_tries - 1)) + latency(); /* 1, 2, 4 ... s: Linux's SYN backoff */
 }
@@ -325,6 +330,7 @@ void kern__net_wrote(int fd, kbuf *b, uint32_t n) {
    * close as a clean EOF, which TCP cannot do: a reset end sends no FIN.
    * A connection still in the backlog has no peer yet: its client alone. */
   if (kern__fault(K.net.reset_write)) {
+    kern__note(fd, "fault: the connection reset on the way (both ends)");
     int peer = K.files[fd].peer;
     (void)kern_inject_reset(fd);
     if (peer >= 0) (void)kern_inject_reset(peer);

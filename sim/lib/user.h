@@ -58,6 +58,7 @@ ut_poller *ut_poller_of(const np_poller *p);
 ut_task *ut_current(void);
 /* Records one API call in the trace (hash always; text when tracing). */
 void ut_trace(const char *call, int fd, int64_t arg, int64_t result);
+void ut_trace_note(int fd, const char *what);
 /* Marks the current task as inside call on fd (NULL call: left it). */
 void ut_enter(const char *call, int fd);
 void ut_leave(void);

@@ -41,6 +41,16 @@ void ut_trace(const char *call, int fd, int64_t arg, int64_t result) {
           call, fds, arg, res);
 }
 
+/* An injected fault, in the trace only (not in the run's hash): why a call
+ * later fails (a reset, a dial that waits for a retransmitted SYN). */
+void ut_trace_note(int fd, const char *what) {
+  if (sim == NULL || U.trace == NULL) return;
+  char fds[16] = "";
+  if (fd >= 0) snprintf(fds, sizeof(fds), "fd %d", fd);
+  fprintf(U.trace, "%12.6f ms  %-12s %-18s %-6s %10s  %s\n", (double)sim->now / 1e6, "(kernel)", "", fds, "",
+          what);
+}
+
 void ut_enter(const char *call, int fd) {
   ut_task *u = ut_current();
   if (u == NULL) return;

@@ -132,6 +132,7 @@ int ut_run(const ut_test *t, const ut_run_options *o, ut_result *r) {
   sim_heap_reset();
   memset(&U, 0, sizeof(U));
   U.trace = o->trace;
+  kern_set_note_hook(ut_trace_note);
   U.time_limit = o->time_limit;
   draw_faults(o->faults, &r->faults);
   running = t;
