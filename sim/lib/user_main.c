@@ -208,9 +208,13 @@ static void report(const ut_test *t, const cli *c, uint64_t seed, const ut_resul
           c->run.pct ? " --strategy pct" : "", c->run.faults ? "" : " --no-faults");
 }
 
+/* On a terminal a line that rewrites itself every second; into a file or a
+ * pipe only the last one, so it does not run into the program's output. */
 static void progress(const char *name, uint64_t done, uint64_t total, double start, bool end) {
+  bool tty = isatty(STDERR_FILENO);
+  if (!end && !tty) return;
   double el = real_seconds() - start;
-  fprintf(stderr, "\r%s: %" PRIu64 "/%" PRIu64 " seeds, %.0f seeds/s%s", name, done, total,
+  fprintf(stderr, "%s%s: %" PRIu64 "/%" PRIu64 " seeds, %.0f seeds/s%s", tty ? "\r" : "", name, done, total,
           el > 0 ? (double)done / el : 0.0, end ? "\n" : "");
 }
 
