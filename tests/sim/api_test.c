@@ -707,6 +707,26 @@ NP_TEST(listen_again_after_active_close) {
   conn_free(&c);
 }
 
+/* "tcp6" on the wildcard takes IPv6 only (IPV6_V6ONLY): an IPv4 listener
+ * on the same port is free to start, and an IPv4 dial reaches it, not the
+ * IPv6 one (without the option Linux's [::] takes both families). */
+NP_TEST(tcp6_wildcard_v6_only) {
+  np_fd *l6, *l4 = NULL, *c, *s;
+  char addr6[NP_ADDRSTRLEN], any4[NP_ADDRSTRLEN], addr4[NP_ADDRSTRLEN];
+  NP_CHECK_EQ(np_listen(np_current(), "tcp6", ":0", &l6), 0);
+  NP_CHECK_EQ(np_local_addr(l6, addr6, sizeof(addr6)), 0);
+  const char *port = strrchr(addr6, ':') + 1;
+  snprintf(any4, sizeof(any4), ":%s", port);
+  snprintf(addr4, sizeof(addr4), "127.0.0.1:%s", port);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp4", any4, &l4), 0);
+  NP_CHECK_EQ(np_dial(np_current(), "tcp4", addr4, 0, &c), 0);
+  NP_CHECK_EQ(np_accept(l4, &s, NULL, NULL), 0);
+  np_free(s);
+  np_free(c);
+  np_free(l4);
+  np_free(l6);
+}
+
 /* Calls on the wrong kind of descriptor answer as Linux does. */
 NP_TEST(wrong_kinds) {
   np_fd *l, *p[2], *q[2], *c = NULL;
