@@ -155,10 +155,7 @@ static int close_handle(np_fd *f, bool *won) {
   int err = np__fdmu_incref_and_close(&f->mu);
   if (err != 0) return err;
   *won = true;
-  if (np__load_u32(&f->poller->shutdown)) /* destroy may have evicted it (evict_all) */
-    np__pd_unblock_destroy(f->pd);
-  else
-    np__pd_unblock(f->pd); /* wakes every waiter with closing (I7) */
+  np__pd_unblock(f->pd); /* wakes every waiter with closing (I7) */
   fd_decref(f);
   np__sema_acquire(&f->csema);
   err = f->close_err;
@@ -199,7 +196,7 @@ static void evict_all(np_poller *p) {
   np__mutex_lock(&p->fds_lock);
   for (np_fd *f = p->fds; f != NULL; f = f->next) {
     if (np__fdmu_incref(&f->mu) != 0) continue; /* already closing */
-    np__pd_unblock_destroy(f->pd);
+    np__pd_unblock(f->pd);                      /* a second unblock, by the handle's close, is a no-op */
     fd_decref(f);
   }
   np__mutex_unlock(&p->fds_lock);

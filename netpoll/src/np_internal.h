@@ -271,8 +271,6 @@ void np__pd_close(np__pd *pd, bool deregister);
 /* Wake both waiters with NP__POLL_FAILED and refuse from now on. */
 void np__pd_fail(np__pd *pd);
 void np__pd_unblock(np__pd *pd);
-/* The same once destroy has begun: a second call is a no-op, not a panic. */
-void np__pd_unblock_destroy(np__pd *pd);
 int np__pd_reset(np__pd *pd, int mode); /* prepare: checkerr, clear stale ready */
 int np__pd_wait(np__pd *pd, int mode);  /* NP__POLL_* */
 void np__pd_set_deadline(np__pd *pd, int64_t deadline_ns, int mode);

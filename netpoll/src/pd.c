@@ -324,10 +324,10 @@ void np__pd_close(np__pd *pd, bool deregister) {
 
 /* Go's pollUnblock (FD.Close's evict): publish closing, wake both waiters
  * with NIL (they return closing), stop both timers. */
-static void pd_unblock(np__pd *pd, bool again_ok) {
+void np__pd_unblock(np__pd *pd) {
   np_poller *p = pd->poller;
   np__mutex_lock(&pd->lock);
-  if (pd->closing && again_ok) {
+  if (pd->closing && np__load_u32(&p->shutdown)) { /* destroy evicted it first (fd.c evict_all) */
     np__mutex_unlock(&pd->lock);
     return;
   }
@@ -350,12 +350,6 @@ static void pd_unblock(np__pd *pd, bool again_ok) {
   wake(p, rw);
   wake(p, ww);
 }
-
-void np__pd_unblock(np__pd *pd) { pd_unblock(pd, false); }
-
-/* Destroy's eviction (fd.c): it runs before, and may race with, the close
- * of each handle; the second of the two is a no-op. */
-void np__pd_unblock_destroy(np__pd *pd) { pd_unblock(pd, true); }
 
 void np__pd_fail(np__pd *pd) {
   np_poller *p = pd->poller;
