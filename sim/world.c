@@ -219,6 +219,37 @@ static bool timeout_legal(const rec *r, int mode_index, uint64_t op_step) {
   return false;
 }
 
+/* I5, the other way: an operation that began once the deadline certainly
+ * in force had passed (every set call had returned before it began, and
+ * each one that may have been the last sets an expired value) fails with
+ * NP_ETIMEOUT without trying, even with data or room there, whether or not
+ * the deadline's timer has run (Go's "i/o timeout"; a busy scheduler runs
+ * timers late). Closing and a failed poller take precedence. */
+static bool timeout_required(const rec *r, int mode_index) {
+  const dl_entry *h = r->hist[mode_index];
+  int n = r->hist_len[mode_index];
+  const dl_entry *last = NULL;
+  for (int i = 0; i < n; i++) {
+    if (h[i].step_end == 0 || h[i].step_end >= sim->current->op_step) return false;
+    if (h[i].refused) continue;
+    if (last == NULL || h[i].step_end > last->step_end) last = &h[i];
+  }
+  if (last == NULL) return false;
+  for (int i = 0; i < n; i++) {
+    if (h[i].refused || h[i].step_end < last->step_begin) continue;
+    if (h[i].value == 0 || h[i].value > sim->current->op_start) return false;
+  }
+  return true;
+}
+
+static void check_expired(const rec *r, int mode, int64_t result, const char *where) {
+  if (result == NP_ETIMEOUT || result == NP_ECLOSING || result == NP_EPOLLER) return;
+  if (timeout_required(r, mode == 'r' ? 0 : 1))
+    sim_fail("I5: %s on stream %d mode %c began after its deadline had passed and returned %" PRId64
+             " instead of a timeout",
+             where, r->id, mode, result);
+}
+
 static void check_result(rec *r, int mode, int result, const char *where) {
   int mi = mode == 'r' ? 0 : 1;
   uint64_t op_step = sim->current->op_step;
@@ -508,6 +539,7 @@ static void do_read_all(rec *r) {
     ssize_t n = sim_chance(200000) ? np_readv(r->f, &(struct iovec){buf, want}, 1) : np_read(r->f, buf, want);
     leave();
     act("np_read", r->fd, n);
+    check_expired(r, 'r', n, "np_read");
     if (n > 0) {
       if ((size_t)n > want) sim_fail("np_read returned more than asked");
       verify(r, r->id * 2, sim->current->io_offset, buf, (size_t)n, "reader");
@@ -564,6 +596,7 @@ static void do_write_all(rec *r, uint64_t total) {
     leave();
     r->writers_active--;
     act("np_write", r->fd, err != 0 ? err : (int64_t)written);
+    check_expired(r, 'w', err, "np_write");
     if (written > chunk) sim_fail("np_write reported %zu of %zu bytes written", written, chunk);
     r->out_written += written;
     if (err == 0) {
@@ -641,6 +674,7 @@ static void act_read(rec *r, const sc_action *a) {
   size_t want = (size_t)(a->n < (int64_t)sizeof(buf) ? a->n : (int64_t)sizeof(buf));
   int64_t v = act("np_read", r->fd, np_read(r->f, buf, want));
   leave();
+  if (want > 0) check_expired(r, 'r', v, "np_read");
   if (v > 0) {
     verify(r, r->id * 2, sim->current->io_offset, buf, (size_t)v, "reader");
     r->in_consumed += (uint64_t)v;
@@ -664,6 +698,7 @@ static void act_write(rec *r, const sc_action *a) {
   int64_t v = act("np_write", r->fd, np_write(r->f, data, len, &written));
   leave();
   r->writers_active--;
+  if (len > 0) check_expired(r, 'w', v, "np_write");
   if (written > len) sim_fail("np_write reported %zu of %zu bytes", written, len);
   if (v == 0 && written != len) sim_fail("np_write succeeded with %zu of %zu bytes", written, len);
   r->out_written += written;
@@ -680,6 +715,7 @@ static void act_wait(rec *r, const sc_action *a) {
                   mode == 'r' ? np_wait_read(r->f) : np_wait_write(r->f));
   sim->current->pure_wait = false;
   leave();
+  check_expired(r, mode, v, "np_wait");
   if (v < 0) check_result(r, mode, (int)v, "np_wait");
   expect(a, v, false);
 }

@@ -1016,6 +1016,70 @@ static void test_extreme_deadlines(void **state) {
   th_poller_destroy(p);
 }
 
+/* ---- 12. a deadline passes while every call finds data or room ---------------
+ * A loop of one-byte reads on a full socket, or writes into an empty one,
+ * never parks. Its deadline must still stop it once passed (Go: "i/o
+ * timeout" within the deadline's scheduling slack), whether or not the
+ * timer has run: a task's own scheduler runs timers only when the task
+ * parks, which this loop would do only when the data (or room) ran out
+ * (found by testing from outside: the task read all 200 KB). */
+
+typedef struct busy_loop {
+  np_fd *f;
+  bool write;
+  size_t count;
+  ssize_t ret;
+} busy_loop;
+
+static void *busy_loop_main(void *arg) {
+  busy_loop *b = arg;
+  char c = 'b';
+  int64_t d = np_deadline_after(10 * MS);
+  assert_int_equal(b->write ? np_set_write_deadline(b->f, d) : np_set_read_deadline(b->f, d), 0);
+  for (;;) {
+    ssize_t n = b->write ? (ssize_t)np_write(b->f, &c, 1, NULL) : np_read(b->f, &c, 1);
+    if (n < 0 || (!b->write && n != 1)) {
+      b->ret = n;
+      return NULL;
+    }
+    b->count++;
+  }
+}
+
+static void test_deadline_stops_busy_loop(void **state) {
+  (void)state;
+  np_poller *p = th_poller();
+  int fds[2];
+  th_socketpair(fds);
+  np_fd *a;
+  assert_int_equal(np_open(p, fds[0], &a), 0);
+  set_nonblock(fds[1]);
+  size_t filled = th_fill(fds[1]); /* a's receive side full */
+  busy_loop r = {.f = a, .write = false};
+  th_join(th_start(busy_loop_main, &r));
+  assert_int_equal(r.ret, NP_ETIMEOUT);
+  if (r.count >= filled) fail_msg("read all %zu bytes: the deadline did not stop the loop", filled);
+
+  /* Writes: a 1 MiB pipe (one-byte writes share its pages; a socket would
+   * charge each its own buffer and fill after a few hundred). */
+  int pfd[2];
+  np_fd *pw;
+  th_pipe(pfd);
+  assert_true(fcntl(pfd[1], F_SETPIPE_SZ, 1 << 20) >= (1 << 20));
+  assert_int_equal(np_open(p, pfd[1], &pw), 0);
+  busy_loop w = {.f = pw, .write = true};
+  th_join(th_start(busy_loop_main, &w));
+  assert_int_equal(w.ret, NP_ETIMEOUT);
+  assert_true(w.count > 0);
+  /* It stopped with room left: its deadline, not a full pipe. */
+  assert_int_equal(write(pfd[1], "r", 1), 1);
+  np_free(pw);
+  close(pfd[0]);
+  np_free(a);
+  close(fds[1]);
+  th_poller_destroy(p);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
@@ -1030,6 +1094,7 @@ int main(void) {
       cmocka_unit_test(test_read_write_deadlines_independent),
       cmocka_unit_test(test_write_deadline_partial_count),
       cmocka_unit_test(test_extreme_deadlines),
+      cmocka_unit_test(test_deadline_stops_busy_loop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -209,6 +209,34 @@ static void test_task_deadline(void **state) {
   np_poller_destroy(p);
 }
 
+/* A deadline passes while its task keeps its scheduler busy with np_yield
+ * and nothing is parked: the read after it fails although data is queued
+ * (Go, with runtime.Gosched: "i/o timeout"). Found by testing from outside:
+ * the busy scheduler ran no timers, and the read returned the byte. */
+static void yield_past_deadline_task(void *arg) {
+  blocked *b = arg;
+  char c;
+  assert_int_equal(np_set_read_deadline(b->f, np_deadline_after(b->deadline)), 0);
+  int64_t t0 = np_now();
+  while (np_now() - t0 < 5 * b->deadline) np_yield();
+  b->ret = np_read(b->f, &c, 1);
+}
+
+static void test_deadline_passes_while_yielding(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(1);
+  int fds[2];
+  np_fd *f[2];
+  th_socketpair(fds);
+  th_open_pair(p, fds, f);
+  assert_int_equal(np_write(f[1], "x", 1, NULL), 0);
+  blocked b = {.f = f[0], .deadline = 10 * MS};
+  assert_int_equal(np_go(p, yield_past_deadline_task, &b), 0);
+  assert_int_equal(np_wait_tasks(p, 0), 0);
+  assert_int_equal(b.ret, NP_ETIMEOUT);
+  np_poller_destroy(p);
+}
+
 /* A thread writes, a task reads: the two waiter kinds on one descriptor. */
 static void test_thread_wakes_task(void **state) {
   (void)state;
@@ -634,6 +662,7 @@ int main(void) {
       cmocka_unit_test(test_ping_pong),
       cmocka_unit_test(test_blocked_tasks_closed),
       cmocka_unit_test(test_task_deadline),
+      cmocka_unit_test(test_deadline_passes_while_yielding),
       cmocka_unit_test(test_thread_wakes_task),
       cmocka_unit_test(test_accepted_connections_spread),
       cmocka_unit_test(test_sleep_order),

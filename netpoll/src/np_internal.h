@@ -183,6 +183,8 @@ struct np__pd {
   uintptr_t wseq;    /* write timer generation */
   int64_t rd;        /* read deadline: 0 none, -1 expired, else when */
   int64_t wd;        /* write deadline */
+  np__ai64 rd_when;  /* rd as last set if > 0, else 0: checkerr reads it */
+  np__ai64 wd_when;  /* without the lock (atomic) */
   np__timer rt;      /* read (or combined) deadline timer */
   np__timer wt;      /* write deadline timer (unused when combined) */
 } __attribute__((aligned(NP__PD_ALIGN)));

@@ -160,12 +160,25 @@ static void set_hung_up(np__pd *pd) {
 
 bool np__pd_hung_up(np__pd *pd) { return (np__load_u32(&pd->info) & NP__INFO_HUNG_UP) != 0; }
 
+/* A pending deadline that has passed although its timer has not run yet:
+ * the timer runs when its poller's scheduler gets to it, which a task that
+ * never parks (a read loop that always finds data) or a scheduler kept
+ * busy by others delays without bound (Go's preemption bounds it). */
+static bool passed(np__ai64 *when) {
+  int64_t d = np__load_i64(when);
+  if (d <= 0 || d > np__now()) return false;
+  /* The decision is this load's: d still in force once the clock was read
+   * (a deadline moved meanwhile is the mover's to publish). */
+  return np__load_i64(when) == d;
+}
+
 int np__pd_checkerr(np__pd *pd, int mode) {
   uint32_t info = np__load_u32(&pd->info);
   if (info & NP__INFO_CLOSING) return NP__POLL_CLOSING;
   if (info & NP__INFO_FAILED) return NP__POLL_FAILED;
   if (mode == 'r' && (info & NP__INFO_EXPIRED_READ)) return NP__POLL_TIMEOUT;
   if (mode == 'w' && (info & NP__INFO_EXPIRED_WRITE)) return NP__POLL_TIMEOUT;
+  if (passed(mode == 'r' ? &pd->rd_when : &pd->wd_when)) return NP__POLL_TIMEOUT;
   /* An event error is reported only to readers: a writer's next syscall
    * reports a more specific error. */
   if (mode == 'r' && (info & NP__INFO_EVENT_ERR)) return NP__POLL_NOT_POLLABLE;
@@ -276,9 +289,11 @@ int np__pd_open(np_poller *p, int fd, np__pd **out) {
   pd->rseq++;
   np__store_uptr(&pd->rg, NP__PD_NIL);
   pd->rd = 0;
+  np__store_i64(&pd->rd_when, 0);
   pd->wseq++;
   np__store_uptr(&pd->wg, NP__PD_NIL);
   pd->wd = 0;
+  np__store_i64(&pd->wd_when, 0);
   publish_info(pd);
   uint32_t fdseq = pd->fdseq;
   np__mutex_unlock(&pd->lock);
@@ -426,6 +441,8 @@ void np__pd_set_deadline(np__pd *pd, int64_t deadline_ns, int mode) {
   if (mode == 'r' || mode == 'r' + 'w') pd->rd = d;
   if (mode == 'w' || mode == 'r' + 'w') pd->wd = d;
   publish_info(pd);
+  np__store_i64(&pd->rd_when, pd->rd > 0 ? pd->rd : 0);
+  np__store_i64(&pd->wd_when, pd->wd > 0 ? pd->wd : 0);
   bool combo = pd->rd > 0 && pd->rd == pd->wd;
   int rkind = combo ? NP__TIMER_BOTH : NP__TIMER_READ;
   bool need_break = false; /* an earlier timer: wake the poller, outside the lock */
