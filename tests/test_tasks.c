@@ -653,6 +653,47 @@ static void test_stack_overflow_reported(void **state) {
   th_expect_panic(die_overflow, NULL, "stack overflow in task 1 'deep-recursion, named at length' (fn ");
 }
 
+/* ---- np_blocking's function waiting for its own task ------------------------------ */
+/* Its task is parked until the function returns: waiting for the poller's
+ * tasks from there would wait for itself (found from outside: it hung). */
+
+static np_poller *g_self_poller;
+static int g_self_wait;
+
+static void wait_own_tasks(void *arg) {
+  (void)arg;
+  g_self_wait = np_wait_tasks(g_self_poller, 0);
+}
+
+static void destroy_own_poller(void *arg) {
+  (void)arg;
+  np_poller_destroy(g_self_poller);
+}
+
+static void blocking_job_task(void *arg) { assert_int_equal(np_blocking((np_task_fn)arg, NULL), 0); }
+
+static void test_blocking_waits_for_own_tasks(void **state) {
+  (void)state;
+  g_self_poller = poller_procs(2);
+  g_self_wait = 1;
+  assert_int_equal(np_go(g_self_poller, blocking_job_task, (void *)wait_own_tasks), 0);
+  assert_int_equal(np_wait_tasks(g_self_poller, 0), 0);
+  assert_int_equal(g_self_wait, -EDEADLK);
+  np_poller_destroy(g_self_poller);
+}
+
+static void die_destroy_from_blocking(void *arg) {
+  (void)arg;
+  g_self_poller = poller_procs(1);
+  np_go(g_self_poller, blocking_job_task, (void *)destroy_own_poller);
+  np_wait_tasks(g_self_poller, np_deadline_after(5000 * MS));
+}
+
+static void test_blocking_destroys_own_poller(void **state) {
+  (void)state;
+  th_expect_panic(die_destroy_from_blocking, NULL, "np_poller_destroy called from np_blocking's function");
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN); /* writers woken by the peer's close get EPIPE */
   const struct CMUnitTest tests[] = {
@@ -669,6 +710,8 @@ int main(void) {
       cmocka_unit_test(test_yield_interleaves),
       cmocka_unit_test(test_blocking_offload),
       cmocka_unit_test(test_blocking_jobs_queue),
+      cmocka_unit_test(test_blocking_waits_for_own_tasks),
+      cmocka_unit_test(test_blocking_destroys_own_poller),
       cmocka_unit_test(test_wait_tasks_deadline),
       cmocka_unit_test(test_spinner_does_not_starve_inbox),
       cmocka_unit_test(test_shutdown_wakes_parked),

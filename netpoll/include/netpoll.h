@@ -114,7 +114,8 @@ NP_EXTERN int np_poller_create(np_poller **out, const np_options *opts);
  * be blocked or queued in calls on its handles, or in np_close; no call may
  * start during or after it. Tasks must return once their calls fail with
  * NP_ECLOSING (a task that loops forever keeps destroy waiting). Must not
- * be called from one of the poller's own tasks (it aborts). */
+ * be called from one of the poller's own tasks, nor from np_blocking's
+ * function run for one (it aborts: it would wait for itself). */
 NP_EXTERN void np_poller_destroy(np_poller *p);
 
 typedef struct np_stats {
@@ -257,7 +258,8 @@ NP_EXTERN bool np_in_task(void);
 NP_EXTERN np_poller *np_current(void);
 
 /* Waits (in a thread) until p has no task left. deadline_ns as for I/O
- * (0 = none). Returns 0, NP_ETIMEOUT, -EDEADLK (called from a task of p). */
+ * (0 = none). Returns 0, NP_ETIMEOUT, -EDEADLK (called from a task of p,
+ * or from np_blocking's function run for one: that task waits for it). */
 NP_EXTERN int np_wait_tasks(np_poller *p, int64_t deadline_ns);
 
 /* A program whose main work is tasks: creates a poller with opts (may be

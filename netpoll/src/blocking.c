@@ -22,6 +22,12 @@ struct np__blocking_job {
   int err; /* -errno if no helper could take it */
 };
 
+/* The group whose task waits for the job this helper thread runs: that
+ * job must not wait for the group's tasks (np_wait_tasks, destroy). */
+static __thread np__group *tls_job_group;
+
+np__group *np__tls_job_group(void) { return tls_job_group; }
+
 static void *helper_main(void *arg) {
   np__group *g = arg;
   np__mutex_lock(&g->job_lock);
@@ -36,7 +42,9 @@ static void *helper_main(void *arg) {
     g->jobs_head = j->next;
     if (g->jobs_head == NULL) g->jobs_tail = NULL;
     np__mutex_unlock(&g->job_lock);
+    tls_job_group = g;
     j->fn(j->arg);
+    tls_job_group = NULL;
     np__task_ready(j->task); /* j lives on the task's stack: last touch */
     np__mutex_lock(&g->job_lock);
   }

@@ -116,6 +116,8 @@ void np_poller_destroy(np_poller *p) {
   if (g->pollers[0] != p) NP_PANIC("np_poller_destroy: not a handle from np_poller_create");
   np__task *self = np__tls_task();
   if (self != NULL && self->group == g) NP_PANIC("np_poller_destroy called from one of its own tasks");
+  if (np__tls_job_group() == g)
+    NP_PANIC("np_poller_destroy called from np_blocking's function of one of its tasks");
   np__group_begin_shutdown(g); /* refuses np_go, ends sleeps */
   close_all(g);                /* wakes every blocked or queued caller */
   np__group_shutdown(g);       /* waits for every task; joins the schedulers */

@@ -292,6 +292,7 @@ int np_wait_tasks(np_poller *p, int64_t deadline_ns) {
   if (p == NULL || p->group == NULL) return -EINVAL;
   np__group *g = p->group;
   if (np__tls_task() != NULL && np__tls_task()->group == g) return -EDEADLK;
+  if (np__tls_job_group() == g) return -EDEADLK; /* its task waits for us */
   np__mutex_lock(&g->done_lock);
   int ret = 0;
   while (g->live > 0 && ret == 0) {

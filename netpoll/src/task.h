@@ -54,6 +54,8 @@ struct np__group {
 
 /* task.c */
 np__task *np__tls_task(void);
+/* On an np_blocking helper running a job for a task of g: g; else NULL. */
+np__group *np__tls_job_group(void);
 void np__task_park(bool (*commit)(void *arg), void *arg);
 int np__group_start(np__group *g, int procs, size_t stack_size);
 void np__group_begin_shutdown(np__group *g);
