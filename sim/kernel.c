@@ -26,8 +26,67 @@ static kbuf *buf_new(uint32_t cap) {
 
 static void buf_release(kbuf *b) {
   if (b != NULL && --b->users == 0) {
+    free(b->page_len);
     free(b->data);
     free(b);
+  }
+}
+
+/* ---- pipes: a ring of pages (Linux's fs/pipe.c) ------------------------------ */
+
+/* Linux's round_pipe_size: a power of two pages; at least 2, at most 256. */
+static uint16_t pipe_pages(uint32_t capacity) {
+  uint32_t want = capacity / KERN_PIPE_PAGE + (capacity % KERN_PIPE_PAGE != 0), pages = 2;
+  while (pages < want && pages < 256) pages *= 2;
+  return (uint16_t)pages;
+}
+
+static kbuf *pipe_buf_new(uint32_t capacity) {
+  uint16_t pages = pipe_pages(capacity);
+  kbuf *b = buf_new((uint32_t)pages * KERN_PIPE_PAGE);
+  b->page_len = calloc(pages, sizeof(*b->page_len));
+  if (b->page_len == NULL) sim_fail("out of memory");
+  b->pages = pages;
+  return b;
+}
+
+/* pipe_full: no free page. pipe_poll says EPOLLOUT otherwise. */
+static bool pipe_full(const kbuf *b) { return b->pg_used == b->pages; }
+
+static uint16_t *pipe_last(kbuf *b) { return &b->page_len[(b->pg_tail + b->pg_used - 1) % b->pages]; }
+
+/* pipe_read took n bytes: a page all of whose bytes are read is free. */
+static void pipe_consumed(kbuf *b, size_t n) {
+  while (n > 0) {
+    uint32_t left = b->page_len[b->pg_tail] - b->pg_off, k = n < left ? (uint32_t)n : left;
+    b->pg_off = (uint16_t)(b->pg_off + k);
+    n -= k;
+    if (b->pg_off == b->page_len[b->pg_tail]) {
+      b->pg_tail = (uint16_t)((b->pg_tail + 1) % b->pages);
+      b->pg_used--;
+      b->pg_off = 0;
+    }
+  }
+}
+
+/* What pipe_write takes of a len-byte write with O_NONBLOCK: first the
+ * len % PAGE bytes into the last page if they all fit there (*merge),
+ * then a page at a time while one is free. So a write of at most PIPE_BUF
+ * is whole or nothing (EAGAIN). */
+static size_t pipe_room(kbuf *b, size_t len, size_t *merge) {
+  size_t chars = len % KERN_PIPE_PAGE, pages_free = (size_t)(b->pages - b->pg_used) * KERN_PIPE_PAGE;
+  *merge = chars != 0 && b->pg_used > 0 && *pipe_last(b) + chars <= KERN_PIPE_PAGE ? chars : 0;
+  size_t rest = len - *merge;
+  return *merge + (rest < pages_free ? rest : pages_free);
+}
+
+static void pipe_filled(kbuf *b, size_t merge, size_t n) {
+  if (merge > 0) *pipe_last(b) = (uint16_t)(*pipe_last(b) + merge);
+  for (n -= merge; n > 0;) {
+    size_t k = n < KERN_PIPE_PAGE ? n : KERN_PIPE_PAGE;
+    b->pg_used++;
+    *pipe_last(b) = (uint16_t)k;
+    n -= k;
   }
 }
 
@@ -105,8 +164,8 @@ uint32_t kern_poll_mask(int fd) {
       if (f->rx->len > 0) m |= EPOLLIN;
       if (f->rx->no_writer) m |= EPOLLHUP;
       break;
-    case K_PIPE_W:
-      if (space(f->tx) > 0) m |= EPOLLOUT;
+    case K_PIPE_W: /* pipe_poll: writable while a page is free */
+      if (!pipe_full(f->tx)) m |= EPOLLOUT;
       if (f->tx->no_reader) m |= EPOLLERR;
       break;
     case K_SOCK:
@@ -186,7 +245,7 @@ int kern_pipe(int fds[2], uint32_t capacity) {
     K.files[r].kind = K_FREE;
     return w;
   }
-  kbuf *b = buf_new(capacity);
+  kbuf *b = pipe_buf_new(capacity);
   b->users = 2;
   K.files[r] = (kfile){.kind = K_PIPE_R, .rx = b, .peer = w};
   K.files[w] = (kfile){.kind = K_PIPE_W, .tx = b, .peer = r};
@@ -263,13 +322,14 @@ static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
   }
   size_t n = len < readable(b) ? len : readable(b);
   if (faults && n > 1 && fault(K.faults.short_io)) n = 1 + sim_rand_below(n - 1);
-  bool was_full = b->len == b->cap;
+  bool was_full = b->page_len != NULL && pipe_full(b);
   for (size_t i = 0; i < n; i++) ((uint8_t *)buf)[i] = b->data[(b->head + i) % b->cap];
   b->head = (uint32_t)((b->head + n) % b->cap);
   b->len -= (uint32_t)n;
   b->total_read += n;
-  /* pipe_read wakes writers only when the pipe was full; af_unix on every
-   * read that leaves the sender writable (here: any room). */
+  if (b->page_len != NULL) pipe_consumed(b, n);
+  /* pipe_read wakes writers only when the pipe was full (no page free);
+   * af_unix on every read that leaves the sender writable (here: any room). */
   if (f->kind == K_SOCK || was_full) notify_buf_users(b, f->peer, -1);
   return (ssize_t)n;
 }
@@ -282,6 +342,32 @@ static ssize_t close_wait_write(kfile *f, int fd, size_t len) {
   if (len == 0) return 0;
   tcp_reset_arrives(f, fd, true);
   return (ssize_t)(len < f->tx->cap ? len : f->tx->cap);
+}
+
+/* pipe_write with O_NONBLOCK, of the whole iovec as one write (writev's
+ * atomicity is the total's): 0 for an empty write before looking for a
+ * reader, EPIPE without one, else what pipe_room takes or EAGAIN. The
+ * short-write fault cuts only a write longer than PIPE_BUF: a shorter one
+ * is atomic. */
+static ssize_t pipe_write(kfile *f, const struct iovec *iov, int iovcnt, bool faults) {
+  kbuf *b = f->tx;
+  size_t len = 0, merge;
+  for (int i = 0; i < iovcnt; i++) len += iov[i].iov_len;
+  if (len == 0) return 0;
+  if (b->no_reader) return -EPIPE;
+  if (faults && len > KERN_PIPE_BUF && fault(K.faults.short_io)) len = 1 + sim_rand_below(len - 1);
+  size_t n = pipe_room(b, len, &merge), done = 0;
+  if (n == 0) return -EAGAIN;
+  for (int i = 0; done < n; i++) {
+    size_t k = iov[i].iov_len < n - done ? iov[i].iov_len : n - done;
+    for (size_t j = 0; j < k; j++)
+      b->data[(b->head + b->len + done + j) % b->cap] = ((const uint8_t *)iov[i].iov_base)[j];
+    done += k;
+  }
+  b->len += (uint32_t)n;
+  pipe_filled(b, merge, n);
+  notify_buf_users(b, f->peer, -1);
+  return (ssize_t)n;
 }
 
 static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faults) {
@@ -297,12 +383,11 @@ static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faul
   }
   if (f->kind == K_SOCKNEW) return f->sk_err != 0 ? -f->sk_err : f->connecting ? -EAGAIN : -EPIPE;
   if (f->kind == K_LISTEN) return f->local.family == AF_UNIX ? -ENOTCONN : -EPIPE; /* Linux's answers */
-  if (f->kind != K_PIPE_W && f->kind != K_SOCK) return -EBADF;
+  if (f->kind == K_PIPE_W) return pipe_write(f, &(struct iovec){(void *)(uintptr_t)buf, len}, 1, faults);
+  if (f->kind != K_SOCK) return -EBADF;
   kbuf *b = f->tx;
-  /* pipe_write returns 0 for an empty write before looking for readers;
-   * af_unix checks the shutdown state first (EPIPE), and never consumes a
+  /* af_unix checks the shutdown state first (EPIPE), and never consumes a
    * pending socket error on send. */
-  if (f->kind == K_PIPE_W && len == 0) return 0;
   if (f->kind == K_SOCK && f->sk_err != 0 && is_tcp(f)) {
     int err = f->sk_err; /* TCP's send takes a pending error (sk_stream_error), once */
     f->sk_err = 0;
@@ -348,7 +433,7 @@ int kern_connect(int listen_fd, uint32_t capacity) {
   to_server->users = 2;
   to_client->users = 2;
   K.files[c] = (kfile){.kind = K_SOCK, .rx = to_client, .tx = to_server, .peer = -1};
-  kern__backlog_push(l, (struct kconn){to_server, to_client, c, {0}});
+  kern__backlog_push(l, (struct kconn){to_server, to_client, c, {0}, l->local});
   notify(listen_fd);
   return c;
 }
@@ -750,12 +835,13 @@ static ssize_t no_sigpipe(const kfile *f, int fd, const char *call, ssize_t n) {
 }
 
 /* readv/writev: one element at a time, stopping at the first short one, as
- * the kernel's stream semantics allow. */
+ * the kernel's stream semantics allow; a pipe's writev is one write. */
 static ssize_t do_vec(int fd, const struct iovec *iov, int iovcnt, bool write) {
   kfile *f = file_of(fd);
   if (f == NULL) return -EBADF;
   ssize_t err = io_faults(fd);
   if (err != 0) return err;
+  if (write && f->kind == K_PIPE_W) return pipe_write(f, iov, iovcnt, true);
   ssize_t total = 0;
   for (int i = 0; i < iovcnt; i++) {
     if (iov[i].iov_len == 0) continue;
@@ -875,7 +961,7 @@ static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *add
                        .rx = cn.to_server,
                        .tx = cn.to_client,
                        .peer = -1,
-                       .local = l->local,
+                       .local = cn.server,
                        .remote = cn.client,
                        .inq = l->inq};    /* Linux copies TCP_INQ from the listener */
   if (cn.to_server->net) kern_net_kick(); /* data sent before the accept may be due */

@@ -68,7 +68,18 @@ kern_faults *kern_faults_get(void);
 void kern_set_pipe_sigpipe(bool on);
 kern_stats *kern_stats_get(void);
 
-/* Creation; return 0 or -errno (EMFILE when the table is full). */
+/* A pipe is a ring of pages, as Linux's (fs/pipe.c): a write of at most
+ * KERN_PIPE_BUF bytes is whole or EAGAIN (it fills the last page or takes
+ * a free one), a longer one takes what fits, and the write end is writable
+ * (EPOLLOUT) while a page is free, so a PIPE_BUF write would succeed. */
+#define KERN_PIPE_PAGE 4096u
+#define KERN_PIPE_BUF 4096u
+
+/* Creation; return 0 or -errno (EMFILE when the table is full). A pipe's
+ * capacity is rounded up as Linux sizes pipes: a power of two pages, at
+ * least 2 (PIPE_MIN_DEF_BUFFERS: only F_SETPIPE_SZ, which netpoll never
+ * calls, makes a one-page pipe, whose writes to a non-empty pipe block),
+ * at most 256 (1 MiB, pipe-max-size). */
 int kern_pipe(int fds[2], uint32_t capacity);
 int kern_socketpair(int fds[2], uint32_t capacity);
 int kern_listen(void);  /* a listening socket's fd */
@@ -103,8 +114,10 @@ struct sim_task *kern_epoll_waiter(int64_t *wake_at); /* poller blocked in wait,
 extern const np__backend sim_backend;
 
 /* ---- the simulated network (knet.c), for libnetpoll-sim ---------------------
- * Stream sockets on one simulated host: listeners on ports or unix paths,
- * a connect that takes a SYN's latency (refused when nothing listens,
+ * Stream sockets on one simulated host, whose one interface is loopback:
+ * listeners on its addresses' ports or on unix paths, a connect to any
+ * other address ENETUNREACH at once (no route), one to it that takes a
+ * SYN's latency (refused when nothing listens,
  * retried after 1, 2, 4, ... s when the SYN is dropped or the backlog is
  * full, ETIMEDOUT after 127 s as Linux), data that arrives after a delay,
  * and resets. Off (kern_net.on false) everything is instant. */
@@ -118,9 +131,16 @@ typedef struct kern_net {
 kern_net *kern_net_get(void);
 /* A socket of family AF_INET, AF_INET6 or AF_UNIX, not connected. */
 int kern_net_socket(int family);
-/* bind + listen: 0, -EADDRINUSE, -EINVAL (bad address or not a new socket).
- * Port 0 picks one. */
+/* bind + listen: 0, -EADDRINUSE, -EINVAL (bad address or not a new socket),
+ * -EADDRNOTAVAIL (not an address of the host, see knet.c), -ENOENT or
+ * -ENOTDIR (a unix path whose directory is missing). Port 0 picks one. */
 int kern_net_listen(int fd, const struct sockaddr *sa, socklen_t len);
+/* setsockopt(IPV6_V6ONLY) of a new AF_INET6 socket (before bind or
+ * connect): 0, -EINVAL (bound or connecting), -ENOPROTOOPT (not AF_INET6).
+ * Without it, a listener is IPv6-only unless its address is v4-mapped
+ * (np_listen's "tcp6" sockets are V6ONLY, a "tcp" one on [::ffff:a.b.c.d]
+ * is not: the one way Linux binds that address), a dialer is not. */
+int kern_net_set_v6only(int fd, bool on);
 /* unlink(2) of a unix socket's file that a simulated bind made: 0 (the
  * path is free again; a listener still on it cannot be reached by name),
  * -ENOENT when the simulation has no such file (libnetpoll-sim then

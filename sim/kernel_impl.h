@@ -17,9 +17,10 @@
  * fresh, connecting (its SYN travels) or failed (sk_err says why). */
 enum kind { K_FREE, K_PIPE_R, K_PIPE_W, K_SOCK, K_EVENTFD, K_EPOLL, K_LISTEN, K_RESERVED, K_SOCKNEW };
 
-/* An address of the simulated network: one host, so an IP address only
- * names the family it was given in; ports and unix paths (interned in
- * kern_net, path 1...) tell listeners apart. */
+/* An address of the simulated network: one host, whose IP addresses are
+ * loopback's (127.0.0.0/8, ::1; knet.c's route and bindable); ports, IP
+ * addresses and unix paths (interned in kern_net, path 1...) tell
+ * listeners apart. */
 typedef struct kaddr {
   uint16_t family; /* 0: none (an unnamed socket), AF_INET, AF_INET6, AF_UNIX */
   uint16_t port;
@@ -35,10 +36,14 @@ typedef struct kaddr {
 #define BACKLOG_MAX 16
 #define KNET_BACKLOG_MAX 4096
 
+/* A connection in a listener's backlog: the accepted end's buffers, the
+ * client's fd, and the addresses the accepted end will have (its peer, the
+ * client's address, and its own, the address the client dialled, both in
+ * the listener's family). */
 struct kconn {
   struct kbuf *to_server, *to_client;
   int client_fd;
-  kaddr client;
+  kaddr client, server;
 };
 
 typedef struct kbuf { /* one direction of a stream */
@@ -57,6 +62,13 @@ typedef struct kbuf { /* one direction of a stream */
     uint32_t n;
   } chunks[KBUF_CHUNKS];
   bool net; /* a connection of the simulated network (delays, resets) */
+  /* A pipe's ring of pages (Linux's fs/pipe.c): `pages` slots of
+   * KERN_PIPE_PAGE bytes; pg_used of them hold data, from pg_tail on;
+   * page_len[i] bytes were written into slot i, and pg_off of the tail's
+   * are read. A slot is free again once all its bytes are read. NULL for a
+   * socket's buffer (a byte buffer). */
+  uint16_t *page_len;
+  uint16_t pages, pg_tail, pg_used, pg_off;
 } kbuf;
 
 struct kep;
@@ -94,6 +106,9 @@ typedef struct kfile {
   int syn_tries;
   bool connecting;
   bool inq; /* TCP_INQ: reads report the bytes left (sockets, listeners: inherited) */
+  /* AF_INET6: IPV6_V6ONLY (kern_net_set_v6only); v6only_set false: never
+   * set, and a listener takes it from its address at bind (knet.c). */
+  bool v6only, v6only_set;
 } kfile;
 
 /* An epoll instance and its poller's break (one per poller). */

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "kernel_impl.h"
@@ -123,7 +124,6 @@ socklen_t kern__net_sockaddr(const kaddr *a, struct sockaddr_storage *ss) {
 
 static bool inet(uint16_t family) { return family == AF_INET || family == AF_INET6; }
 
-/* One host: an IP address reaches every listener on the port. */
 /* A unix path in the filesystem (not the abstract namespace, '@'): bind
  * makes a file that stays after close until unlink, as on Linux. */
 static bool is_file(const kaddr *a) {
@@ -149,17 +149,117 @@ static bool ip_any(const kaddr *a) {
   return true;
 }
 
-/* The listener that a connect to a, or a bind of a, meets. Unix: the path.
- * Inet: the same family (np_listen makes IPv6 sockets V6ONLY, so 4 and 6
- * are apart, as on Linux), the port, and the address, where a wildcard
- * (0.0.0.0, [::]) on either side takes every address of the family. */
-static int find_listener(const kaddr *a) {
+/* ::ffff:a.b.c.d, an IPv4 address in an IPv6 socket's terms. */
+static bool v4_mapped(const kaddr *a) {
+  static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return a->family == AF_INET6 && memcmp(a->ip, prefix, sizeof(prefix)) == 0;
+}
+
+/* The IPv4 address a names, if it names one (AF_INET or v4-mapped). */
+static bool v4_of(const kaddr *a, uint8_t v4[4]) {
+  if (a->family != AF_INET && !v4_mapped(a)) return false;
+  memcpy(v4, a->family == AF_INET ? a->ip : a->ip + 12, 4);
+  return true;
+}
+
+/* a in a socket of family: IPv4 as AF_INET or v4-mapped, IPv6 as it is. */
+static kaddr in_family(const kaddr *a, uint16_t family) {
+  uint8_t v4[4];
+  if (!v4_of(a, v4)) return *a;
+  kaddr r = {.family = family, .port = a->port};
+  if (family == AF_INET6) r.ip[10] = r.ip[11] = 0xff;
+  memcpy(family == AF_INET6 ? r.ip + 12 : r.ip, v4, 4);
+  return r;
+}
+
+/* The host's address of a's kind: 127.0.0.1 (as a's family) or ::1. */
+static kaddr loopback_like(const kaddr *a) {
+  uint8_t v4[4];
+  kaddr r = {.family = AF_INET, .port = a->port, .ip = {127, 0, 0, 1}};
+  if (v4_of(a, v4)) return in_family(&r, a->family);
+  r = (kaddr){.family = AF_INET6, .port = a->port};
+  r.ip[15] = 1;
+  return r;
+}
+
+/* The simulated network is one host whose one interface is loopback:
+ * 127.0.0.0/8 and ::1 are its addresses. Where a connect to a goes, as
+ * Linux routes it: *dest, the address the SYN is for (0.0.0.0 and :: mean
+ * the host itself, 127.0.0.1 and ::1), or -ENETUNREACH: no route to any
+ * other address (a host with an uplink would send the SYN out; natively a
+ * dial to one fails or times out all the same), nor to 127.255.255.255
+ * (the loopback net's broadcast). */
+static int route(const kaddr *a, kaddr *dest) {
+  uint8_t v4[4];
+  static const uint8_t loop6[16] = {[15] = 1}, bcast[3] = {255, 255, 255};
+  *dest = ip_any(a) || (v4_of(a, v4) && memcmp(v4, (uint8_t[4]){0}, 4) == 0) ? loopback_like(a) : *a;
+  if (v4_of(dest, v4)) return v4[0] == 127 && memcmp(v4 + 1, bcast, 3) != 0 ? 0 : -ENETUNREACH;
+  return memcmp(dest->ip, loop6, 16) == 0 ? 0 : -ENETUNREACH;
+}
+
+/* bind(2) of a, as Linux's inet_bind and inet6_bind on that host: the
+ * host's addresses, the wildcards, and (IPv4) multicast and the limited
+ * broadcast (inet_addr_type's RTN_MULTICAST, RTN_BROADCAST) may be bound;
+ * any other address is -EADDRNOTAVAIL; -EINVAL for a v4-mapped address on
+ * a V6ONLY socket, an IPv6 multicast or link-local one (it would need a
+ * scope). Measured on Linux 6.18. */
+static int bindable(const kaddr *a, bool v6only) {
+  uint8_t v4[4];
+  static const uint8_t loop6[16] = {[15] = 1}, all[4] = {255, 255, 255, 255};
+  if (v4_of(a, v4)) {
+    if (a->family == AF_INET6 && v6only) return -EINVAL;
+    bool any = memcmp(v4, (uint8_t[4]){0}, 4) == 0, multicast = (v4[0] & 0xf0) == 0xe0;
+    return any || v4[0] == 127 || multicast || memcmp(v4, all, 4) == 0 ? 0 : -EADDRNOTAVAIL;
+  }
+  if (a->ip[0] == 0xff || (a->ip[0] == 0xfe && (a->ip[1] & 0xc0) == 0x80)) return -EINVAL;
+  return ip_any(a) || memcmp(a->ip, loop6, 16) == 0 ? 0 : -EADDRNOTAVAIL;
+}
+
+/* What a socket bound to an address takes: IPv4 ([0]) and IPv6 ([1])
+ * addresses, one or all of each. A v4-mapped address is IPv4; [::]
+ * without IPV6_V6ONLY takes both families (Linux's dual-stack socket). */
+typedef struct kreach {
+  bool has[2], any[2];
+  uint8_t ip[2][16];
+} kreach;
+
+static kreach reach_of(const kaddr *a, bool v6only) {
+  kreach r = {{false}};
+  uint8_t v4[4];
+  if (v4_of(a, v4)) {
+    r.has[0] = true;
+    memcpy(r.ip[0], v4, 4);
+    r.any[0] = memcmp(v4, (uint8_t[4]){0}, 4) == 0;
+    return r;
+  }
+  r.has[1] = true;
+  memcpy(r.ip[1], a->ip, 16);
+  r.any[1] = ip_any(a);
+  r.has[0] = r.any[0] = r.any[1] && !v6only;
+  return r;
+}
+
+static bool reaches_meet(const kreach *x, const kreach *y) {
+  for (int i = 0; i < 2; i++)
+    if (x->has[i] && y->has[i] && (x->any[i] || y->any[i] || memcmp(x->ip[i], y->ip[i], 16) == 0))
+      return true;
+  return false;
+}
+
+/* The listener that a connect to a (its route's destination, v6only
+ * true), or a bind of a, meets. Unix: the path. Inet: the port, and the
+ * addresses each takes (reach_of): a listener of either family may take
+ * an IPv4 connection, and a wildcard on either side takes every address
+ * of its families. */
+static int find_listener(const kaddr *a, bool v6only) {
+  kreach want = reach_of(a, v6only);
   for (int fd = 0; fd < K.fd_end; fd++) {
     const kfile *f = &K.files[fd];
     if (f->kind != K_LISTEN || f->local.family == 0 || f->unlinked) continue;
-    if (inet(a->family) && f->local.family == a->family && f->local.port == a->port &&
-        (ip_any(&f->local) || ip_any(a) || memcmp(f->local.ip, a->ip, sizeof(a->ip)) == 0))
-      return fd;
+    if (inet(a->family) && inet(f->local.family) && f->local.port == a->port) {
+      kreach have = reach_of(&f->local, f->v6only);
+      if (reaches_meet(&want, &have)) return fd;
+    }
     if (a->family == AF_UNIX && f->local.family == AF_UNIX && f->local.path == a->path) return fd;
   }
   return -1;
@@ -192,6 +292,24 @@ int kern_net_socket(int family) {
   return fd;
 }
 
+/* A unix socket's file is made in a directory of the real file system:
+ * bind fails with ENOENT when the directory is missing, ENOTDIR when a
+ * component is no directory, as natively. The directory is the machine's,
+ * so asking it (stat) keeps runs repeatable on that machine; the
+ * simulation never makes or removes a real file. */
+static int unix_dir_error(const char *path) {
+  char dir[sizeof(K.paths[0])];
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL) return 0; /* the working directory */
+  size_t n = slash == path ? 1 : (size_t)(slash - path);
+  memcpy(dir, path, n);
+  dir[n] = 0;
+  struct stat st;
+  int saved = errno, err = stat(dir, &st) != 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+  errno = saved; /* the program's errno is its own */
+  return err;
+}
+
 int kern_net_listen(int fd, const struct sockaddr *sa, socklen_t len) {
   kfile *f = kern__file(fd);
   if (f == NULL) return -EBADF;
@@ -200,12 +318,27 @@ int kern_net_listen(int fd, const struct sockaddr *sa, socklen_t len) {
   int err = to_kaddr(sa, len, &a);
   if (err != 0) return err;
   if (inet(a.family) != inet(f->local.family)) return -EINVAL;
-  if (find_listener(&a) >= 0 || (is_file(&a) && K.path_bound[a.path - 1])) return -EADDRINUSE;
+  bool v6only = f->v6only_set ? f->v6only : a.family == AF_INET6 && !v4_mapped(&a);
+  if (inet(a.family) && (err = bindable(&a, v6only)) != 0) return err;
+  if (is_file(&a) && (err = unix_dir_error(K.paths[a.path - 1])) != 0) return err;
+  if (find_listener(&a, v6only) >= 0 || (is_file(&a) && K.path_bound[a.path - 1])) return -EADDRINUSE;
   if (inet(a.family) && a.port == 0 && (a.port = ephemeral_port()) == 0) return -EADDRINUSE;
   if (is_file(&a)) K.path_bound[a.path - 1] = true; /* the socket file outlives the socket */
   f->kind = K_LISTEN;
   f->local = a;
+  f->v6only = v6only;
   f->backlog_max = KNET_BACKLOG_MAX;
+  return 0;
+}
+
+int kern_net_set_v6only(int fd, bool on) {
+  kfile *f = kern__file(fd);
+  if (f == NULL) return -EBADF;
+  if (f->kind != K_SOCKNEW && f->kind != K_SOCK && f->kind != K_LISTEN) return -ENOTSOCK;
+  if (f->local.family != AF_INET6) return -ENOPROTOOPT;
+  if (f->kind != K_SOCKNEW || f->connecting || f->sk_err != 0) return -EINVAL; /* bound: too late */
+  f->v6only = on;
+  f->v6only_set = true;
   return 0;
 }
 
@@ -228,7 +361,7 @@ static void establish(kfile *f, int fd, kfile *l, int lfd);
  * lose or delay; a full backlog is EAGAIN for a non-blocking socket. The
  * connection is local IPC: no delivery delay, no middlebox reset. */
 static int unix_connect(kfile *f, int fd) {
-  int lfd = find_listener(&f->target);
+  int lfd = find_listener(&f->target, true);
   if (lfd < 0) return -ECONNREFUSED;
   kfile *l = &K.files[lfd];
   if (l->backlog_len >= l->backlog_max) return -EAGAIN;
@@ -248,17 +381,17 @@ int kern__net_connect(kfile *f, int fd, const struct sockaddr *sa, socklen_t len
   if (err != 0) return err;
   if (inet(a.family) != inet(f->local.family)) return -EAFNOSUPPORT;
   if (is_file(&a) && !K.path_bound[a.path - 1]) return -ENOENT; /* no such socket file */
-  f->target = a;
-  if (!inet(a.family)) return unix_connect(f, fd);
-  if (inet(a.family)) { /* bound to the loopback address of the family and an ephemeral port */
-    f->local.family = a.family;
-    memset(f->local.ip, 0, sizeof(f->local.ip));
-    if (a.family == AF_INET)
-      memcpy(f->local.ip, (const uint8_t[]){127, 0, 0, 1}, 4);
-    else
-      f->local.ip[15] = 1;
-    f->local.port = ephemeral_port();
+  if (!inet(a.family)) {
+    f->target = a;
+    return unix_connect(f, fd);
   }
+  /* tcp_v6_connect: a V6ONLY socket has no route to an IPv4 address */
+  if (v4_mapped(&a) && f->v6only) return -ENETUNREACH;
+  if ((err = route(&a, &f->target)) != 0) return err;
+  /* Bound to the host's address toward the destination (127.0.0.1, as
+   * v4-mapped in an IPv6 socket, or ::1) and an ephemeral port. */
+  f->local = loopback_like(&f->target);
+  f->local.port = ephemeral_port();
   f->connecting = true;
   f->syn_tries = 0;
   f->syn_at = sim->now + latency();
@@ -278,7 +411,8 @@ static void establish(kfile *f, int fd, kfile *l, int lfd) {
   kbuf *to_server = kern__buf_new(cap), *to_client = kern__buf_new(cap);
   to_server->users = to_client->users = 2;
   to_server->net = to_client->net = inet(f->target.family);
-  kaddr me = f->local;
+  kaddr me = f->local, server = in_family(&f->target, l->local.family);
+  if (!inet(f->target.family)) server = l->local; /* unix: the listener's path */
   *f = (kfile){.kind = K_SOCK,
                .rx = to_client,
                .tx = to_server,
@@ -287,7 +421,7 @@ static void establish(kfile *f, int fd, kfile *l, int lfd) {
                .local = me,
                .remote = f->target,
                .inq = f->inq};
-  kern__backlog_push(l, (struct kconn){to_server, to_client, fd, me});
+  kern__backlog_push(l, (struct kconn){to_server, to_client, fd, in_family(&me, l->local.family), server});
   kern__notify(fd);
   kern__notify(lfd);
 }
@@ -299,7 +433,7 @@ static void syn_arrives(kfile *f, int fd) {
     kern__note(fd, "connect gives up: every SYN lost (127 s)");
     return connect_failed(f, fd, ETIMEDOUT);
   }
-  int lfd = find_listener(&f->target);
+  int lfd = find_listener(&f->target, true);
   if (lfd < 0) return connect_failed(f, fd, ECONNREFUSED);
   kfile *l = &K.files[lfd];
   bool full = l->backlog_len >= l->backlog_max;

@@ -5,10 +5,14 @@
  * a difference between the two builds is a bug in one of them (the
  * simulated kernel is the usual suspect: this file found its shutdown of
  * a listener (ENOTSOCK, Linux 0) and of a reset TCP connection (0, Linux
- * ENOTCONN), unix paths freed at close (Linux keeps the socket file) and
- * IPv4 and IPv6 sharing ports). ctest runs it natively and under
- * the simulator without faults (the results here are Linux's, not a faulty
- * network's), every seed's schedule and delivery latencies.
+ * ENOTCONN), unix paths freed at close (Linux keeps the socket file),
+ * IPv4 and IPv6 sharing ports, torn pipe writes of at most PIPE_BUF,
+ * wildcard local addresses of accepted connections, dials to other hosts
+ * reaching local listeners, binds of other hosts' addresses and of paths
+ * in missing directories, and v4-mapped listeners). ctest runs it
+ * natively and under the simulator without faults (the results here are
+ * Linux's, not a faulty network's), every seed's schedule and delivery
+ * latencies.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -347,6 +351,46 @@ NP_TEST(pipe_reader_gone) {
   NP_CHECK_EQ(np_pipe(np_current(), p), 0);
   np_free(p[0]);
   NP_CHECK_EQ(np_write(p[1], "z", 1, NULL), -EPIPE);
+  np_free(p[1]);
+}
+
+/* A pipe is a ring of pages (Linux's fs/pipe.c): a write of at most
+ * PIPE_BUF (4096) bytes is whole or nothing (it fills the last page or
+ * takes a free one), a writev's atomicity is its total's, the write end is
+ * writable while a page is free (a PIPE_BUF write then succeeds), and a
+ * longer write takes what fits. 100-byte records fill 40 to a page (4,000
+ * bytes); a record that does not fit times out with nothing written. The
+ * deadlines that must not pass before a write starts are 50 ms. */
+NP_TEST(pipe_buf_atomic) {
+  enum { REC = 100, PER_PAGE = 4096 / REC * REC };
+  static char buf[200000];
+  np_fd *p[2];
+  size_t total = 0, written = 1;
+  NP_CHECK_EQ(np_pipe(np_current(), p), 0);
+  memset(buf, 'r', sizeof(buf));
+  for (int r = 0; r == 0; total += written) { /* records until the pipe is full */
+    NP_CHECK_EQ(np_set_write_deadline(p[1], np_deadline_after(50 * MS)), 0);
+    r = np_write(p[1], buf, REC, &written);
+    NP_CHECK(r == 0 || r == NP_ETIMEOUT);
+    NP_CHECK_EQ(written, r == 0 ? REC : 0); /* never part of one */
+  }
+  NP_CHECK(total >= 2 * PER_PAGE && total % PER_PAGE == 0); /* two pages or more, each 40 records */
+  read_full(p[0], buf, REC);                                /* the first page is not free yet */
+  NP_CHECK_EQ(np_set_write_deadline(p[1], np_deadline_after(5 * MS)), 0);
+  NP_CHECK_EQ(np_wait_write(p[1]), NP_ETIMEOUT);
+  struct iovec halves[2] = {{buf, REC / 2}, {buf, REC / 2}};
+  NP_CHECK_EQ(np_set_write_deadline(p[1], np_deadline_after(5 * MS)), 0);
+  NP_CHECK_EQ(np_writev(p[1], halves, 2, &written), NP_ETIMEOUT);
+  NP_CHECK_EQ(written, 0);              /* one write of 100 bytes, not two of 50 */
+  read_full(p[0], buf, PER_PAGE - REC); /* now it is */
+  NP_CHECK_EQ(np_set_write_deadline(p[1], np_deadline_after(1000 * MS)), 0);
+  NP_CHECK_EQ(np_wait_write(p[1]), 0);
+  NP_CHECK_EQ(np_write(p[1], buf, 4096, &written), 0); /* PIPE_BUF: a free page takes it */
+  read_full(p[0], buf, total - PER_PAGE + 4096);
+  NP_CHECK_EQ(np_set_write_deadline(p[1], np_deadline_after(50 * MS)), 0);
+  NP_CHECK_EQ(np_write(p[1], buf, sizeof(buf), &written), NP_ETIMEOUT); /* more than the pipe holds */
+  NP_CHECK(written >= 2 * 4096 && written % 4096 == 0 && written < sizeof(buf)); /* what fits: whole pages */
+  np_free(p[0]);
   np_free(p[1]);
 }
 
@@ -780,6 +824,126 @@ NP_TEST(localhost_and_wildcard) {
   listen_then_dial("tcp6", "localhost:0", "[::1]:", NULL);
   listen_then_dial("tcp", ":0", "0.0.0.0:", "127.0.0.1");
   listen_then_dial("tcp6", ":0", "[::]:", "[::1]");
+}
+
+/* What a dial to host:port of a listener must find: the client's own
+ * address (a prefix: its port is ephemeral), the accepted end's local
+ * address (host when NULL), the client's remote one (server_local when
+ * NULL), and the accepted end's remote one (client_local when NULL), each
+ * with the port it must have. */
+typedef struct addr_want {
+  const char *host, *client_local, *server_local, *client_remote, *server_remote;
+} addr_want;
+
+static void dial_and_check(np_fd *l, const char *network, addr_want w) {
+  np_fd *c, *s;
+  char laddr[NP_ADDRSTRLEN], dial[NP_ADDRSTRLEN], want[NP_ADDRSTRLEN], a[NP_ADDRSTRLEN], b[NP_ADDRSTRLEN];
+  const char *server_local = w.server_local != NULL ? w.server_local : w.host;
+  NP_CHECK_EQ(np_local_addr(l, laddr, sizeof(laddr)), 0);
+  const char *port = strrchr(laddr, ':') + 1;
+  snprintf(dial, sizeof(dial), "%s:%s", w.host, port);
+  NP_CHECK_EQ(np_dial(np_current(), network, dial, np_deadline_after(5000 * MS), &c), 0);
+  NP_CHECK_EQ(np_accept(l, &s, NULL, NULL), 0);
+  NP_CHECK_EQ(np_local_addr(s, a, sizeof(a)), 0);
+  snprintf(want, sizeof(want), "%s:%s", server_local, port);
+  NP_CHECK(strcmp(a, want) == 0); /* the address the client reached, never the wildcard */
+  NP_CHECK_EQ(np_remote_addr(c, a, sizeof(a)), 0);
+  snprintf(want, sizeof(want), "%s:%s", w.client_remote != NULL ? w.client_remote : server_local, port);
+  NP_CHECK(strcmp(a, want) == 0);
+  NP_CHECK_EQ(np_local_addr(c, a, sizeof(a)), 0);
+  NP_CHECK(strncmp(a, w.client_local, strlen(w.client_local)) == 0);
+  NP_CHECK_EQ(np_remote_addr(s, b, sizeof(b)), 0);
+  snprintf(want, sizeof(want), "%s%s", w.server_remote != NULL ? w.server_remote : w.client_local,
+           a + strlen(w.client_local));
+  NP_CHECK(strcmp(b, want) == 0); /* the client's address and port, in the listener's family */
+  np_free(c);
+  np_free(s);
+}
+
+/* An accepted connection's local address is the one its client dialled,
+ * also from a wildcard listener: any 127.x.y.z is this host's, 0.0.0.0 and
+ * [::] mean 127.0.0.1 and [::1]; the client's own is 127.0.0.1 (the
+ * loopback route's source address) or [::1]. */
+NP_TEST(accepted_local_address) {
+  np_fd *l;
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", ":0", &l), 0);
+  dial_and_check(l, "tcp", (addr_want){"127.0.0.1", "127.0.0.1:"});
+  dial_and_check(l, "tcp", (addr_want){"127.0.0.2", "127.0.0.1:"});
+  dial_and_check(l, "tcp", (addr_want){"127.1.2.3", "127.0.0.1:"});
+  dial_and_check(l, "tcp", (addr_want){"0.0.0.0", "127.0.0.1:", "127.0.0.1"});
+  np_free(l);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp6", ":0", &l), 0);
+  dial_and_check(l, "tcp6", (addr_want){"[::]", "[::1]:", "[::1]"});
+  np_free(l);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", "127.0.0.2:0", &l), 0); /* any 127.x.y.z may be listened on */
+  dial_and_check(l, "tcp", (addr_want){"127.0.0.2", "127.0.0.1:"});
+  np_free(l);
+}
+
+/* Only this host's addresses may be listened on (127.0.0.0/8, [::1], the
+ * wildcards; Linux also binds IPv4 multicast and 255.255.255.255):
+ * EADDRNOTAVAIL for another; and a dial leaves the host: it never reaches a
+ * local wildcard listener (the simulated host has no other interface, so
+ * ENETUNREACH at once; natively a SYN may go out and time out). The
+ * addresses are RFC 5737/3849 documentation ones, on no host. */
+NP_TEST(addresses_of_other_hosts) {
+  np_fd *l = NULL, *c = NULL;
+  char addr[NP_ADDRSTRLEN], dial[NP_ADDRSTRLEN];
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", "203.0.113.77:0", &l), -EADDRNOTAVAIL);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp6", "[2001:db8::77]:0", &l), -EADDRNOTAVAIL);
+  NP_CHECK(l == NULL);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", "255.255.255.255:0", &l), 0);
+  np_free(l);
+  const char *networks[2] = {"tcp", "tcp6"}, *hosts[2] = {"203.0.113.77", "[2001:db8::77]"};
+  for (int i = 0; i < 2; i++) {
+    NP_CHECK_EQ(np_listen(np_current(), networks[i], ":0", &l), 0);
+    NP_CHECK_EQ(np_local_addr(l, addr, sizeof(addr)), 0);
+    snprintf(dial, sizeof(dial), "%s:%s", hosts[i], strrchr(addr, ':') + 1);
+    int r = np_dial(np_current(), networks[i], dial, np_deadline_after(200 * MS), &c);
+    NP_CHECK(r != 0 && c == NULL);
+    if (np_test_simulated()) NP_CHECK_EQ(r, -ENETUNREACH);
+    np_free(l);
+  }
+}
+
+/* A unix socket's file goes in a directory: bind says ENOENT when it is
+ * missing, ENOTDIR when the path goes through a file. */
+NP_TEST(unix_path_directory) {
+  np_fd *l = NULL;
+  char path[96];
+  snprintf(path, sizeof(path), "/tmp/netpoll-api-no-dir-%016llx/x.sock", (unsigned long long)np_rand());
+  NP_CHECK_EQ(np_listen(np_current(), "unix", path, &l), -ENOENT);
+  NP_CHECK_EQ(np_listen(np_current(), "unix", "/dev/null/x.sock", &l), -ENOTDIR);
+  NP_CHECK(l == NULL);
+}
+
+/* "tcp" on a v4-mapped address ([::ffff:127.0.0.1]) makes an IPv6 socket
+ * without IPV6_V6ONLY (only "tcp6" sets it, and Linux then refuses the
+ * address): an IPv4 listener, that IPv4 dials reach and whose connections
+ * have v4-mapped addresses, in the way of a tcp4 listener on its address;
+ * an IPv6 dial to [::ffff:127.0.0.1] (np_dial's IPv6 sockets are not
+ * V6ONLY) reaches IPv4 listeners too. */
+NP_TEST(v4_mapped_addresses) {
+  np_fd *l, *l4 = NULL, *c = NULL;
+  char addr[NP_ADDRSTRLEN], a[NP_ADDRSTRLEN];
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", "[::ffff:127.0.0.1]:0", &l), 0);
+  NP_CHECK_EQ(np_local_addr(l, addr, sizeof(addr)), 0);
+  NP_CHECK(strncmp(addr, "[::ffff:127.0.0.1]:", 19) == 0);
+  dial_and_check(
+      l, "tcp",
+      (addr_want){"127.0.0.1", "127.0.0.1:", "[::ffff:127.0.0.1]", "127.0.0.1", "[::ffff:127.0.0.1]:"});
+  dial_and_check(l, "tcp", (addr_want){"[::ffff:127.0.0.1]", "[::ffff:127.0.0.1]:"});
+  snprintf(a, sizeof(a), "127.0.0.1:%s", strrchr(addr, ':') + 1);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp4", a, &l4), -EADDRINUSE);
+  snprintf(a, sizeof(a), "[::1]:%s", strrchr(addr, ':') + 1);
+  NP_CHECK_EQ(np_dial(np_current(), "tcp6", a, 0, &c), -ECONNREFUSED);
+  np_free(l);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp4", "127.0.0.1:0", &l4), 0);
+  dial_and_check(l4, "tcp6",
+                 (addr_want){"[::ffff:127.0.0.1]", "[::ffff:127.0.0.1]:", "127.0.0.1", "[::ffff:127.0.0.1]",
+                             "127.0.0.1:"});
+  np_free(l4);
+  NP_CHECK(c == NULL);
 }
 
 /* ---- tasks -------------------------------------------------------------------------- */
