@@ -813,6 +813,8 @@ void kern_set_pipe_sigpipe(bool on) { K.pipe_sigpipe = on; }
 
 static bool sigpipe_kills(void) {
   struct sigaction sa;
+  sigset_t blocked; /* a blocked SIGPIPE stays pending: write(2) just fails with EPIPE */
+  if (sigprocmask(SIG_BLOCK, NULL, &blocked) == 0 && sigismember(&blocked, SIGPIPE) == 1) return false;
   return sigaction(SIGPIPE, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_DFL;
 }
 

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "np_internal.h"
 #include "sched_core.h"
@@ -168,15 +169,38 @@ void sim_init(sim_sched *s, const sim_config *cfg) {
   if (s->cfg.strategy == SIM_PCT) pct_init(s);
 }
 
-/* Task stacks are reused across runs (a fuzzer makes thousands of runs a
+/* Task stacks: mmap'd with a guard page below, as the runtime's
+ * (netpoll/src/stack.c), so an overflow faults instead of corrupting the
+ * next allocation (sim_stack_overflowed names the task). Stacks of the
+ * default size are reused across runs (a fuzzer makes thousands of runs a
  * second; mapping and faulting in fresh stacks dominated under ASan). */
 #define STACK_POOL_MAX 64
+#define STACK_GUARD 4096
 static void *stack_pool[STACK_POOL_MAX];
 static int stack_pool_len;
 
+size_t sim_stack_scale(void) { return SIM_STACK_SIZE / (64 * 1024); }
+
+static size_t stack_round(size_t size) { return (size + STACK_GUARD - 1) & ~(size_t)(STACK_GUARD - 1); }
+
+static void *stack_map(size_t size) {
+  size_t len = stack_round(size) + STACK_GUARD;
+  char *m =
+      mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  if (m == MAP_FAILED) return NULL;
+  if (mprotect(m, STACK_GUARD, PROT_NONE) != 0) {
+    munmap(m, len);
+    return NULL;
+  }
+  return m + STACK_GUARD;
+}
+
+static void stack_unmap(void *stack, size_t size) {
+  munmap((char *)stack - STACK_GUARD, stack_round(size) + STACK_GUARD);
+}
+
 static void *stack_get(size_t size) {
-  (void)size; /* always SIM_STACK_SIZE */
-  if (stack_pool_len == 0) return malloc(SIM_STACK_SIZE);
+  if (size != SIM_STACK_SIZE || stack_pool_len == 0) return stack_map(size);
   void *stack = stack_pool[--stack_pool_len];
 #ifdef SIM_ASAN
   /* Frames of the stack's last task left redzones behind. */
@@ -185,16 +209,30 @@ static void *stack_get(size_t size) {
   return stack;
 }
 
-static void stack_put(void *stack) {
-  if (stack_pool_len < STACK_POOL_MAX)
+static void stack_put(void *stack, size_t size) {
+  if (stack == NULL) return;
+  if (size == SIM_STACK_SIZE && stack_pool_len < STACK_POOL_MAX)
     stack_pool[stack_pool_len++] = stack;
   else
-    free(stack);
+    stack_unmap(stack, size);
+}
+
+const sim_task *sim_stack_overflowed(const void *fault, const void *sp) {
+  if (sim == NULL) return NULL;
+  for (int i = 0; i < sim->task_count; i++) {
+    const sim_task *t = sim->tasks[i];
+    const char *lo = t->stack;
+    if (lo == NULL) continue;
+    bool in_guard = (const char *)fault >= lo - STACK_GUARD && (const char *)fault < lo;
+    bool sp_below = t == sim->current && (const char *)sp < lo + 256 && (const char *)sp >= lo - (1 << 20);
+    if (in_guard || sp_below) return t;
+  }
+  return NULL;
 }
 
 void sim_fini(sim_sched *s) {
   for (int i = 0; i < s->task_count; i++) {
-    stack_put(s->tasks[i]->stack);
+    stack_put(s->tasks[i]->stack, s->tasks[i]->stack_size);
     free(s->tasks[i]);
   }
   s->task_count = 0;
@@ -230,13 +268,15 @@ static sim_task *reuse_done(void) {
     sim_task *t = sim->tasks[i];
     if (!reusable(t)) continue;
     void *stack = t->stack;
+    size_t size = t->stack_size;
 #ifdef SIM_ASAN
-    ASAN_UNPOISON_MEMORY_REGION(stack, SIM_STACK_SIZE);
+    ASAN_UNPOISON_MEMORY_REGION(stack, size);
 #endif
     memset(t, 0, sizeof(*t));
     t->id = i;
     t->state = SIM_DONE; /* as its bit says, until sim_spawn makes it runnable */
     t->stack = stack;
+    t->stack_size = size;
     return t;
   }
   return NULL;
@@ -250,6 +290,10 @@ bool sim_spawn_room(void) {
 }
 
 sim_task *sim_spawn(const char *name, void (*fn)(void *), void *arg) {
+  return sim_spawn_stack(name, fn, arg, SIM_STACK_SIZE);
+}
+
+sim_task *sim_spawn_stack(const char *name, void (*fn)(void *), void *arg, size_t stack_size) {
   sim_task *t = sim->task_count >= SIM_TASKS_REUSE ? reuse_done() : NULL;
   bool fresh = t == NULL;
   if (fresh) {
@@ -264,8 +308,13 @@ sim_task *sim_spawn(const char *name, void (*fn)(void *), void *arg) {
   t->wake_at = -1;
   t->fn = fn;
   t->arg = arg;
-  t->stack_size = SIM_STACK_SIZE;
-  if (t->stack == NULL) t->stack = stack_get(t->stack_size);
+  size_t size = stack_size < 16384 ? 16384 : stack_round(stack_size);
+  if (t->stack != NULL && t->stack_size != size) {
+    stack_put(t->stack, t->stack_size);
+    t->stack = NULL;
+  }
+  t->stack_size = size;
+  if (t->stack == NULL) t->stack = stack_get(size);
   if (t->stack == NULL) sim_fail("out of memory");
   /* PCT: initial priorities above every change-point priority. */
   t->priority = (uint64_t)sim->cfg.pct_depth + 1 + (sim_rand() >> 8);
@@ -283,7 +332,9 @@ _Noreturn void sim_fail(const char *fmt, ...) {
     sim->failed = true;
   }
   if (sim->current == &sim->main_task) longjmp(sim->fail_jmp, 1);
-  set_state(sim->current, SIM_DONE); /* never resumed; its stack is freed at fini */
+  /* Never resumed; its stack is freed at fini. A task that failed the run
+   * by blocking (I8 from pick) stays blocked: the stuck report names it. */
+  if (sim->current->state == SIM_RUNNABLE) set_state(sim->current, SIM_DONE);
   switch_to(&sim->main_task);
   abort(); /* unreachable */
 }
@@ -571,6 +622,7 @@ void np__sema_release(np__sema *s) {
 }
 
 int64_t np__now(void) {
+  if (sim == NULL) return 0; /* outside a run (libnetpoll-sim): virtual time has not begun */
   sim_point();
   sim_record(SIM_OP_NOW, NULL, 0, (uint64_t)sim->now);
   return sim->now;

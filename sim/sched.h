@@ -150,6 +150,15 @@ extern sim_sched *sim;
 void sim_init(sim_sched *s, const sim_config *cfg);
 void sim_fini(sim_sched *s);
 sim_task *sim_spawn(const char *name, void (*fn)(void *), void *arg);
+/* sim_spawn with a stack of stack_size bytes (rounded up to pages, at
+ * least 16 KiB; a guard page below). */
+sim_task *sim_spawn_stack(const char *name, void (*fn)(void *), void *arg, size_t stack_size);
+/* How much larger this build's stacks are (sanitizer frames): 1, or 8 under ASan. */
+size_t sim_stack_scale(void);
+/* The task whose stack a fault at address fault overflowed (its guard
+ * page, or the running task with stack pointer sp below its stack), or
+ * NULL. For a SIGSEGV handler: reads the task table only. */
+const sim_task *sim_stack_overflowed(const void *fault, const void *sp);
 /* Whether sim_spawn can make one more task (it fails the run otherwise). */
 bool sim_spawn_room(void);
 /* Runs until every task is done. Returns 0, or -1 on a failure (sim->failure). */

@@ -25,6 +25,7 @@ typedef struct ut_task {
   int call_fd;
   int64_t call_since;
   bool sleep_cut; /* destroy ended its np_sleep */
+  bool blocking;  /* np_blocking's helper thread for a task of p, not a task */
 } ut_task;
 
 /* A poller of the program: one simulated thread polling its own simulated
@@ -33,9 +34,14 @@ typedef struct ut_poller {
   np_poller *p; /* NULL: a free slot */
   sim_task *task;
   bool stop;
-  int live;         /* its tasks started and not yet returned */
-  sim_task *waiter; /* np_wait_tasks / np_poller_destroy */
+  int live;          /* its tasks started and not yet returned */
+  sim_task *waiters; /* in np_wait_tasks / np_poller_destroy (list through next_wait) */
+  size_t stack_size; /* np_options.stack_size: its tasks' native stack */
 } ut_poller;
+
+/* A simulated task's stack beyond its native size: the simulator's own
+ * frames (schedule points, checks) run on it too. */
+#define UT_STACK_SLACK (32 * 1024)
 
 #define UT_POLLERS_MAX KERN_EPOLLS_MAX
 
@@ -54,8 +60,17 @@ extern ut_state U;
 /* The slot of p, or NULL if p is not a live poller of this run. */
 ut_poller *ut_poller_of(const np_poller *p);
 
-/* The user task running now, or NULL (the driver, the poller, the network). */
+/* The user task running now, or NULL (the driver, the poller, the network,
+ * np_blocking's helper thread). */
 ut_task *ut_current(void);
+/* ut_current, or the helper thread running np_blocking's function for a task. */
+ut_task *ut_self(void);
+/* Whether a simulated run is running a simulated thread now. */
+bool ut_in_run(void);
+/* Outside a run, stops the program with a message naming call. */
+void ut_outside_run(const char *call);
+/* Says once per process that a limit of the simulator made a call fail. */
+void ut_limit(const char *what);
 /* Records one API call in the trace (hash always; text when tracing). */
 void ut_trace(const char *call, int fd, int64_t arg, int64_t result);
 void ut_trace_note(int fd, const char *what);

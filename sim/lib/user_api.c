@@ -52,7 +52,7 @@ void ut_trace_note(int fd, const char *what) {
 }
 
 void ut_enter(const char *call, int fd) {
-  ut_task *u = ut_current();
+  ut_task *u = ut_self();
   if (u == NULL) return;
   u->call = call;
   u->call_fd = fd;
@@ -60,7 +60,7 @@ void ut_enter(const char *call, int fd) {
 }
 
 void ut_leave(void) {
-  ut_task *u = ut_current();
+  ut_task *u = ut_self();
   if (u != NULL) u->call = NULL;
 }
 
@@ -90,6 +90,7 @@ static void guard_real_fd(int fd) {
 }
 
 int np_open(np_poller *p, int fd, np_fd **out) {
+  ut_outside_run("np_open");
   guard_real_fd(fd);
   int r = np__u_open(p, fd, out);
   ut_trace("np_open", fd, 0, r);
@@ -188,6 +189,7 @@ int np_connect(np_fd *f, const struct sockaddr *addr, socklen_t addrlen) {
 }
 
 int np_wait_read(np_fd *f) {
+  ut_outside_run("np_wait_read");
   int fd = fd_of(f);
   ut_enter("np_wait_read", fd);
   sim->current->pure_wait = true; /* parks without a syscall's EAGAIN: may wait for the next edge (I8) */
@@ -199,6 +201,7 @@ int np_wait_read(np_fd *f) {
 }
 
 int np_wait_write(np_fd *f) {
+  ut_outside_run("np_wait_write");
   int fd = fd_of(f);
   ut_enter("np_wait_write", fd);
   sim->current->pure_wait = true; /* parks without a syscall's EAGAIN: may wait for the next edge (I8) */

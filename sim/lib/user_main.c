@@ -54,8 +54,12 @@ typedef struct cli {
   const char *only;
   ut_run_options run;
   bool quiet, selfcheck, list, trace;
+  int stall; /* real seconds a run may go without a schedule point (0: no watchdog) */
   const char *prog;
 } cli;
+
+#define TIME_LIMIT_DEFAULT (INT64_C(600) * 1000000000) /* ten virtual minutes */
+#define STALL_DEFAULT 10
 
 static double real_seconds(void) { /* the real clock, for progress only (never in a run) */
   struct timespec ts;
@@ -66,7 +70,7 @@ static double real_seconds(void) { /* the real clock, for progress only (never i
 static void usage(FILE *out, const char *prog) {
   fprintf(out,
           "usage: %s [--seeds A-B | --seed N] [--strategy random|pct] [--test NAME] [--trace]\n"
-          "          [--no-faults] [--steps N] [--time-limit SECONDS] [--quiet]\n"
+          "          [--no-faults] [--steps N] [--time-limit SECONDS] [--stall SECONDS] [--quiet]\n"
           "       %s selfcheck [--seeds A-B]   each seed twice: the same trace hash\n"
           "       %s list                      the tests\n"
           "Runs every test (or NAME) once per seed under the simulator (libnetpoll-sim).\n"
@@ -103,6 +107,7 @@ static bool parse_option(cli *c, const char *opt, const char *val, int *used) {
   if (strcmp(opt, "--steps") == 0 && parse_u64(val, &n) && n > 0) return c->run.step_limit = n, true;
   if (strcmp(opt, "--time-limit") == 0 && parse_u64(val, &n) && n > 0 && n < 3000000000)
     return c->run.time_limit = (int64_t)n * 1000000000, true;
+  if (strcmp(opt, "--stall") == 0 && parse_u64(val, &n) && n < 1000000) return c->stall = (int)n, true;
   *used = 0;
   if (strcmp(opt, "--trace") == 0) return c->trace = true;
   if (strcmp(opt, "--no-faults") == 0) return c->run.faults = false, true;
@@ -111,9 +116,9 @@ static bool parse_option(cli *c, const char *opt, const char *val, int *used) {
 }
 
 static int parse_cli(cli *c, int argc, char **argv) {
-  *c = (cli){.first = 1, .last = 1, .prog = argv[0]};
+  *c = (cli){.first = 1, .last = 1, .prog = argv[0], .stall = STALL_DEFAULT};
   c->run.faults = true;
-  c->run.time_limit = INT64_C(600) * 1000000000; /* ten virtual minutes */
+  c->run.time_limit = TIME_LIMIT_DEFAULT;
   int i = 1;
   if (i < argc && strcmp(argv[i], "selfcheck") == 0) c->selfcheck = true, i++;
   if (i < argc && strcmp(argv[i], "list") == 0) c->list = true, i++;
@@ -132,7 +137,7 @@ static int parse_cli(cli *c, int argc, char **argv) {
 
 /* PCT spreads its change points over the run's length: measure it first
  * with a silent run of the same seed (as npsim does). */
-static int run_seed(const ut_test *t, const cli *c, uint64_t seed, FILE *trace, ut_result *r) {
+static int run_seed_once(const ut_test *t, const cli *c, uint64_t seed, FILE *trace, ut_result *r) {
   ut_run_options o = c->run;
   o.seed = seed;
   o.trace = trace;
@@ -146,6 +151,75 @@ static int run_seed(const ut_test *t, const cli *c, uint64_t seed, FILE *trace, 
     o.pct_steps = pr.steps > 0 ? pr.steps : 1;
   }
   return ut_run(t, &o, r);
+}
+
+/* An argument as sh reads it back: bare when it is safe, else in quotes. */
+static size_t quote_arg(char *out, size_t len, const char *arg) {
+  const char *safe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./=:,+-@%";
+  if (*arg != 0 && strspn(arg, safe) == strlen(arg)) return (size_t)snprintf(out, len, " %s", arg);
+  size_t used = (size_t)snprintf(out, len, " '");
+  for (const char *p = arg; *p != 0 && used < len; p++)
+    used += (size_t)snprintf(out + used, len - used, *p == '\'' ? "'\\''" : "%c", *p);
+  return used < len ? used + (size_t)snprintf(out + used, len - used, "'") : used;
+}
+
+/* The command line of this process (/proc/self/cmdline), quoted for sh. */
+static void own_command(char *out, size_t len) {
+  char buf[2048];
+  size_t n = 0, used = 0;
+  FILE *f = fopen("/proc/self/cmdline", "re");
+  if (f != NULL) {
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+  }
+  buf[n] = 0;
+  out[0] = 0;
+  for (size_t i = 0; i < n && used < len; i += strlen(buf + i) + 1)
+    used += quote_arg(out + used, len - used, buf + i);
+  if (n == 0) snprintf(out, len, " %s", program_invocation_name);
+}
+
+/* The options that shape a run besides the seed, when not the defaults:
+ * as options, or for a program's own np_run as environment variables. */
+static void limits(const cli *c, bool env, char *out, size_t len) {
+  size_t used = 0;
+  out[0] = 0;
+  if (c->run.step_limit > 0)
+    used += (size_t)snprintf(out + used, len - used, env ? " NP_SIM_STEPS=%" PRIu64 : " --steps %" PRIu64,
+                             c->run.step_limit);
+  if (c->run.time_limit != TIME_LIMIT_DEFAULT)
+    used += (size_t)snprintf(out + used, len - used,
+                             env ? " NP_SIM_TIME_LIMIT=%" PRId64 : " --time-limit %" PRId64,
+                             c->run.time_limit / 1000000000);
+  if (c->stall != STALL_DEFAULT && used < len)
+    snprintf(out + used, len - used, env ? " NP_SIM_STALL=%d" : " --stall %d", c->stall);
+}
+
+/* The one command that replays seed with its full trace. */
+static void replay_command(const ut_test *t, const cli *c, uint64_t seed, char *out, size_t len) {
+  char lim[160], cmd[1024];
+  bool env = t->fn == NULL; /* a program's own np_run */
+  limits(c, env, lim, sizeof(lim));
+  if (env) {
+    own_command(cmd, sizeof(cmd));
+    snprintf(out, len, "NP_SIM_SEED=%" PRIu64 " NP_SIM_TRACE=1%s%s%s%.800s", seed,
+             c->run.pct ? " NP_SIM_STRATEGY=pct" : "", c->run.faults ? "" : " NP_SIM_NO_FAULTS=1", lim, cmd);
+    return;
+  }
+  quote_arg(cmd, sizeof(cmd), c->prog);
+  snprintf(out, len, "%.600s --test %.200s --seed %" PRIu64 "%s%s%s --trace", cmd + 1, t->name, seed,
+           c->run.pct ? " --strategy pct" : "", c->run.faults ? "" : " --no-faults", lim);
+}
+
+/* One seed, with the crash report armed (user_crash.c): a run that never
+ * comes back still names its seed and replay command. */
+static int run_seed(const ut_test *t, const cli *c, uint64_t seed, FILE *trace, ut_result *r) {
+  char replay[1200];
+  replay_command(t, c, seed, replay, sizeof(replay));
+  ut_crash_arm(t->name, seed, c->run.pct, replay);
+  int rc = run_seed_once(t, c, seed, trace, r);
+  ut_crash_disarm();
+  return rc;
 }
 
 static void print_tail(const char *text, size_t len, int lines) {
@@ -174,6 +248,7 @@ static void unmute_stdout(int saved) {
 
 static void report(const ut_test *t, const cli *c, uint64_t seed, const ut_result *r) {
   const ut_faults *f = &r->faults;
+  fflush(stdout); /* the program's own output first, as it came */
   fprintf(stderr, "\nFAIL %s seed %" PRIu64 " (%s) at %.6f s virtual: %s\n", t->name, seed,
           c->run.pct ? "pct" : "random", (double)r->virtual_ns / 1e9, r->failure);
   fprintf(stderr,
@@ -199,13 +274,9 @@ static void report(const ut_test *t, const cli *c, uint64_t seed, const ut_resul
               " command below starts a fresh one)\n");
     free(text);
   }
-  if (t->fn == NULL) { /* a program's own np_run */
-    fprintf(stderr, "replay: NP_SIM_SEED=%" PRIu64 " NP_SIM_TRACE=1%s %s\n", seed,
-            c->run.faults ? "" : " NP_SIM_NO_FAULTS=1", program_invocation_name);
-    return;
-  }
-  fprintf(stderr, "replay: %s --test %s --seed %" PRIu64 "%s%s --trace\n", c->prog, t->name, seed,
-          c->run.pct ? " --strategy pct" : "", c->run.faults ? "" : " --no-faults");
+  char replay[1200];
+  replay_command(t, c, seed, replay, sizeof(replay));
+  fprintf(stderr, "replay: %s\n", replay);
 }
 
 /* On a terminal a line that rewrites itself every second; into a file or a
@@ -263,6 +334,8 @@ int np_test_main(int argc, char **argv) {
   int rc = parse_cli(&c, argc, argv);
   if (rc >= 0) return rc;
   ut_guard_install();
+  ut_crash_install(c.stall);
+  if (c.trace) setvbuf(stdout, NULL, _IOLBF, 0); /* a crash loses no trace line */
   int matched = 0, failed = 0;
   for (int i = 0; i < test_count; i++) {
     if (c.only != NULL && strcmp(c.only, tests[i].name) != 0) continue;
@@ -280,17 +353,40 @@ int np_test_main(int argc, char **argv) {
   return failed ? 1 : 0;
 }
 
-int ut_run_program(np_task_fn fn, void *arg) {
-  cli c = {.first = 1, .last = 1, .prog = "NP_SIM_SEED=N <program>"};
-  c.run.faults = getenv("NP_SIM_NO_FAULTS") == NULL;
-  c.run.time_limit = INT64_C(600) * 1000000000;
-  c.trace = getenv("NP_SIM_TRACE") != NULL;
-  const char *seed = getenv("NP_SIM_SEED");
-  if (seed != NULL && !parse_u64(seed, &c.first)) {
-    fprintf(stderr, "netpoll-sim: NP_SIM_SEED=%s is not a number\n", seed);
-    exit(2);
+/* A switch variable: set, and not empty or "0". */
+static bool env_on(const char *name) {
+  const char *v = getenv(name);
+  return v != NULL && *v != 0 && strcmp(v, "0") != 0;
+}
+
+/* np_run's settings come from the environment, named as the options. */
+static void env_options(cli *c) {
+  static const char *const map[][2] = {{"NP_SIM_SEED", "--seed"},
+                                       {"NP_SIM_STRATEGY", "--strategy"},
+                                       {"NP_SIM_STEPS", "--steps"},
+                                       {"NP_SIM_TIME_LIMIT", "--time-limit"},
+                                       {"NP_SIM_STALL", "--stall"}};
+  for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+    const char *v = getenv(map[i][0]);
+    int used;
+    if (v == NULL) continue;
+    if (!parse_option(c, map[i][1], v, &used) || c->first != c->last) {
+      fprintf(stderr, "netpoll-sim: bad %s=%s (as %s: see --help of a test binary)\n", map[i][0], v,
+              map[i][1]);
+      exit(2);
+    }
   }
+  c->run.faults = !env_on("NP_SIM_NO_FAULTS");
+  c->trace = env_on("NP_SIM_TRACE");
+}
+
+int ut_run_program(np_task_fn fn, void *arg) {
+  cli c = {.first = 1, .last = 1, .prog = "NP_SIM_SEED=N <program>", .stall = STALL_DEFAULT};
+  c.run.time_limit = TIME_LIMIT_DEFAULT;
+  env_options(&c);
   ut_guard_install();
+  ut_crash_install(c.stall);
+  if (c.trace) setvbuf(stdout, NULL, _IOLBF, 0);
   ut_test t = {.name = "np_run", .task = fn, .arg = arg};
   ut_result r;
   if (run_seed(&t, &c, c.first, c.trace ? stdout : NULL, &r) == 0) return 0;

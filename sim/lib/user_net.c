@@ -33,7 +33,12 @@ static int listen_on(np_poller *p, const char *network, const char *address, np_
   if (fd < 0) return fd;
   struct sockaddr_storage ss;
   socklen_t len = np__addr_to_sockaddr(&a, &ss);
+  /* "tcp6" is IPv6 only; "tcp" on an IPv6 address takes both families, as
+   * on Linux (net.c leaves the system's default, bindv6only 0). */
+  if (a.kind == NP__ADDR_TCP6) (void)kern_net_set_v6only(fd, a.v6only);
   err = kern_net_listen(fd, (const struct sockaddr *)&ss, len);
+  if (err == -ENOMEM && a.kind == NP__ADDR_UNIX)
+    ut_limit("np_listen: at most 32 unix paths per run; returns -ENOMEM");
   if (err != 0) {
     kern_close(fd);
     return err;
@@ -44,6 +49,7 @@ static int listen_on(np_poller *p, const char *network, const char *address, np_
 }
 
 int np_listen(np_poller *p, const char *network, const char *address, np_fd **out) {
+  ut_outside_run("np_listen");
   int r = listen_on(p, network, address, out);
   ut_trace("np_listen", r == 0 ? (*out)->sysfd : -1, 0, r);
   return r;
@@ -76,6 +82,7 @@ static int dial(np_poller *p, const char *network, const char *address, int64_t 
 }
 
 int np_dial(np_poller *p, const char *network, const char *address, int64_t deadline_ns, np_fd **out) {
+  ut_outside_run("np_dial");
   int64_t timeout = deadline_ns == 0 || sim == NULL ? 0 : deadline_ns - sim->now; /* as given, not as left */
   int r = dial(p, network, address, deadline_ns, out);
   ut_trace("np_dial", r == 0 ? (*out)->sysfd : -1, timeout, r);
@@ -113,8 +120,9 @@ static int open_pair(np_poller *p, int fds[2], np_fd *out[2]) {
   return err;
 }
 
-/* 4 KiB .. 64 KiB: Linux's smallest pipe is a page (F_SETPIPE_SZ), its
- * default 64 KiB; small ones make writers block. */
+/* 4 KiB .. 64 KiB asked for: sockets get it, pipes round it to 8-64 KiB
+ * (sim/kernel.c: a ring of at least two pages); small ones make writers
+ * block. */
 static uint32_t pair_capacity(void) { return 1u << (12 + sim_rand_below(5)); }
 
 /* np_pipe / np_socketpair: make the kernel pair, register both ends. */

@@ -14,9 +14,37 @@
 
 ut_state U;
 
-ut_task *ut_current(void) {
+ut_task *ut_self(void) {
   if (sim == NULL || sim->current == NULL || sim->current == &sim->main_task) return NULL;
   return sim->current->actor;
+}
+
+ut_task *ut_current(void) {
+  ut_task *u = ut_self();
+  return u != NULL && !u->blocking ? u : NULL;
+}
+
+bool ut_in_run(void) { return sim != NULL && sim->current != NULL && sim->current != &sim->main_task; }
+
+void ut_outside_run(const char *call) {
+  if (ut_in_run()) return;
+  fprintf(stderr,
+          "netpoll-sim: %s called outside a simulated run: under libnetpoll-sim every netpoll call is made "
+          "from an NP_TEST body or np_run's function and their tasks (the run is the program's world)\n",
+          call);
+  exit(2);
+}
+
+void ut_limit(const char *what) {
+  static const char *said[8];
+  for (int i = 0; i < 8; i++) {
+    if (said[i] == what) return;
+    if (said[i] == NULL) {
+      said[i] = what;
+      fprintf(stderr, "netpoll-sim: %s (a limit of the simulator, not of netpoll)\n", what);
+      return;
+    }
+  }
 }
 
 ut_poller *ut_poller_of(const np_poller *p) {
@@ -56,11 +84,14 @@ int np_poller_create(np_poller **out, const np_options *opts) {
   *out = NULL;
   int err = np__options_check(opts);
   if (err != 0) return err;
-  if (sim == NULL) return -ENOTSUP; /* outside a simulated run (np_test_main starts them) */
+  ut_outside_run("np_poller_create");
   ut_poller *up = ut_poller_of(NULL);
   for (int i = 0; i < UT_POLLERS_MAX && up == NULL; i++)
     if (U.pollers[i].p == NULL) up = &U.pollers[i];
-  if (up == NULL) return -EMFILE; /* as many pollers as the simulated kernel has epoll instances */
+  if (up == NULL) { /* as many pollers as the simulated kernel has epoll instances */
+    ut_limit("np_poller_create: at most 4 pollers at once; returns -EMFILE");
+    return -EMFILE;
+  }
   np_poller *p = calloc(1, sizeof(*p));
   if (p == NULL) return -ENOMEM;
   /* Small event batches unless asked: more polls, more interleavings. */
@@ -71,9 +102,43 @@ int np_poller_create(np_poller **out, const np_options *opts) {
     return err;
   }
   *up = (ut_poller){.p = p};
+  up->stack_size = opts != NULL && opts->stack_size > 0 ? opts->stack_size : NP_STACK_DEFAULT;
   up->task = sim_spawn("poller", poller_main, up);
   *out = p;
   return 0;
+}
+
+/* The tasks in np_wait_tasks or np_poller_destroy of a poller: a list
+ * through next_wait (a task blocked here is in no mutex or sema queue). */
+static void waiters_remove(ut_poller *up, sim_task *t) {
+  for (sim_task **w = &up->waiters; *w != NULL; w = &(*w)->next_wait)
+    if (*w == t) {
+      *w = t->next_wait;
+      t->next_wait = NULL;
+      return;
+    }
+}
+
+static void waiters_wake(ut_poller *up) {
+  while (up->waiters != NULL) {
+    sim_task *t = up->waiters;
+    waiters_remove(up, t);
+    sim_wake(t);
+  }
+}
+
+/* Blocks until every task of up has returned (true) or until the virtual
+ * time deadline (-1: none; false if tasks remain). */
+static bool wait_live(ut_poller *up, const char *why, int64_t deadline) {
+  sim_task *self = sim->current;
+  while (up->live > 0) {
+    if (deadline >= 0 && sim->now >= deadline) return false;
+    self->next_wait = up->waiters;
+    up->waiters = self;
+    (void)sim_block(why, deadline);
+    waiters_remove(up, self);
+  }
+  return true;
 }
 
 static void wake_sleepers(const np_poller *p) {
@@ -92,17 +157,15 @@ void np_poller_destroy(np_poller *p) {
   if (p == NULL) return;
   ut_poller *up = ut_poller_of(p);
   if (up == NULL) NP_PANIC("np_poller_destroy: not a handle from np_poller_create");
-  ut_task *self = ut_current();
-  if (self != NULL && self->p == p) NP_PANIC("np_poller_destroy called from one of its own tasks");
+  ut_task *self = ut_self();
+  if (self != NULL && self->p == p)
+    NP_PANIC(self->blocking ? "np_poller_destroy called from np_blocking's function of one of its tasks"
+                            : "np_poller_destroy called from one of its own tasks");
   ut_trace("np_poller_destroy", -1, 0, 0);
   np__store_u32(&p->shutdown, 1);
   wake_sleepers(p);
   np__fd_free_all(p); /* blocked and queued callers wake with NP_ECLOSING */
-  while (up->live > 0) {
-    up->waiter = sim->current;
-    (void)sim_block("np_poller_destroy", -1);
-    up->waiter = NULL;
-  }
+  (void)wait_live(up, "np_poller_destroy", -1);
   np__fd_free_all(p); /* descriptors tasks opened as they finished */
   up->stop = true;
   np__netpoll_break(p);
@@ -133,7 +196,7 @@ static void task_entry(void *arg) {
   u->fn(u->arg);
   ut_trace("return", -1, 0, 0);
   ut_poller *up = ut_poller_of(u->p);
-  if (--up->live == 0 && up->waiter != NULL) sim_wake(up->waiter);
+  if (--up->live == 0) waiters_wake(up);
   sim->current->actor = NULL;
   free(u);
 }
@@ -143,7 +206,10 @@ int np_go(np_poller *p, np_task_fn fn, void *arg) {
   ut_poller *up = ut_poller_of(p);
   if (up == NULL) return -EINVAL;
   if (np__load_u32(&p->shutdown)) return NP_ECLOSING;
-  if (!sim_spawn_room()) return -ENOMEM; /* SIM_TASKS_MAX at once */
+  if (!sim_spawn_room()) { /* SIM_TASKS_MAX at once */
+    ut_limit("np_go: at most 1024 tasks at once; returns -ENOMEM");
+    return -ENOMEM;
+  }
   ut_task *u = calloc(1, sizeof(*u));
   if (u == NULL) return -ENOMEM;
   u->fn = fn;
@@ -153,7 +219,8 @@ int np_go(np_poller *p, np_task_fn fn, void *arg) {
   char name[24];
   snprintf(name, sizeof(name), "task%d", ++U.next_task);
   up->live++;
-  u->st = sim_spawn(name, task_entry, u);
+  /* The task's native stack, plus room for the simulator's own frames. */
+  u->st = sim_spawn_stack(name, task_entry, u, (up->stack_size + UT_STACK_SLACK) * sim_stack_scale());
   u->st->actor = u;
   ut_trace("np_go", -1, u->st->id, 0);
   return 0;
@@ -167,17 +234,18 @@ int np_go(np_poller *p, np_task_fn fn, void *arg) {
 #define UT_YIELD_NS 1000
 
 void np_yield(void) {
-  if (ut_current() == NULL) {
-    sim_point();
-    return;
-  }
-  sim_sleep(UT_YIELD_NS);
+  if (ut_in_run()) sim_sleep(UT_YIELD_NS); /* outside a run: nothing else to run */
 }
 
 int np_sleep(int64_t ns) {
+  ut_outside_run("np_sleep");
   ut_task *u = ut_current();
-  if (ns <= 0 || u == NULL) {
+  if (ns <= 0) {
     sim_point();
+    return 0;
+  }
+  if (u == NULL) { /* a thread (np_blocking's function) sleeps its time */
+    sim_sleep(ns);
     return 0;
   }
   if (np__load_u32(&u->p->shutdown)) return NP_ECLOSING;
@@ -191,10 +259,36 @@ int np_sleep(int64_t ns) {
   return ret;
 }
 
-/* No helper thread in a simulation: fn runs in the task (deterministic). */
+/* The helper thread: a simulated thread of its own, with a thread's
+ * stack (8 MiB, mapped lazily), running for the parked task. Not a task:
+ * np_current() is NULL there, np_in_task() false, as natively. */
+#define UT_HELPER_STACK ((size_t)8 << 20)
+
+static void helper_entry(void *arg) {
+  ut_task *h = arg;
+  h->fn(h->arg);
+  sim->current->actor = NULL;
+  free(h);
+}
+
 int np_blocking(np_task_fn fn, void *arg) {
   if (fn == NULL) return -EINVAL;
-  fn(arg);
+  ut_task *u = ut_current();
+  if (u == NULL || !sim_spawn_room()) { /* a thread, or no room for a helper: runs here */
+    fn(arg);
+    return 0;
+  }
+  ut_task *h = calloc(1, sizeof(*h));
+  if (h == NULL) return -ENOMEM;
+  *h = (ut_task){.fn = fn, .arg = arg, .p = u->p, .call_fd = -1, .blocking = true};
+  char name[24];
+  snprintf(name, sizeof(name), "%.14s/helper", u->st->name);
+  h->st = sim_spawn_stack(name, helper_entry, h, UT_HELPER_STACK * sim_stack_scale());
+  h->st->actor = h;
+  ut_enter("np_blocking", -1);
+  sim_join(h->st);
+  ut_leave();
+  ut_trace("np_blocking", -1, 0, 0);
   return 0;
 }
 
@@ -214,15 +308,9 @@ np_poller *np_current(void) {
 int np_wait_tasks(np_poller *p, int64_t deadline_ns) {
   ut_poller *up = ut_poller_of(p);
   if (up == NULL) return -EINVAL;
-  ut_task *self = ut_current();
-  if (self != NULL && self->p == p) return -EDEADLK;
-  while (up->live > 0) {
-    if (deadline_ns > 0 && sim->now >= deadline_ns) return NP_ETIMEOUT;
-    up->waiter = sim->current;
-    (void)sim_block("np_wait_tasks", deadline_ns > 0 ? deadline_ns : -1);
-    up->waiter = NULL;
-  }
-  return 0;
+  ut_task *self = ut_self();
+  if (self != NULL && self->p == p) return -EDEADLK; /* a task of p, or np_blocking's function for one */
+  return wait_live(up, "np_wait_tasks", deadline_ns > 0 ? deadline_ns : -1) ? 0 : NP_ETIMEOUT;
 }
 
 int np_run(const np_options *opts, void (*fn)(void *arg), void *arg) {

@@ -51,8 +51,19 @@ void ut_check_quiescent(void);
  * inside a simulated run fail it, naming the call. */
 void ut_guard_install(void);
 
+/* user_crash.c: a run that cannot come back to the runner (a signal, a
+ * stack overflow, exit() in a run, a sanitizer's death, a task that holds
+ * the CPU for stall_seconds of real time without a schedule point) is
+ * still reported with its seed and replay command. Install once; arm
+ * around each run with what the report says. */
+void ut_crash_install(int stall_seconds);
+void ut_crash_arm(const char *test, uint64_t seed, bool pct, const char *replay);
+void ut_crash_disarm(void);
+
 /* np_run called by a program outside a campaign: one simulated run of fn
- * (seed NP_SIM_SEED, default 1; NP_SIM_TRACE=1 prints the trace). Returns
+ * (seed NP_SIM_SEED, default 1; NP_SIM_TRACE=1 prints the trace;
+ * NP_SIM_STRATEGY, NP_SIM_STEPS, NP_SIM_TIME_LIMIT, NP_SIM_STALL and
+ * NP_SIM_NO_FAULTS as the test options). Returns
  * 0; a failure is reported and exits with status 1. */
 int ut_run_program(np_task_fn fn, void *arg);
 

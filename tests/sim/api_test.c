@@ -946,6 +946,33 @@ NP_TEST(v4_mapped_addresses) {
   NP_CHECK(c == NULL);
 }
 
+/* "tcp" on [::] takes both families (Linux's default, bindv6only 0): an
+ * IPv4 client reaches it as [::ffff:127.0.0.1], and an IPv4 listener on
+ * its port is refused. "tcp6" on [::] is IPv6 only: the same client is
+ * refused, and the IPv4 port is free. */
+NP_TEST(dual_stack_wildcard) {
+  np_fd *l, *l4 = NULL, *c = NULL;
+  char addr[NP_ADDRSTRLEN], a[NP_ADDRSTRLEN];
+  NP_CHECK_EQ(np_listen(np_current(), "tcp", "[::]:0", &l), 0);
+  dial_and_check(
+      l, "tcp4",
+      (addr_want){"127.0.0.1", "127.0.0.1:", "[::ffff:127.0.0.1]", "127.0.0.1", "[::ffff:127.0.0.1]:"});
+  dial_and_check(l, "tcp6", (addr_want){"[::1]", "[::1]:"});
+  NP_CHECK_EQ(np_local_addr(l, addr, sizeof(addr)), 0);
+  snprintf(a, sizeof(a), "127.0.0.1:%s", strrchr(addr, ':') + 1);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp4", a, &l4), -EADDRINUSE);
+  np_free(l);
+  NP_CHECK_EQ(np_listen(np_current(), "tcp6", "[::]:0", &l), 0);
+  NP_CHECK_EQ(np_local_addr(l, addr, sizeof(addr)), 0);
+  snprintf(a, sizeof(a), "127.0.0.1:%s", strrchr(addr, ':') + 1);
+  NP_CHECK_EQ(np_dial(np_current(), "tcp4", a, np_deadline_after(5000 * MS), &c), -ECONNREFUSED);
+  NP_CHECK(c == NULL);
+  dial_and_check(l, "tcp6", (addr_want){"[::1]", "[::1]:"});
+  NP_CHECK_EQ(np_listen(np_current(), "tcp4", a, &l4), 0);
+  np_free(l4);
+  np_free(l);
+}
+
 /* ---- tasks -------------------------------------------------------------------------- */
 
 typedef struct order {
