@@ -176,7 +176,10 @@ void sim_init(sim_sched *s, const sim_config *cfg) {
  * second; mapping and faulting in fresh stacks dominated under ASan). */
 #define STACK_POOL_MAX 64
 #define STACK_GUARD 4096
-static void *stack_pool[STACK_POOL_MAX];
+static struct {
+  void *stack;
+  size_t size;
+} stack_pool[STACK_POOL_MAX];
 static int stack_pool_len;
 
 size_t sim_stack_scale(void) { return SIM_STACK_SIZE / (64 * 1024); }
@@ -200,21 +203,27 @@ static void stack_unmap(void *stack, size_t size) {
 }
 
 static void *stack_get(size_t size) {
-  if (size != SIM_STACK_SIZE || stack_pool_len == 0) return stack_map(size);
-  void *stack = stack_pool[--stack_pool_len];
+  for (int i = stack_pool_len - 1; i >= 0; i--) {
+    if (stack_pool[i].size != size) continue;
+    void *stack = stack_pool[i].stack;
+    stack_pool[i] = stack_pool[--stack_pool_len];
 #ifdef SIM_ASAN
-  /* Frames of the stack's last task left redzones behind. */
-  ASAN_UNPOISON_MEMORY_REGION(stack, SIM_STACK_SIZE);
+    /* Frames of the stack's last task left redzones behind. */
+    ASAN_UNPOISON_MEMORY_REGION(stack, size);
 #endif
-  return stack;
+    return stack;
+  }
+  return stack_map(size);
 }
 
 static void stack_put(void *stack, size_t size) {
   if (stack == NULL) return;
-  if (size == SIM_STACK_SIZE && stack_pool_len < STACK_POOL_MAX)
-    stack_pool[stack_pool_len++] = stack;
-  else
+  if (stack_pool_len < STACK_POOL_MAX) {
+    stack_pool[stack_pool_len].stack = stack;
+    stack_pool[stack_pool_len++].size = size;
+  } else {
     stack_unmap(stack, size);
+  }
 }
 
 const sim_task *sim_stack_overflowed(const void *fault, const void *sp) {

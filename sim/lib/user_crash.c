@@ -142,8 +142,6 @@ void ut_crash_install(int stall_seconds) {
   sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGALRM, &sa, NULL);
-  struct itimerval tick = {.it_interval = {1, 0}, .it_value = {1, 0}};
-  if (stall_seconds > 0) setitimer(ITIMER_REAL, &tick, NULL);
   if (__sanitizer_set_death_callback != NULL) __sanitizer_set_death_callback(sanitizer_died);
 }
 
@@ -156,9 +154,17 @@ void ut_crash_arm(const char *test, uint64_t seed, bool pct, const char *replay)
   ctx.last_steps = UINT64_MAX;
   ctx.stalled = 0;
   armed = 1;
+  /* The watchdog ticks only during runs: outside them a program's own
+   * sleeps and system calls see no SIGALRM. */
+  struct itimerval tick = {.it_interval = {1, 0}, .it_value = {1, 0}};
+  if (ctx.stall_limit > 0) setitimer(ITIMER_REAL, &tick, NULL);
 }
 
-void ut_crash_disarm(void) { armed = 0; }
+void ut_crash_disarm(void) {
+  armed = 0;
+  struct itimerval off = {{0, 0}, {0, 0}};
+  if (ctx.stall_limit > 0) setitimer(ITIMER_REAL, &off, NULL);
+}
 
 /* exit() from inside a run ends the campaign where it is: say so, with the
  * seed, and end with status 1 (the seeds after it never ran). libc's own
