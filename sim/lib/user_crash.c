@@ -80,7 +80,7 @@ static void on_fatal(int sig, siginfo_t *info, void *uctx) {
     if (t != NULL)
       snprintf(why, sizeof(why),
                "stack overflow in task %s: its %zu-byte stack is too small (np_options.stack_size; the "
-               "simulator gives a task its native size plus 32 KiB for its own frames)",
+               "simulator adds 32 KiB for its own frames, and 8 times as much under ASan)",
                t->name, t->stack_size);
     else if (sig == SIGSEGV || sig == SIGBUS)
       snprintf(why, sizeof(why), "crashed: %s at address %p in task %s", signal_name(sig), info->si_addr,
@@ -121,6 +121,20 @@ static void sanitizer_died(void) {
 }
 
 extern void __sanitizer_set_death_callback(void (*fn)(void)) __attribute__((weak));
+
+/* UBSan calls this at each report (libubsan's weak default does nothing);
+ * a report may let the run go on (recoverable checks), so it names the
+ * seed without saying the run failed. It does not call the death
+ * callback when it halts (gcc 12). */
+void __ubsan_on_report(void);
+
+void __ubsan_on_report(void) {
+  if (!armed) return;
+  char line[1536];
+  snprintf(line, sizeof(line), "netpoll-sim: the report above is from %s seed %" PRIu64 " (%s)\nreplay: %s\n",
+           ctx.test, ctx.seed, ctx.pct ? "pct" : "random", ctx.replay);
+  say(line);
+}
 
 void ut_crash_install(int stall_seconds) {
   static bool done;

@@ -24,7 +24,13 @@ expect() {
   echo "$t: $(echo "$out" | grep '^FAIL')"
 }
 
-expect segv 139 'crashed: SIGSEGV at address (nil) in task segv'
+expect segv 139 'crashed: SIGSEGV at address 0x10 in task segv'
+if ldd "$bin" | grep -q libasan; then # a sanitizer's own stop names the seed too
+  expect heap_overflow 1 'a sanitizer stopped the run'
+  out=$("$bin" --test signed_overflow --quiet 2>&1)
+  [ $? -eq 1 ] && echo "$out" | grep -q 'report above is from signed_overflow seed 1 ' || fail "ubsan: $out"
+  echo "$out" | grep -q "^replay: .* --test signed_overflow --seed 1 " || fail "ubsan: no replay line: $out"
+fi
 expect abort_call 134 'crashed: SIGABRT (abort) in task abort_call'
 expect exit_call 1 'the program called exit(3) in task exit_call'
 expect stack_overflow 139 'stack overflow in task deep: its [0-9]*-byte stack is too small'

@@ -7,13 +7,29 @@
  * tests/sim/user_crash.sh), one --test at a time.
  */
 #include <netpoll_test.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 NP_TEST(segv) {
-  volatile int *p = NULL;
-  *p = 1;
+  volatile uintptr_t address = 16; /* not NULL: UBSan would stop first */
+  *(volatile int *)address = 1;
+}
+
+/* Under ASan: its report, then the FAIL line (the death callback). */
+NP_TEST(heap_overflow) {
+  volatile size_t n = 4;
+  char *m = malloc(n);
+  ((volatile char *)m)[n] = 1;
+  free(m);
+}
+
+/* Under UBSan: its report names the seed. */
+NP_TEST(signed_overflow) {
+  volatile int big = INT_MAX;
+  big += (int)(1 + (np_rand() & 1));
 }
 
 NP_TEST(abort_call) { abort(); }
