@@ -124,7 +124,13 @@ static void *conn_main(void *arg) {
   echo_server *s = c->srv;
   char buf[ECHO_BUF_SIZE];
   for (;;) {
+    /* Arm, then look at stopping: shutdown stores stopping before it
+     * expires the deadlines, so either its expiry comes after this arm (the
+     * read wakes at once) or this load sees stopping (the handler leaves).
+     * Arming without the check re-armed a deadline shutdown had expired,
+     * and a silent connection kept shutdown waiting its whole IDLE_MS. */
     if (s->idle_ns > 0) (void)np_set_read_deadline(c->fd, np_deadline_after(s->idle_ns));
+    if (atomic_load(&s->stopping)) break;
     ssize_t n = np_read(c->fd, buf, sizeof(buf));
     if (n <= 0) {
       if (n == NP_ETIMEOUT && !atomic_load(&s->stopping)) atomic_fetch_add(&s->timeouts, 1);
@@ -132,6 +138,7 @@ static void *conn_main(void *arg) {
     }
     /* The write gets IDLE_MS of its own for room, not what the read left. */
     if (s->idle_ns > 0) (void)np_set_write_deadline(c->fd, np_deadline_after(s->idle_ns));
+    if (atomic_load(&s->stopping)) break; /* as for the read */
     size_t written = 0;
     int err = np_write(c->fd, buf, (size_t)n, &written);
     atomic_fetch_add(&s->bytes_echoed, written);

@@ -520,6 +520,26 @@ static void test_shutdown_is_fast_with_many_connections(void **state) {
   for (int i = 0; i < N; i++) close(fds[i]);
 }
 
+/* Shutdown while connections are still arriving, with an idle deadline:
+ * a handler that arms its deadline after shutdown expired them all must
+ * still see the shutdown, not wait its 30 s (found from outside: SIGTERM
+ * during a flood of silent connections sometimes took the whole IDLE_MS). */
+static void test_shutdown_during_connect_flood(void **state) {
+  (void)state;
+  enum { N = 400, ROUNDS = 3 };
+  for (int round = 0; round < ROUNDS; round++) {
+    running r = server_up(30000 * MS);
+    int fds[N];
+    for (int i = 0; i < N; i++) assert_true((fds[i] = client_connect(r.port)) >= 0);
+    int64_t t0 = now_ms();
+    server_down(&r); /* handlers of the last connections are starting now */
+    int64_t took = now_ms() - t0;
+    if (took > 10000)
+      fail_msg("shutdown during a connect flood took %lld ms (round %d)", (long long)took, round);
+    for (int i = 0; i < N; i++) close(fds[i]);
+  }
+}
+
 /* ---- the program: clean exit on SIGTERM / SIGINT ----------------------------- */
 
 static void run_program_until_signal(int sig) {
@@ -621,6 +641,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_shutdown_wakes_blocked_connections),
       cmocka_unit_test(test_write_gets_full_idle_deadline),
       cmocka_unit_test(test_shutdown_is_fast_with_many_connections),
+      cmocka_unit_test(test_shutdown_during_connect_flood),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
