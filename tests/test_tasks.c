@@ -290,6 +290,27 @@ static void test_accepted_connections_spread(void **state) {
   int on_leader = 0;
   for (int i = 0; i < 8; i++) on_leader += a.conns[i]->poller == p;
   assert_int_equal(on_leader, 4); /* round robin over the two schedulers' pollers */
+  /* Each number is owned, whichever scheduler's epoll instance has it:
+   * np_open of one is -EEXIST (half of them used to open a second handle,
+   * the other instance knowing nothing of them). */
+  for (int i = 0; i < 8; i++) {
+    np_fd *twice = NULL;
+    assert_int_equal(np_open(p, np_sysfd(a.conns[i]), &twice), -EEXIST);
+    assert_null(twice);
+  }
+  /* Freed, a number is free again for a new file. */
+  for (int i = 0; i < 2; i++) {
+    int num = np_sysfd(a.conns[i]);
+    np_free(a.conns[i]);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s != num) {
+      assert_int_equal(dup2(s, num), num);
+      close(s);
+    }
+    np_fd *f = NULL;
+    assert_int_equal(np_open(p, num, &f), 0);
+    np_free(f);
+  }
   for (int i = 0; i < 8; i++) close(cl[i]);
   np_poller_destroy(p);
 }

@@ -140,9 +140,9 @@ NP_EXTERN void np_poller_stats(np_poller *p, np_stats *out);
  * number is free or names another file (-EBADF; that file is neither
  * deregistered nor closed), np_read/np_write fail with -EBADF or operate on
  * whatever file now has the number, a thread already parked stays parked
- * until np_close. Errors: -EBADF (not a descriptor), -EEXIST (already
- * registered with this poller's scheduler: with procs > 1 a handle on
- * another scheduler is not noticed, so never open a number twice),
+ * until np_close. Errors: -EBADF (not a descriptor), -EEXIST (a handle of
+ * this poller, on any of its schedulers, already owns the number and its
+ * file),
  * NP_ENOTPOLLABLE (regular file, directory),
  * NP_EPOLLER (the poller failed), NP_ECLOSING (destroy began), -EINVAL. */
 NP_EXTERN int np_open(np_poller *p, int fd, np_fd **out);

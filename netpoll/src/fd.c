@@ -72,6 +72,7 @@ static void destroy(np_fd *f) {
    * (another poller's epoll instance, a user's pipe), neither deregister
    * nor close that file. */
   bool ours = same_file(f);
+  np__fd_unclaim(f->poller, f); /* before the number can be reused */
   np__pd_close(f->pd, ours);
   f->pd = NULL;
   f->close_err = ours ? BE(f)->close_fd(BS(f), f->sysfd) : -EBADF;
@@ -97,6 +98,17 @@ static int fd_lock(np_fd *f, bool read) {
   return NP_ECLOSING;
 }
 
+/* Undoes a part-made handle: the pd deregistered, the claim dropped if
+ * it was made (an EEXIST claim is another handle's). */
+static void open_failed(np_poller *p, np_fd *f, bool claimed) {
+  if (f->pd != NULL) {
+    np__pd_unblock(f->pd);
+    np__pd_close(f->pd, true);
+  }
+  if (claimed) np__fd_unclaim(p, f);
+  np__fd_release(f);
+}
+
 int np__fd_open(np_poller *p, int fd, np_fd **out) {
   np_fd *f = np__fd_alloc();
   if (f == NULL) return -ENOMEM;
@@ -107,33 +119,26 @@ int np__fd_open(np_poller *p, int fd, np_fd **out) {
     return NP_EPOLLER;
   }
   if (p->backend->identity != NULL) f->has_ident = p->backend->identity(p->backend_state, fd, &f->ident) == 0;
-  int err = np__pd_open(p, fd, &f->pd);
-  if (err != 0) {
-    np__fd_release(f);
-    return err;
-  }
-  err = p->backend->setnonblock(p->backend_state, fd);
-  if (err != 0) {
-    np__pd_unblock(f->pd);
-    np__pd_close(f->pd, true);
-    np__fd_release(f);
-    return err;
-  }
-  np__mutex_lock(&p->fds_lock);
-  if (np__load_u32(&p->shutdown)) { /* destroy is sweeping the list: refuse */
+  int err = np__fd_claim(p, f); /* -EEXIST: another scheduler's handle owns it */
+  bool claimed = err == 0;
+  if (err == 0) err = np__pd_open(p, fd, &f->pd);
+  if (err == 0) err = p->backend->setnonblock(p->backend_state, fd);
+  if (err == 0) {
+    np__mutex_lock(&p->fds_lock);
+    if (!np__load_u32(&p->shutdown)) { /* else destroy is sweeping the list: refuse */
+      f->next = p->fds;
+      if (p->fds != NULL) p->fds->prev = f;
+      p->fds = f;
+      np__mutex_unlock(&p->fds_lock);
+      np__stat_add(&p->stat_fds_open, 1);
+      *out = f;
+      return 0;
+    }
     np__mutex_unlock(&p->fds_lock);
-    np__pd_unblock(f->pd);
-    np__pd_close(f->pd, true);
-    np__fd_release(f);
-    return NP_ECLOSING;
+    err = NP_ECLOSING;
   }
-  f->next = p->fds;
-  if (p->fds != NULL) p->fds->prev = f;
-  p->fds = f;
-  np__mutex_unlock(&p->fds_lock);
-  np__stat_add(&p->stat_fds_open, 1);
-  *out = f;
-  return 0;
+  open_failed(p, f, claimed);
+  return err;
 }
 
 int np_open(np_poller *p, int fd, np_fd **out) {

@@ -34,12 +34,15 @@ static void group_free(np__group *g) {
   free(g->pollers);
   free(g->scheds);
   free(g->os);
+  np__fdtable_fini(g);
+  np__mutex_destroy(&g->fd_lock);
   free(g);
 }
 
 static int group_alloc(const np__backend *backend, int events_max, int npollers, np__group **out) {
   np__group *g = calloc(1, sizeof(*g));
   if (g == NULL) return -ENOMEM;
+  np__mutex_init(&g->fd_lock);
   g->pollers = calloc((size_t)npollers, sizeof(*g->pollers));
   g->scheds = calloc((size_t)npollers, sizeof(*g->scheds));
   g->os = calloc((size_t)npollers, sizeof(*g->os));

@@ -341,6 +341,12 @@ struct np_fd {
 };
 
 int np__fd_open(np_poller *p, int fd, np_fd **out);
+/* Runtime: records that f (on p, sysfd and ident set) owns its number
+ * across p's group: -EEXIST if a live handle on another of its pollers
+ * owns the same file, -ENOMEM; 0. Unclaim before the number is closed. The
+ * simulator has one poller: 0. */
+int np__fd_claim(np_poller *p, np_fd *f);
+void np__fd_unclaim(np_poller *p, np_fd *f);
 /* Runtime: which poller of p's group a new descriptor joins (spread: an
  * accepted connection, round robin). The simulator has one poller: p. */
 np_poller *np__home_poller(np_poller *p, bool spread);

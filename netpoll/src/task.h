@@ -50,6 +50,9 @@ struct np__group {
   int helpers, helpers_idle, helpers_max;
   bool helpers_stop;
   pthread_t *helper_threads;
+  np__mutex fd_lock; /* the numbers handles own, group-wide (fdtable.c) */
+  np_fd ***fd_chunks;
+  size_t fd_nchunks;
 };
 
 /* task.c */
@@ -70,5 +73,7 @@ int np__altstack_init(np__sched_os *s);
 void np__altstack_fini(np__sched_os *s);
 /* blocking.c */
 void np__blocking_fini(np__group *g);
+/* fdtable.c */
+void np__fdtable_fini(np__group *g);
 
 #endif
