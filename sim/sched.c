@@ -698,6 +698,12 @@ int np__fd_claim(np_poller *p, np_fd *f) {
 
 void np__fd_unclaim(np_poller *p, np_fd *f) { (void)p, (void)f; }
 
+/* A simulated world never forks. */
+bool np__poller_forked(const np_poller *p) {
+  (void)p;
+  return false;
+}
+
 /* The simulated library has one poller per world: descriptors stay on it. */
 np_poller *np__home_poller(np_poller *p, bool spread) {
   (void)spread;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -998,6 +999,76 @@ static void test_strerror_never_null(void **state) {
   }
 }
 
+/* ---- fork ------------------------------------------------------------------ */
+
+#if defined(__SANITIZE_THREAD__)
+#define NP_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NP_TSAN 1
+#endif
+#endif
+
+static void *read_one(void *arg) {
+  char c;
+  return (void *)(intptr_t)np_read(arg, &c, 1);
+}
+
+/* The child's side of test_fork_child_leaves_parent_poller: 0 if all held. */
+static int fork_child(np_poller *p, np_fd *f[2]) {
+  int bad = 0;
+  char c;
+  bad |= (np_read(f[1], &c, 1) != NP_EPOLLER) << 0; /* would wait for the parent's poller thread */
+  bad |= (np_set_deadline(f[0], 1) != NP_EPOLLER) << 1;
+  bad |= (np_close(f[0]) != 0) << 2; /* the child's descriptor only */
+  np_free(f[1]);
+  np_poller_destroy(p); /* returns: its threads are the parent's */
+#ifndef NP_TSAN         /* TSan refuses new threads after a multithreaded fork */
+  np_poller *q;
+  np_fd *pp[2];
+  bad |= (np_poller_create(&q, NULL) != 0) << 3; /* the child's own poller works */
+  bad |= (np_pipe(q, pp) != 0 || np_write(pp[1], "k", 1, NULL) != 0 || np_read(pp[0], &c, 1) != 1) << 4;
+  np_free(pp[0]);
+  np_free(pp[1]);
+  np_poller_destroy(q);
+#endif
+  return bad;
+}
+
+/* A forked child cannot use the parent's poller (no threads, a shared
+ * epoll instance): its calls fail at once, and its np_close leaves the
+ * parent's registration alone: the parent's parked reader still wakes.
+ * Before, the child's np_close deregistered the parent's descriptor and
+ * the reader slept for ever. */
+static void test_fork_child_leaves_parent_poller(void **state) {
+  (void)state;
+  np_poller *p = th_poller();
+  int fds[2];
+  np_fd *f[2];
+  th_socketpair(fds);
+  th_open_pair(p, fds, f);
+  pthread_t r = th_start(read_one, f[0]);
+  th_wait_parked(p, 1);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) _exit(fork_child(p, f));
+  int status = 0;
+  pid_t done = 0;
+  for (int i = 0; i < 2000 && done == 0; i++) {
+    done = waitpid(pid, &status, WNOHANG);
+    if (done == 0) th_sleep_ms(10);
+  }
+  if (done == 0) kill(pid, SIGKILL);
+  assert_int_equal(done, pid);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail_msg("child: status 0x%x", status);
+  assert_int_equal(np_write(f[1], "x", 1, NULL), 0);
+  assert_int_equal((intptr_t)th_join(r), 1); /* the registration survived the child */
+  np_free(f[0]);
+  np_free(f[1]);
+  th_poller_destroy(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_break_wakes_blocked_netpoll, restore_sys),
@@ -1015,6 +1086,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_open_bad_input, restore_sys),
       cmocka_unit_test_teardown(test_io_bad_input_and_deadline_edges, restore_sys),
       cmocka_unit_test_teardown(test_strerror_never_null, restore_sys),
+      cmocka_unit_test(test_fork_child_leaves_parent_poller),
   };
   return cmocka_run_group_tests(tests, group_setup, NULL);
 }

@@ -115,7 +115,10 @@ NP_EXTERN int np_poller_create(np_poller **out, const np_options *opts);
  * start during or after it. Tasks must return once their calls fail with
  * NP_ECLOSING (a task that loops forever keeps destroy waiting). Must not
  * be called from one of the poller's own tasks, nor from np_blocking's
- * function run for one (it aborts: it would wait for itself). */
+ * function run for one (it aborts: it would wait for itself).
+ * In a forked child, a poller the parent made is dead (its threads are in
+ * the parent): its calls fail with NP_EPOLLER, np_close / np_free close
+ * the child's descriptor only, and np_poller_destroy returns at once. */
 NP_EXTERN void np_poller_destroy(np_poller *p);
 
 typedef struct np_stats {

@@ -92,6 +92,7 @@ static void fd_unlock(np_fd *f, bool read) {
 /* The read or write lock; a queued thread refused after close may have held
  * the last reference: then it destroys, and touches the handle no more. */
 static int fd_lock(np_fd *f, bool read) {
+  if (np__poller_forked(f->poller)) return NP_EPOLLER; /* would wait for a parent's thread */
   int err = np__fdmu_rwlock(&f->mu, read);
   if (err != NP__MU_LAST) return err;
   destroy(f);
@@ -114,7 +115,7 @@ int np__fd_open(np_poller *p, int fd, np_fd **out) {
   if (f == NULL) return -ENOMEM;
   f->poller = p;
   f->sysfd = fd;
-  if (np__load_u32(&p->failed)) {
+  if (np__load_u32(&p->failed) || np__poller_forked(p)) {
     np__fd_release(f);
     return NP_EPOLLER;
   }
@@ -168,14 +169,28 @@ static int close_handle(np_fd *f, bool *won) {
   return err;
 }
 
+/* In a forked child, a parent's handle: close the child's descriptor only
+ * (the registration belongs to the file the parent still has open; a
+ * reference a parent's thread held at the fork is never dropped here). */
+static int child_close(np_fd *f) {
+  int fd = f->sysfd;
+  f->sysfd = -1;
+  return fd < 0 ? NP_ECLOSING : BE(f)->close_fd(BS(f), fd);
+}
+
 int np_close(np_fd *f) {
   if (f == NULL) return -EINVAL;
+  if (np__poller_forked(f->poller)) return child_close(f);
   bool won;
   return close_handle(f, &won);
 }
 
 void np_free(np_fd *f) {
   if (f == NULL) return;
+  if (np__poller_forked(f->poller)) { /* its memory stays: the parent's locks may be held */
+    (void)child_close(f);
+    return;
+  }
   bool won;
   (void)close_handle(f, &won);
   /* Closed before, perhaps by another thread whose np_close has not
@@ -558,6 +573,7 @@ int np_wait_write(np_fd *f) { return wait_mode(f, 'w'); }
 
 static int set_deadline(np_fd *f, int64_t deadline_ns, int mode) {
   if (f == NULL) return -EINVAL;
+  if (np__poller_forked(f->poller)) return NP_EPOLLER; /* the timer heap's lock is the parent's */
   int err = np__fdmu_incref(&f->mu);
   if (err != 0) return err;
   np__pd_set_deadline(f->pd, deadline_ns, mode);

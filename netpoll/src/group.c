@@ -67,14 +67,31 @@ static int group_alloc(const np__backend *backend, int events_max, int npollers,
   return 0;
 }
 
+/* ---- fork ------------------------------------------------------------------
+ * A forked child has none of the parent's threads, and shares its epoll
+ * instances: the parent's pollers are dead there. Their calls fail with
+ * NP_EPOLLER instead of waiting for a thread that is not there, np_close
+ * closes the child's descriptor without deregistering the parent's, and
+ * np_poller_destroy returns (the child's copy of their memory stays).
+ * Pollers the child creates work. */
+static uint32_t fork_gen; /* written only in a child, before it has threads */
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void in_child(void) { fork_gen++; }
+static void fork_install(void) { (void)pthread_atfork(NULL, NULL, in_child); }
+
+bool np__poller_forked(const np_poller *p) { return p->group != NULL && p->group->fork_gen != fork_gen; }
+
 static int group_new(np_poller **out, const np__backend *backend, const np_options *opts, int procs) {
   int events_max = opts != NULL ? opts->events_max : 0;
   if (events_max < 0 || events_max > NP__EVENTS_MAX) return -EINVAL;
   size_t stack_size = opts != NULL && opts->stack_size != 0 ? opts->stack_size : np__stack_default();
   if (stack_size < NP_STACK_MIN || stack_size > NP_STACK_MAX) return -EINVAL;
   np__group *g;
+  pthread_once(&fork_once, fork_install);
   int err = group_alloc(backend, events_max, procs > 0 ? procs : 1, &g);
   if (err != 0) return err;
+  g->fork_gen = fork_gen;
   err = np__group_start(g, procs, stack_size);
   if (err != 0) {
     group_free(g);
@@ -114,7 +131,7 @@ static void close_all(np__group *g) {
 }
 
 void np_poller_destroy(np_poller *p) {
-  if (p == NULL) return;
+  if (p == NULL || np__poller_forked(p)) return; /* a parent's poller in a child: see fork above */
   np__group *g = p->group;
   if (g->pollers[0] != p) NP_PANIC("np_poller_destroy: not a handle from np_poller_create");
   np__task *self = np__tls_task();
@@ -141,9 +158,11 @@ void np_poller_stats(np_poller *p, np_stats *out) {
     out->timers_fired += np__load_u64(&q->stat_timers);
     out->pd_allocated += np__load_u64(&q->stat_pds);
   }
-  np__mutex_lock(&g->done_lock);
-  out->tasks = g->live;
-  np__mutex_unlock(&g->done_lock);
+  if (!np__poller_forked(p)) { /* a parent's lock may be held for ever in a child */
+    np__mutex_lock(&g->done_lock);
+    out->tasks = g->live;
+    np__mutex_unlock(&g->done_lock);
+  }
   out->procs = (uint64_t)g->n;
 }
 

@@ -346,6 +346,9 @@ int np__fd_open(np_poller *p, int fd, np_fd **out);
  * owns the same file, -ENOMEM; 0. Unclaim before the number is closed. The
  * simulator has one poller: 0. */
 int np__fd_claim(np_poller *p, np_fd *f);
+/* Runtime: p was made by a parent of this (forked) process: its threads
+ * are not here, its epoll instance is the parent's (group.c). Sim: false. */
+bool np__poller_forked(const np_poller *p);
 void np__fd_unclaim(np_poller *p, np_fd *f);
 /* Runtime: which poller of p's group a new descriptor joins (spread: an
  * accepted connection, round robin). The simulator has one poller: p. */

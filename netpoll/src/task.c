@@ -166,6 +166,7 @@ int np_go(np_poller *p, void (*fn)(void *arg), void *arg) {
   if (p == NULL || fn == NULL) return -EINVAL;
   np__group *g = p->group;
   if (g == NULL || g->n == 0) return -ENOTSUP; /* a manual (test) poller has no schedulers */
+  if (np__poller_forked(p)) return NP_EPOLLER; /* its schedulers are in the parent */
   np__task *t;
   int err = task_new(g, fn, arg, &t);
   if (err != 0) return err;
@@ -293,6 +294,7 @@ int np_wait_tasks(np_poller *p, int64_t deadline_ns) {
   np__group *g = p->group;
   if (np__tls_task() != NULL && np__tls_task()->group == g) return -EDEADLK;
   if (np__tls_job_group() == g) return -EDEADLK; /* its task waits for us */
+  if (np__poller_forked(p)) return NP_EPOLLER;
   np__mutex_lock(&g->done_lock);
   int ret = 0;
   while (g->live > 0 && ret == 0) {

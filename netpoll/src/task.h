@@ -50,6 +50,7 @@ struct np__group {
   int helpers, helpers_idle, helpers_max;
   bool helpers_stop;
   pthread_t *helper_threads;
+  uint32_t fork_gen; /* group.c's count of forks when it was made: stale in a child */
   np__mutex fd_lock; /* the numbers handles own, group-wide (fdtable.c) */
   np_fd ***fd_chunks;
   size_t fd_nchunks;
