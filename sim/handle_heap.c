@@ -67,10 +67,10 @@ static void on_fault(int sig, siginfo_t *info, void *uc) {
   const block *b = sim != NULL ? freed_block_of(info->si_addr) : NULL;
   if (b != NULL && !sim->failed)
     sim_fail("I13: use after free: %s touched a freed %s at offset %td, freed at step %" PRIu64
-             " (%s returned while a thread was still inside a call)",
+             " (used after %s returned, or freed while a call on it had not returned)",
              sim->current != NULL ? sim->current->name : "?", b->what,
              (const char *)info->si_addr - (const char *)b->addr, b->free_step,
-             strcmp(b->what, "np_fd") == 0 ? "np_free / destroy" : "its destroy");
+             strcmp(b->what, "np_fd") == 0 ? "np_free" : "its destroy");
   chain(sig == SIGBUS ? &previous_bus : &previous_segv, sig, info, uc);
 }
 

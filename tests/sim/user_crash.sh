@@ -31,6 +31,7 @@ if ldd "$bin" | grep -q libasan; then # a sanitizer's own stop names the seed to
   [ $? -eq 1 ] && echo "$out" | grep -q 'report above is from signed_overflow seed 1 ' || fail "ubsan: $out"
   echo "$out" | grep -q "^replay: .* --test signed_overflow --seed 1 " || fail "ubsan: no replay line: $out"
 fi
+expect use_after_free 1 'I13: use after free: use_after_free touched a freed np_fd .*used after np_free returned'
 expect abort_call 134 'crashed: SIGABRT (abort) in task abort_call'
 expect exit_call 1 'the program called exit(3) in task exit_call'
 expect stack_overflow 139 'stack overflow in task deep: its [0-9]*-byte stack is too small'

@@ -34,6 +34,16 @@ NP_TEST(signed_overflow) {
 
 NP_TEST(abort_call) { abort(); }
 
+/* A handle used after np_free: its memory is poisoned, the run fails (I13). */
+NP_TEST(use_after_free) {
+  np_fd *pair[2];
+  char c;
+  NP_CHECK_EQ(np_socketpair(np_current(), pair), 0);
+  np_free(pair[0]);
+  (void)np_read(pair[0], &c, 1);
+  np_free(pair[1]);
+}
+
 NP_TEST(exit_call) { exit(3); }
 
 /* A loop that never reaches a netpoll call: the cooperative scheduler can
