@@ -195,6 +195,11 @@ static void *stack_map(size_t size) {
     munmap(m, len);
     return NULL;
   }
+#ifdef SIM_ASAN
+  /* The address may be an unmapped stack's, whose frames' redzones are
+   * still in the shadow (this ASan does not clear it at munmap). */
+  ASAN_UNPOISON_MEMORY_REGION(m + STACK_GUARD, stack_round(size));
+#endif
   return m + STACK_GUARD;
 }
 
