@@ -44,6 +44,10 @@ for t in stack_size_option blocking_runs_on_a_thread two_waiters sigpipe_blocked
   "$bin" --test $t --seeds 1-30 --quiet || fail "$t did not pass"
 done
 
+out=$("$bin" --test too_many_tasks --seeds 1-2 --quiet 2>&1) || fail "too_many_tasks: $out"
+[ "$(echo "$out" | grep -c 'np_go: at most 1024 tasks at once; returns -ENOMEM (a limit of the simulator')" -eq 1 ] ||
+  fail "too_many_tasks: the limit is not said once: $out"
+
 # A program's own np_run: settings from the environment, in its replay line.
 out=$(NP_SIM_STEPS=500 "$prog" yield 2>&1)
 [ $? -eq 1 ] || fail "yield: want exit 1: $out"

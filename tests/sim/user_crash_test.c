@@ -197,4 +197,21 @@ NP_TEST(stuck_two) {
   (void)np_read(b[0], &c, 1);
 }
 
+static void naps(void *arg) {
+  (void)arg;
+  (void)np_sleep(1000000);
+}
+
+/* Past the simulator's 1,024 tasks np_go is -ENOMEM, and stderr says it
+ * is the simulator's limit. */
+NP_TEST(too_many_tasks) {
+  int err = 0, started = 0;
+  while (err == 0 && started < 2000) {
+    err = np_go(np_current(), naps, NULL);
+    started += err == 0;
+  }
+  NP_CHECK_EQ(err, -ENOMEM);
+  NP_CHECK(started > 1000 && started < 1024);
+}
+
 NP_TEST_MAIN()
