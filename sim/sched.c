@@ -171,8 +171,8 @@ void sim_init(sim_sched *s, const sim_config *cfg) {
 
 /* Task stacks: mmap'd with a guard page below, as the runtime's
  * (netpoll/src/stack.c), so an overflow faults instead of corrupting the
- * next allocation (sim_stack_overflowed names the task). Stacks of the
- * default size are reused across runs (a fuzzer makes thousands of runs a
+ * next allocation (sim_stack_overflowed names the task). Stacks are
+ * reused across runs, by size (a fuzzer makes thousands of runs a
  * second; mapping and faulting in fresh stacks dominated under ASan). */
 #define STACK_POOL_MAX 64
 #define STACK_GUARD 4096

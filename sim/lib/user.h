@@ -65,8 +65,6 @@ ut_poller *ut_poller_of(const np_poller *p);
 ut_task *ut_current(void);
 /* ut_current, or the helper thread running np_blocking's function for a task. */
 ut_task *ut_self(void);
-/* Whether a simulated run is running a simulated thread now. */
-bool ut_in_run(void);
 /* Outside a run, stops the program with a message naming call. */
 void ut_outside_run(const char *call);
 /* Says once per process that a limit of the simulator made a call fail. */

@@ -52,11 +52,12 @@ static const char *task_name(void) {
 
 /* The FAIL line and the replay line, as user_main.c's report prints them. */
 static void fail_report(const char *why) {
-  char line[1536];
-  double at = sim != NULL ? (double)sim->now / 1e9 : 0;
-  snprintf(line, sizeof(line), "\nFAIL %s seed %" PRIu64 " (%s) at %.6f s virtual: %s\nreplay: %s\n",
-           ctx.test, ctx.seed, ctx.pct ? "pct" : "random", at, why, ctx.replay);
+  char line[1200];
+  ut_fail_line(line, sizeof(line), ctx.test, ctx.seed, ctx.pct, sim != NULL ? sim->now : 0, why);
   say(line);
+  say("replay: ");
+  say(ctx.replay);
+  say("\n");
 }
 
 static const char *signal_name(int sig) {
@@ -187,7 +188,7 @@ typedef void exit_fn(int status);
 _Noreturn void exit(int status);
 
 _Noreturn void exit(int status) {
-  if (armed && sim != NULL && sim->current != NULL && sim->current != &sim->main_task) {
+  if (armed && ut_in_run()) {
     armed = 0;
     char why[256];
     snprintf(why, sizeof(why),

@@ -18,10 +18,8 @@
 #include "sched.h"
 #include "user_run.h"
 
-static bool in_run(void) { return sim != NULL && sim->current != NULL && sim->current != &sim->main_task; }
-
 static void refuse(const char *call, const char *instead) {
-  if (in_run()) sim_fail("determinism: %s in a simulated run (use %s)", call, instead);
+  if (ut_in_run()) sim_fail("determinism: %s in a simulated run (use %s)", call, instead);
 }
 
 void ut_guard_install(void) {}
@@ -53,7 +51,7 @@ cond_timedwait_fn pthread_cond_timedwait;
 int pthread_mutex_lock(void *m) {
   static mutex_fn *real_lock, *real_trylock;
   if (real_lock == NULL) real_lock = (mutex_fn *)dlsym(RTLD_NEXT, "pthread_mutex_lock");
-  if (!in_run()) return real_lock(m);
+  if (!ut_in_run()) return real_lock(m);
   if (real_trylock == NULL) real_trylock = (mutex_fn *)dlsym(RTLD_NEXT, "pthread_mutex_trylock");
   int err = real_trylock(m);
   if (err == EBUSY)

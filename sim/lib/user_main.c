@@ -153,6 +153,12 @@ static int run_seed_once(const ut_test *t, const cli *c, uint64_t seed, FILE *tr
   return ut_run(t, &o, r);
 }
 
+void ut_fail_line(char *out, size_t len, const char *test, uint64_t seed, bool pct, int64_t virtual_ns,
+                  const char *why) {
+  snprintf(out, len, "\nFAIL %s seed %" PRIu64 " (%s) at %.6f s virtual: %s\n", test, seed,
+           pct ? "pct" : "random", (double)virtual_ns / 1e9, why);
+}
+
 /* An argument as sh reads it back: bare when it is safe, else in quotes. */
 static size_t quote_arg(char *out, size_t len, const char *arg) {
   const char *safe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./=:,+-@%";
@@ -249,8 +255,9 @@ static void unmute_stdout(int saved) {
 static void report(const ut_test *t, const cli *c, uint64_t seed, const ut_result *r) {
   const ut_faults *f = &r->faults;
   fflush(stdout); /* the program's own output first, as it came */
-  fprintf(stderr, "\nFAIL %s seed %" PRIu64 " (%s) at %.6f s virtual: %s\n", t->name, seed,
-          c->run.pct ? "pct" : "random", (double)r->virtual_ns / 1e9, r->failure);
+  char line[1200];
+  ut_fail_line(line, sizeof(line), t->name, seed, c->run.pct, r->virtual_ns, r->failure);
+  fputs(line, stderr);
   fprintf(stderr,
           "  faults: latency <= %.3f ms, short i/o %u, EMFILE %u, aborted accepts %u, SYN loss %u, resets %u"
           " (per million)\n",

@@ -14,17 +14,14 @@
 
 ut_state U;
 
-ut_task *ut_self(void) {
-  if (sim == NULL || sim->current == NULL || sim->current == &sim->main_task) return NULL;
-  return sim->current->actor;
-}
+bool ut_in_run(void) { return sim != NULL && sim->current != NULL && sim->current != &sim->main_task; }
+
+ut_task *ut_self(void) { return ut_in_run() ? sim->current->actor : NULL; }
 
 ut_task *ut_current(void) {
   ut_task *u = ut_self();
   return u != NULL && !u->blocking ? u : NULL;
 }
-
-bool ut_in_run(void) { return sim != NULL && sim->current != NULL && sim->current != &sim->main_task; }
 
 void ut_outside_run(const char *call) {
   if (ut_in_run()) return;

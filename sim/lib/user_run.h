@@ -44,6 +44,15 @@ typedef struct ut_result {
 /* Runs t once; 0 passed, -1 failed (r->failure says why). */
 int ut_run(const ut_test *t, const ut_run_options *o, ut_result *r);
 
+/* Whether a simulated run is running one of its simulated threads now
+ * (not the runner between them, not outside a run). */
+bool ut_in_run(void);
+
+/* A failed run's first report line, "\nFAIL test seed N (strategy) at T s
+ * virtual: why\n" (user_main.c; user_crash.c prints it from a signal too). */
+void ut_fail_line(char *out, size_t len, const char *test, uint64_t seed, bool pct, int64_t virtual_ns,
+                  const char *why);
+
 /* The library's invariants when every task is blocked (user_check.c). */
 void ut_check_quiescent(void);
 
