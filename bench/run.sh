@@ -156,7 +156,7 @@ done
 
 # ---- perf stat: what the thread-per-waiter runtime pays ------------------------------
 PERF_CONNS=""
-PERF_EVENTS=context-switches,cpu-migrations,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_read,syscalls:sys_enter_recvmsg,syscalls:sys_enter_write,syscalls:sys_enter_writev
+PERF_EVENTS=context-switches,cpu-migrations,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_read,syscalls:sys_enter_recvmsg,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendto
 perf_ok=0
 if [ "${BENCH_PERF:-1}" != 0 ] && command -v perf >/dev/null &&
   perf stat -x, -e "$PERF_EVENTS" true >/dev/null 2>&1; then
@@ -296,7 +296,8 @@ FILENAME ~ /perf-.*csv$/ {
   v = col[1] + 0
   if (ev == "epoll_pwait") ev = "epoll_wait"
   if (ev == "writev") ev = "write"
-  if (ev == "recvmsg") ev = "read" # netpoll reads TCP through recvmsg (TCP_INQ)
+  if (ev == "recvmsg") ev = "read"
+  if (ev == "sendto") ev = "write" # netpoll writes sockets with send (MSG_NOSIGNAL)
   pv[s, c, ev] += v
   next
 }

@@ -67,8 +67,8 @@ struct echo_conn {
   echo_conn *prev, *next; /* srv->conns, under srv->lock */
 };
 
-/* Creates the poller and the listening socket (np_listen: TCP_INQ, the
- * drained hint). host is a dotted IPv4 address (NULL: 127.0.0.1), port 0
+/* Creates the poller and the listening socket (np_listen: its connections
+ * get the drained hint). host is a dotted IPv4 address (NULL: 127.0.0.1), port 0
  * asks the kernel for one. Returns 0 or -errno. */
 static int echo_server_start(echo_server **out, const char *host, int port, int64_t idle_ns,
                              const np_options *opts, bool threads) {

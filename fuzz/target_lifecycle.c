@@ -36,6 +36,7 @@ static void decode_faults(unsigned f, scenario *sc) {
   sc->faults.rw_eintr = rates[(f >> 3) & 3];
   sc->faults.spurious_eagain = rates[(f >> 5) & 3] / 2;
   sc->faults.short_io = 300000;
+  sc->faults.urgent = 100000;
   sc->faults.spurious_ready = 100000;
   sc->faults.maxevents_cut = 200000;
   sc->fault_horizon = 5000000;

@@ -154,6 +154,8 @@ static uint32_t space(const kbuf *b) { return b->cap - b->len; }
 static uint32_t readable(const kbuf *b) { return b->len - b->inflight; }
 /* The writer is gone and everything it wrote has arrived: end of file. */
 static bool at_eof(const kbuf *b) { return b->no_writer && b->inflight == 0; }
+/* The urgent byte has arrived and is not read past. */
+static bool urgent_arrived(const kbuf *b) { return b->urg && b->urg_at < b->total_read + readable(b); }
 
 uint32_t kern_poll_mask(int fd) {
   kfile *f = file_of(fd);
@@ -170,6 +172,7 @@ uint32_t kern_poll_mask(int fd) {
       break;
     case K_SOCK:
       if (readable(f->rx) > 0) m |= EPOLLIN;
+      if (urgent_arrived(f->rx)) m |= EPOLLPRI; /* tcp_poll: TCP_URG_VALID */
       if (at_eof(f->rx)) m |= EPOLLIN | EPOLLRDHUP;
       /* unix_poll: HUP once both directions are shut (sk_shutdown ==
        * SHUTDOWN_MASK): ours by our shutdown or the peer's close, theirs by
@@ -254,6 +257,17 @@ int kern_pipe(int fds[2], uint32_t capacity) {
   return 0;
 }
 
+int kern_stand_in_tcp(int fd) {
+  kfile *f = file_of(fd);
+  if (f != NULL && f->kind == K_LISTEN) {
+    f->tcp_listen = true; /* for the connections it accepts from now on */
+    return 0;
+  }
+  if (f == NULL || f->kind != K_SOCK) return -EBADF;
+  f->rx->tcp = f->tx->tcp = true;
+  return 0;
+}
+
 int kern_socketpair(int fds[2], uint32_t capacity) {
   int a = fd_alloc();
   if (a < 0) return a;
@@ -321,16 +335,25 @@ static ssize_t do_read(kfile *f, int fd, void *buf, size_t len, bool faults) {
     return at_eof(b) ? 0 : -EAGAIN;
   }
   size_t n = len < readable(b) ? len : readable(b);
-  if (faults && n > 1 && fault(K.faults.short_io)) n = 1 + sim_rand_below(n - 1);
+  bool cut = faults && n > 1 && fault(K.faults.short_io);
+  if (cut) n = 1 + sim_rand_below(n - 1);
+  /* tcp_recvmsg stops before the urgent mark; a read that starts at it
+   * takes the byte (inline) and goes on. */
+  if (b->urg && b->urg_at > b->total_read && b->urg_at - b->total_read < n) n = b->urg_at - b->total_read;
   bool was_full = b->page_len != NULL && pipe_full(b);
   for (size_t i = 0; i < n; i++) ((uint8_t *)buf)[i] = b->data[(b->head + i) % b->cap];
   b->head = (uint32_t)((b->head + n) % b->cap);
   b->len -= (uint32_t)n;
   b->total_read += n;
+  if (b->urg && b->total_read > b->urg_at) b->urg = false;
   if (b->page_len != NULL) pipe_consumed(b, n);
   /* pipe_read wakes writers only when the pipe was full (no page free);
    * af_unix on every read that leaves the sender writable (here: any room). */
   if (f->kind == K_SOCK || was_full) notify_buf_users(b, f->peer, -1);
+  /* TCP cuts a read short only where the queue ended: what it left was in
+   * the socket's backlog, processed as the read releases the socket, an
+   * edge for its reader (the urgent mark aside: its edge came before). */
+  if (cut && b->tcp) notify(fd);
   return (ssize_t)n;
 }
 
@@ -402,6 +425,11 @@ static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faul
   if (faults && n > 1 && fault(K.faults.short_io)) n = 1 + sim_rand_below(n - 1);
   for (size_t i = 0; i < n; i++) b->data[(b->head + b->len + i) % b->cap] = ((const uint8_t *)buf)[i];
   b->len += (uint32_t)n;
+  if (faults && b->tcp && !b->urg && fault(K.faults.urgent)) { /* send(MSG_OOB) of this write's last byte */
+    b->urg = true;
+    b->urg_at = b->total_read + b->len - 1;
+    kern__note(fd, "fault: urgent data (the peer's reads stop at the mark; EPOLLPRI)");
+  }
   if (b->net) kern__net_wrote(fd, b, (uint32_t)n);
   notify_buf_users(b, f->peer, -1);
   return (ssize_t)n;
@@ -659,7 +687,7 @@ static int sb_open(void *state, int fd, uint64_t tag) {
   epitem *it = calloc(1, sizeof(*it));
   if (it == NULL) return -ENOMEM;
   it->fd = fd;
-  it->events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  it->events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
   it->tag = tag;
   it->ep = state;
   it->reg = ++K.next_reg;
@@ -899,42 +927,6 @@ static ssize_t sb_readv(void *state, int fd, const struct iovec *iov, int iovcnt
   return do_vec(fd, iov, iovcnt, false);
 }
 
-/* TCP_INQ, modelled on every stream socket of the simulated kernel (its
- * socket pairs stand in for TCP connections in the random worlds; on Linux
- * AF_UNIX refuses the option). */
-static int sb_enable_inq(void *state, int fd) {
-  (void)state;
-  syscall_point("setsockopt(TCP_INQ)", fd);
-  kfile *f = file_of(fd);
-  if (f == NULL) return -EBADF;
-  if (f->kind != K_SOCK && f->kind != K_SOCKNEW && f->kind != K_LISTEN) return -ENOTSOCK;
-  f->inq = true;
-  return 0;
-}
-
-/* What tcp_inq_hint says after a read: the bytes that have arrived and are
- * unread, else 1 once a FIN has come (SOCK_DONE); -1 (no control message)
- * without TCP_INQ. A pending reset is not counted: Linux says 0 after the
- * read that takes the last bytes before a reset's error (measured), so the
- * hint alone cannot tell a reset connection from a drained one. Data still
- * in flight is not counted: its arrival is an edge. */
-static int inq_left(const kfile *f) {
-  if (!f->inq || f->kind != K_SOCK) return -1;
-  uint32_t n = readable(f->rx);
-  if (n > 0) return n > INT32_MAX ? INT32_MAX : (int)n;
-  return at_eof(f->rx) && (!f->reset || f->fin_done) ? 1 : 0;
-}
-
-static ssize_t sb_recv_inq(void *state, int fd, const struct iovec *iov, int iovcnt, int *left) {
-  (void)state;
-  io_point("recvmsg", fd, 'r');
-  *left = -1;
-  ssize_t n = do_vec(fd, iov, iovcnt, false);
-  kfile *f = file_of(fd);
-  if (n >= 0 && f != NULL) *left = inq_left(f);
-  return n;
-}
-
 static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
   (void)state, (void)flags;
   io_point("accept4", fd, 'r');
@@ -959,13 +951,13 @@ static int sb_accept4(void *state, int fd, struct sockaddr *addr, socklen_t *add
   struct kconn cn = l->backlog[0];
   memmove(&l->backlog[0], &l->backlog[1], (size_t)(l->backlog_len - 1) * sizeof(cn));
   l->backlog_len--;
+  if (l->tcp_listen) cn.to_server->tcp = cn.to_client->tcp = true;
   K.files[s] = (kfile){.kind = K_SOCK,
                        .rx = cn.to_server,
                        .tx = cn.to_client,
                        .peer = -1,
                        .local = cn.server,
-                       .remote = cn.client,
-                       .inq = l->inq};    /* Linux copies TCP_INQ from the listener */
+                       .remote = cn.client};
   if (cn.to_server->net) kern_net_kick(); /* data sent before the accept may be due */
   kfile *client = file_of(cn.client_fd);
   if (client != NULL && client->rx == cn.to_client) {
@@ -1044,8 +1036,6 @@ const np__backend sim_backend = {
     .drain = sb_drain,
     .read = sb_read,
     .readv = sb_readv,
-    .recv_inq = sb_recv_inq,
-    .enable_inq = sb_enable_inq,
     .write = sb_write,
     .writev = sb_writev,
     .send = sb_send,

@@ -35,6 +35,7 @@ typedef struct kern_faults {
   uint32_t rw_eintr;        /* per million read/write calls */
   uint32_t spurious_eagain; /* read/write say EAGAIN (and the item is re-queued) */
   uint32_t short_io;        /* read/write move fewer bytes than they could */
+  uint32_t urgent;          /* a write to a TCP stream carries urgent data (its last byte) */
   uint32_t spurious_ready;  /* epoll_wait reports an item with no change */
   uint32_t err_only;        /* epoll_wait reports EPOLLERR alone for an item */
   uint32_t maxevents_cut;   /* epoll_wait returns fewer events than it has */
@@ -82,6 +83,10 @@ kern_stats *kern_stats_get(void);
  * at most 256 (1 MiB, pipe-max-size). */
 int kern_pipe(int fds[2], uint32_t capacity);
 int kern_socketpair(int fds[2], uint32_t capacity);
+/* The socket pair of fd reads as TCP does (the world's stand-ins for TCP
+ * with the drained hint), or for a listener the connections it accepts
+ * from now on: 0, or -EBADF. */
+int kern_stand_in_tcp(int fd);
 int kern_listen(void);  /* a listening socket's fd */
 int kern_eventfd(void); /* a non-blocking eventfd, counter 0 (the event probe's) */
 int kern_connect(int listen_fd,

@@ -62,6 +62,14 @@ typedef struct kbuf { /* one direction of a stream */
     uint32_t n;
   } chunks[KBUF_CHUNKS];
   bool net; /* a connection of the simulated network (delays, resets) */
+  /* TCP's reads (the network's TCP, or a socket pair standing in for it,
+   * kern_stand_in_tcp): a read cut short by the backlog is followed by the
+   * backlog's edge, and urgent data is possible. urg: an urgent byte at
+   * stream offset urg_at, not yet read past (SO_OOBINLINE: it stays in the
+   * stream); a read stops before it, and poll says EPOLLPRI once it has
+   * arrived. */
+  bool tcp, urg;
+  uint64_t urg_at;
   /* A pipe's ring of pages (Linux's fs/pipe.c): `pages` slots of
    * KERN_PIPE_PAGE bytes; pg_used of them hold data, from pg_tail on;
    * page_len[i] bytes were written into slot i, and pg_off of the tail's
@@ -105,7 +113,7 @@ typedef struct kfile {
   int64_t syn_at;
   int syn_tries;
   bool connecting;
-  bool inq; /* TCP_INQ: reads report the bytes left (sockets, listeners: inherited) */
+  bool tcp_listen; /* K_LISTEN: its connections read as TCP (kern_stand_in_tcp) */
   /* AF_INET6: IPV6_V6ONLY (kern_net_set_v6only); v6only_set false: never
    * set, and a listener takes it from its address at bind (knet.c). */
   bool v6only, v6only_set;

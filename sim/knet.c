@@ -411,6 +411,7 @@ static void establish(kfile *f, int fd, kfile *l, int lfd) {
   kbuf *to_server = kern__buf_new(cap), *to_client = kern__buf_new(cap);
   to_server->users = to_client->users = 2;
   to_server->net = to_client->net = inet(f->target.family);
+  to_server->tcp = to_client->tcp = to_server->net;
   kaddr me = f->local, server = in_family(&f->target, l->local.family);
   if (!inet(f->target.family)) server = l->local; /* unix: the listener's path */
   *f = (kfile){.kind = K_SOCK,
@@ -419,8 +420,7 @@ static void establish(kfile *f, int fd, kfile *l, int lfd) {
                .peer = -1,
                .item = f->item,
                .local = me,
-               .remote = f->target,
-               .inq = f->inq};
+               .remote = f->target};
   kern__backlog_push(l, (struct kconn){to_server, to_client, fd, in_family(&me, l->local.family), server});
   kern__notify(fd);
   kern__notify(lfd);

@@ -60,6 +60,7 @@ static const struct {
                    {"rw-eintr", offsetof(kern_faults, rw_eintr)},
                    {"spurious-eagain", offsetof(kern_faults, spurious_eagain)},
                    {"short-io", offsetof(kern_faults, short_io)},
+                   {"urgent", offsetof(kern_faults, urgent)},
                    {"spurious-ready", offsetof(kern_faults, spurious_ready)},
                    {"err-only", offsetof(kern_faults, err_only)},
                    {"maxevents-cut", offsetof(kern_faults, maxevents_cut)},
@@ -934,6 +935,7 @@ static void gen_faults(gen *g) {
   sc->faults.rw_eintr = rates[gbelow(g, 6)];
   sc->faults.spurious_eagain = rates[gbelow(g, 6)];
   sc->faults.short_io = rates[gbelow(g, 6)];
+  sc->faults.urgent = sc->faults.short_io / 2; /* no draw of its own: seeds keep their worlds */
   sc->faults.spurious_ready = rates[gbelow(g, 6)];
   sc->faults.err_only = rates[gbelow(g, 6)] / 4;
   sc->faults.maxevents_cut = rates[gbelow(g, 6)];

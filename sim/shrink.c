@@ -128,7 +128,8 @@ static bool pass_faults(shrinker *s) { /* all at once, then one kind at a time *
   if (try_candidate(s, &cur, &cand, "faults removed")) progress = true;
   uint32_t *rates[] = {&cand.faults.epoll_eintr,   &cand.faults.rw_eintr,       &cand.faults.spurious_eagain,
                        &cand.faults.short_io,      &cand.faults.spurious_ready, &cand.faults.err_only,
-                       &cand.faults.maxevents_cut, &cand.faults.accept_abort,   &cand.faults.accept_emfile};
+                       &cand.faults.maxevents_cut, &cand.faults.accept_abort,   &cand.faults.accept_emfile,
+                       &cand.faults.urgent};
   for (size_t k = 0; k < sizeof(rates) / sizeof(rates[0]) && cur.faults.active; k++) {
     cand = cur;
     if (*rates[k] == 0) continue;

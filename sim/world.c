@@ -494,10 +494,12 @@ static rec *open_stream(sc_kind kind, uint32_t cap) {
   }
   if (err != 0) sim_fail("np_open of a fresh descriptor: %s", np_strerror(err));
   /* Half the socket pairs stand in for TCP with the drained hint (np_listen
-   * and np_dial turn it on natively; accepted connections inherit it). */
+   * and np_dial turn it on natively; accepted connections inherit it): they
+   * read as TCP does, and the handle is the library's own socket. */
   if (kind != SC_PIPE_IN && kind != SC_PIPE_OUT && sim_chance(500000)) {
-    err = np__fd_enable_inq(f);
-    if (err != 0) sim_fail("np__fd_enable_inq: %s", np_strerror(err));
+    err = kern_stand_in_tcp(r->fd);
+    if (err != 0) sim_fail("kern_stand_in_tcp: %s", np_strerror(err));
+    np__fd_own_tcp(f);
   }
   adopt(r, f);
   return r;

@@ -1,14 +1,15 @@
-/* test_drained.c - the drained hint on the real kernel. Sockets netpoll
+/* test_drained.c - the drained hint on the real kernel. On sockets netpoll
  * makes for TCP (np_listen, np_dial, and connections accepted from such a
- * listener) read through recvmsg with TCP_INQ; after a read the kernel says
- * left nothing, the next np_read waits for readiness before its first
- * syscall instead of reading EAGAIN. Checked here: the saved syscall (by
- * counting recvmsg, and fstat: the identity check runs only once the
- * program has the number), and every case where waiting first would be wrong --
- * data left behind at the urgent mark, EOF read twice, readiness consumed by
- * np_wait_read in between, a deadline, a close, a descriptor closed behind
- * the library, a socket the user opened. Each blocking read runs in an actor (a thread, or a task with
- * NP_TEST_WAITER=task) and has a deadline, so a lost wake-up fails fast. */
+ * listener), after a read that returned less than it asked for the next
+ * np_read waits for readiness before its first syscall instead of reading
+ * EAGAIN. Checked here: the saved syscall (by counting read, readv, and
+ * fstat: the identity check runs only once the program has the number),
+ * and every case where waiting first would be wrong -- data left behind at
+ * the urgent mark, data and a FIN that came together, a read that filled
+ * its buffer, EOF read twice, readiness consumed by np_wait_read in
+ * between, a deadline, a close, a descriptor closed behind the library, a
+ * number np_sysfd handed out, a socket the user opened. Each blocking read runs in an actor (a thread, or a
+ * task with NP_TEST_WAITER=task) and has a deadline, so a lost wake-up fails fast. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -24,14 +25,14 @@
 /* Syscalls on the descriptor watched (the poller's own reads of its
  * eventfd are not counted). */
 static _Atomic int watched = -1;
-static _Atomic long recvmsgs, reads, fstats;
-static ssize_t (*real_recvmsg)(int, struct msghdr *, int);
+static _Atomic long readvs, reads, fstats;
+static ssize_t (*real_readv)(int, const struct iovec *, int);
 static ssize_t (*real_read)(int, void *, size_t);
 static int (*real_fstat)(int, struct stat *);
 
-static ssize_t counting_recvmsg(int fd, struct msghdr *msg, int flags) {
-  if (fd == watched) recvmsgs++;
-  return real_recvmsg(fd, msg, flags);
+static ssize_t counting_readv(int fd, const struct iovec *iov, int iovcnt) {
+  if (fd == watched) readvs++;
+  return real_readv(fd, iov, iovcnt);
 }
 
 static ssize_t counting_read(int fd, void *buf, size_t len) {
@@ -55,10 +56,10 @@ typedef struct conn {
 
 /* The table is written before the poller exists (syscalls.h). */
 static int setup(void **state) {
-  real_recvmsg = np__sys.recvmsg;
+  real_readv = np__sys.readv;
   real_read = np__sys.read;
   real_fstat = np__sys.fstat;
-  np__sys.recvmsg = counting_recvmsg;
+  np__sys.readv = counting_readv;
   np__sys.read = counting_read;
   np__sys.fstat = counting_fstat;
   conn *c = calloc(1, sizeof(*c));
@@ -70,7 +71,7 @@ static int setup(void **state) {
   assert_int_equal(np_dial(c->p, "tcp", addr, 0, &c->client), 0);
   assert_int_equal(np_accept(c->ln, &c->server, NULL, NULL), 0);
   watched = raw_fd(c->server);
-  recvmsgs = reads = fstats = 0;
+  readvs = reads = fstats = 0;
   *state = c;
   return 0;
 }
@@ -80,7 +81,7 @@ static int teardown(void **state) {
   watched = -1;
   th_poller_destroy(c->p); /* frees the handles */
   free(c);
-  np__sys.recvmsg = real_recvmsg;
+  np__sys.readv = real_readv;
   np__sys.read = real_read;
   np__sys.fstat = real_fstat;
   return 0;
@@ -127,7 +128,7 @@ static ssize_t read_in_actor(read_job *j, np_fd *f, size_t len, int64_t timeout_
 }
 
 /* A drained read, then a read that blocks until the peer writes: one
- * recvmsg each, no EAGAIN read in between, and no identity check (fstat)
+ * read each, no EAGAIN read in between, and no identity check (fstat)
  * either: the program never had this socket's number. */
 static void test_skips_eagain_read(void **state) {
   conn *c = *state;
@@ -135,26 +136,27 @@ static void test_skips_eagain_read(void **state) {
   send_raw(c, "hello", 0);
   wait_queued(c, 5);
   th_sleep_ms(20); /* the edge is in before the first read: none pending after it */
-  long before = recvmsgs;
+  long before = reads;
   assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 5);
-  assert_int_equal(recvmsgs - before, 1);
+  assert_int_equal(reads - before, 1);
   assert_memory_equal(j.buf, "hello", 5);
   /* The next read waits first; the data comes while it is parked. */
   j = (read_job){.f = c->server, .len = sizeof(j.buf), .timeout_ms = 5000};
   pthread_t t = th_start(read_actor, &j);
   th_wait_parked(c->p, 1);
-  assert_int_equal(recvmsgs - before, 1); /* parked without a syscall */
+  assert_int_equal(reads - before, 1); /* parked without a syscall */
   send_raw(c, "world", 0);
   th_join(t);
   assert_int_equal(j.result, 5);
   assert_memory_equal(j.buf, "world", 5);
-  assert_int_equal(recvmsgs - before, 2);
-  assert_int_equal(reads, 0); /* every read of these sockets went through recvmsg */
+  assert_int_equal(reads - before, 2);
   assert_int_equal(fstats, 0);
 }
 
 /* Once np_sysfd has handed the number out, a wait that parks checks first
- * that it still names the socket: one fstat, and the read goes on. If the
+ * that it still names the socket: one fstat, and the read goes on. From
+ * then on the hint is off (the program may have put an upper layer protocol
+ * on the socket): a read that finds nothing costs its syscall. If the
  * data's edge reached the poller only after the first read (TSan's
  * timing), that readiness is still pending: the wait returns at once
  * without the check and the read says EAGAIN (a closed number would have
@@ -167,15 +169,18 @@ static void test_exposed_checks(void **state) {
   th_sleep_ms(20); /* usually: the edge is in before the first read */
   assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 1);
   assert_int_equal(np_sysfd(c->server), watched);
-  long before = recvmsgs;
+  long before = reads;
   j = (read_job){.f = c->server, .len = sizeof(j.buf), .timeout_ms = 5000};
   pthread_t t = th_start(read_actor, &j);
   th_wait_parked(c->p, 1);
-  assert_int_equal(fstats + (recvmsgs - before), 1);
+  assert_int_equal(fstats + (reads - before), 1);
   send_raw(c, "b", 0);
   th_join(t);
   assert_int_equal(j.result, 1);
   assert_memory_equal(j.buf, "b", 1);
+  before = reads;
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 30), NP_ETIMEOUT);
+  assert_int_equal(reads - before, 1); /* the EAGAIN read: no hint */
 }
 
 /* Data that arrived between two reads: the second finds it at once. */
@@ -192,7 +197,8 @@ static void test_data_between_reads(void **state) {
 }
 
 /* TCP stops a read at the urgent mark with data behind it and no new edge
- * to come: the kernel says bytes are left, so the next read reads. */
+ * to come; the EPOLLPRI that came with the urgent byte turned the hint off
+ * before the short read, so the next read reads. */
 static void test_urgent_mark(void **state) {
   conn *c = *state;
   read_job j;
@@ -207,8 +213,68 @@ static void test_urgent_mark(void **state) {
   assert_memory_equal(j.buf, "cd", 2);
 }
 
-/* EOF is returned again at once (Linux says 1 byte left after a FIN), also
- * when the FIN comes after a drained read. */
+/* Data and a FIN that came together: the read stops before the FIN (short,
+ * with the end of the stream still to read and no edge to come); the
+ * EPOLLRDHUP that reported them turned the hint off, so the next read
+ * returns 0 at once. */
+static void test_data_then_fin(void **state) {
+  conn *c = *state;
+  read_job j;
+  send_raw(c, "last", 0);
+  assert_int_equal(np_close_write(c->client), 0);
+  wait_queued(c, 4);
+  th_sleep_ms(20); /* the event (IN|RDHUP) is in before the read */
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 4);
+  assert_memory_equal(j.buf, "last", 4);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 0);
+}
+
+/* A read that filled its buffer says nothing about what is left: the
+ * next read reads (here: the rest, which no new edge announces). */
+static void test_full_read_reads_again(void **state) {
+  conn *c = *state;
+  read_job j;
+  send_raw(c, "abcdef", 0);
+  wait_queued(c, 6);
+  th_sleep_ms(20);
+  assert_int_equal(read_in_actor(&j, c->server, 3, 2000), 3);
+  assert_memory_equal(j.buf, "abc", 3);
+  assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 3);
+  assert_memory_equal(j.buf, "def", 3);
+}
+
+/* np_readv: short against the iovec's total, the same hint: the read after
+ * it parks without a syscall and takes what comes. */
+static void *readv_actor(void *arg) {
+  read_job *j = arg;
+  struct iovec iov[2] = {{j->buf, 4}, {j->buf + 4, sizeof(j->buf) - 4}};
+  (void)np_set_read_deadline(j->f, np_deadline_after(j->timeout_ms * MS));
+  j->result = np_readv(j->f, iov, 2);
+  return NULL;
+}
+
+static void test_readv_drained(void **state) {
+  conn *c = *state;
+  read_job j = {.f = c->server, .timeout_ms = 2000};
+  send_raw(c, "abcdefg", 0);
+  wait_queued(c, 7);
+  th_sleep_ms(20);
+  th_join(th_start(readv_actor, &j));
+  assert_int_equal(j.result, 7);
+  assert_memory_equal(j.buf, "abcdefg", 7);
+  j = (read_job){.f = c->server, .timeout_ms = 5000};
+  pthread_t t = th_start(readv_actor, &j);
+  th_wait_parked(c->p, 1);
+  assert_int_equal(readvs, 1); /* parked without a syscall */
+  send_raw(c, "hi", 0);
+  th_join(t);
+  assert_int_equal(j.result, 2);
+  assert_memory_equal(j.buf, "hi", 2);
+  assert_int_equal(readvs, 2);
+}
+
+/* EOF is returned again at once, also when the FIN comes after a drained
+ * read. */
 static void test_eof_twice(void **state) {
   conn *c = *state;
   read_job j;
@@ -273,8 +339,8 @@ static void test_closed_behind(void **state) {
   assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 5000), -EBADF);
 }
 
-/* A TCP socket the user opened keeps plain reads (no TCP_INQ is set behind
- * the user's back): a read that finds nothing costs its syscall. */
+/* A TCP socket the user opened gets no hint (the library cannot know what
+ * the program did to it): a read that finds nothing costs its syscall. */
 static void test_np_open_is_plain(void **state) {
   conn *c = *state;
   int fd = dup(raw_fd(c->client)); /* the client's socket, a handle of ours */
@@ -287,7 +353,6 @@ static void test_np_open_is_plain(void **state) {
   assert_int_equal(read_in_actor(&j, mine, sizeof(j.buf), 2000), 2);
   assert_int_equal(read_in_actor(&j, mine, sizeof(j.buf), 30), NP_ETIMEOUT);
   assert_int_equal(reads, 2); /* the data, then the EAGAIN read */
-  assert_int_equal(recvmsgs, 0);
   np_free(mine);
 }
 
@@ -297,6 +362,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_exposed_checks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_data_between_reads, setup, teardown),
       cmocka_unit_test_setup_teardown(test_urgent_mark, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_data_then_fin, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_full_read_reads_again, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_readv_drained, setup, teardown),
       cmocka_unit_test_setup_teardown(test_eof_twice, setup, teardown),
       cmocka_unit_test_setup_teardown(test_wait_read_in_between, setup, teardown),
       cmocka_unit_test_setup_teardown(test_deadline_after_drained, setup, teardown),

@@ -539,7 +539,7 @@ static void test_hup_wakes_blocked_reader(void **state) {
   finish(p);
 }
 
-/* Every combination of IN/OUT/ERR/HUP/RDHUP: IN|RDHUP|HUP|ERR ready r,
+/* Every combination of IN/OUT/ERR/HUP/RDHUP/PRI: IN|PRI|RDHUP|HUP|ERR ready r,
  * OUT|HUP|ERR ready w, the error bit only for ERR alone; with parked waiters
  * the returned wake count matches. */
 static void test_event_masks_wake_matching_directions(void **state) {
@@ -551,12 +551,12 @@ static void test_event_masks_wake_matching_directions(void **state) {
   assert_int_equal(np_open(p, sp[0], &fa), 0);
   np__pd *pd = fa->pd;
   uint32_t seq = pd->fdseq;
-  const uint32_t bits[] = {EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP};
-  const uint32_t rmask = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+  const uint32_t bits[] = {EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, EPOLLPRI};
+  const uint32_t rmask = EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
   const uint32_t wmask = EPOLLOUT | EPOLLHUP | EPOLLERR;
-  for (unsigned combo = 1; combo < 32; combo++) {
+  for (unsigned combo = 1; combo < 64; combo++) {
     uint32_t ev = 0;
-    for (int b = 0; b < 5; b++)
+    for (int b = 0; b < 6; b++)
       if (combo & (1u << b)) ev |= bits[b];
     np__store_uptr(&pd->rg, NP__PD_NIL);
     np__store_uptr(&pd->wg, NP__PD_NIL);
@@ -588,7 +588,7 @@ static void test_event_masks_wake_matching_directions(void **state) {
   } cases[] = {
       {EPOLLHUP, 2}, {EPOLLIN | EPOLLERR, 2}, {EPOLLOUT | EPOLLERR, 2}, {EPOLLRDHUP, 1},
       {EPOLLIN, 1},  {EPOLLOUT, 1},           {EPOLLIN | EPOLLOUT, 2},  {EPOLLHUP | EPOLLRDHUP | EPOLLIN, 2},
-      {EPOLLPRI, 0},
+      {EPOLLPRI, 1},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     int woken = np__pd_ready(pd, seq, cases[i].ev);

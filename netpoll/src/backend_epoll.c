@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -31,7 +30,6 @@ np__syscalls np__sys = {
     .eventfd = eventfd,
     .read = read,
     .readv = readv,
-    .recvmsg = recvmsg,
     .write = write,
     .writev = writev,
     .send = send,
@@ -39,7 +37,6 @@ np__syscalls np__sys = {
     .accept4 = accept4,
     .connect = connect,
     .getsockopt = getsockopt,
-    .setsockopt = setsockopt,
     .getpeername = getpeername,
     .shutdown = shutdown,
     .fcntl_getfl = fcntl_get,
@@ -113,7 +110,7 @@ static void ep_destroy(void *state) {
 static int ep_open(void *state, int fd, uint64_t tag) {
   epoll_state *s = state;
   NP_ASSERT(tag != 0);
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u64 = tag};
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET, .data.u64 = tag};
   return np__sys.epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : neg_errno();
 }
 
@@ -180,41 +177,6 @@ static ssize_t ep_readv(void *state, int fd, const struct iovec *iov, int iovcnt
   (void)state;
   ssize_t n = np__sys.readv(fd, iov, iovcnt);
   return n < 0 ? neg_errno() : n;
-}
-
-#ifndef TCP_INQ /* Linux 4.18; older C libraries lack the names */
-#define TCP_INQ 36
-#define TCP_CM_INQ TCP_INQ
-#endif
-
-/* readv through recvmsg, with the TCP_CM_INQ message the kernel adds once
- * TCP_INQ is on: the bytes it holds after this read, counted after the
- * socket's backlog was processed (and 1 for a FIN not yet read). Any other
- * control message, or a truncated one, leaves *left at -1 (not known). */
-static ssize_t ep_recv_inq(void *state, int fd, const struct iovec *iov, int iovcnt, int *left) {
-  (void)state;
-  union {
-    struct cmsghdr align;
-    char buf[CMSG_SPACE(sizeof(int)) * 4];
-  } control;
-  struct msghdr msg = {.msg_iov = (struct iovec *)iov,
-                       .msg_iovlen = (size_t)iovcnt,
-                       .msg_control = control.buf,
-                       .msg_controllen = sizeof(control.buf)};
-  *left = -1;
-  ssize_t n = np__sys.recvmsg(fd, &msg, 0);
-  if (n < 0) return neg_errno();
-  if (msg.msg_flags & MSG_CTRUNC) return n;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
-    if (c->cmsg_level == SOL_TCP && c->cmsg_type == TCP_CM_INQ && c->cmsg_len == CMSG_LEN(sizeof(int)))
-      memcpy(left, CMSG_DATA(c), sizeof(int));
-  return n;
-}
-
-static int ep_enable_inq(void *state, int fd) {
-  (void)state;
-  int one = 1;
-  return np__sys.setsockopt(fd, IPPROTO_TCP, TCP_INQ, &one, sizeof(one)) == 0 ? 0 : neg_errno();
 }
 
 static ssize_t ep_write(void *state, int fd, const void *buf, size_t len) {
@@ -299,8 +261,6 @@ const np__backend np__backend_epoll = {
     .drain = ep_drain,
     .read = ep_read,
     .readv = ep_readv,
-    .recv_inq = ep_recv_inq,
-    .enable_inq = ep_enable_inq,
     .write = ep_write,
     .writev = ep_writev,
     .send = ep_send,

@@ -268,28 +268,31 @@ static bool iov_valid(const struct iovec *iov, int iovcnt, size_t *total) {
   return true;
 }
 
-int np__fd_enable_inq(np_fd *f) {
-  if (BE(f)->recv_inq == NULL || BE(f)->enable_inq == NULL) return -ENOTSUP;
-  int err = BE(f)->enable_inq(BS(f), f->sysfd);
-  if (err == 0) f->inq = true;
-  return err;
+void np__fd_own_tcp(np_fd *f) {
+  f->hint = true;
+  np__store_u32(&f->exposed, 0);
 }
 
-/* One read syscall. With the hint on, f->drained records whether the kernel
- * said it held nothing more afterwards. Not for EOF (n == 0, and Linux says
- * 1 after a FIN): the next read must return 0 again at once. Not once a
- * HUP or ERR event has come: after a reset Linux says 0 with the error
- * still to be read, and that event's readiness may have been reset by this
- * very read (the loss the differential test found natively: the reader
- * parked for ever). The flag is read after the syscall: an event whose
- * readiness the read's reset took was flagged before it. */
+/* One read syscall (len: what it asks for, the iovec's total). With the
+ * hint on, f->drained records that it returned less than asked: TCP's read
+ * then emptied the receive queue (docs/DESIGN.md, "The drained hint") but
+ * for three things that arrive with an event: urgent data (the read stops
+ * at the mark: EPOLLPRI), a FIN (the read stops before it: EPOLLRDHUP) and
+ * a reset or error (EPOLLHUP/EPOLLERR; its error is still to be read). Any
+ * of those flags the pd for good (np__pd_no_hint) before its readiness is
+ * published, and the flag is read after the syscall: an event whose
+ * readiness the reset before this read took was flagged before it; a later
+ * one is still in rg. Not for EOF (n == 0): the next read must return 0
+ * again at once. Not for a readv of more than MAX_RW (the kernel's own cap
+ * would cut it). Not once np_sysfd has handed the number out: the program
+ * may have changed what a read of it does (an upper layer protocol such as
+ * kTLS stops at record boundaries with no event). */
 static ssize_t read_once(np_fd *f, void *buf, size_t len, const struct iovec *iov, int iovcnt) {
-  if (!f->inq)
-    return iov != NULL ? BE(f)->readv(BS(f), f->sysfd, iov, iovcnt) : BE(f)->read(BS(f), f->sysfd, buf, len);
-  struct iovec one = {.iov_base = buf, .iov_len = len};
-  int left = -1;
-  ssize_t n = BE(f)->recv_inq(BS(f), f->sysfd, iov != NULL ? iov : &one, iov != NULL ? iovcnt : 1, &left);
-  f->drained = n > 0 && left == 0 && !np__pd_hung_up(f->pd);
+  ssize_t n =
+      iov != NULL ? BE(f)->readv(BS(f), f->sysfd, iov, iovcnt) : BE(f)->read(BS(f), f->sysfd, buf, len);
+  if (!f->hint) return n;
+  bool short_read = n > 0 && (size_t)n < len && len <= MAX_RW;
+  f->drained = short_read && !np__load_u32(&f->exposed) && !np__pd_no_hint(f->pd);
   return n;
 }
 
@@ -507,7 +510,7 @@ int np_accept(np_fd *f, np_fd **out, struct sockaddr *addr, socklen_t *addrlen) 
     np_poller *p = np__home_poller(f->poller, true);
     err = np__fd_open(p, s, out);
     if (err != 0) p->backend->close_fd(p->backend_state, s);
-    if (err == 0) (*out)->inq = f->inq; /* the kernel copies TCP_INQ to the connection */
+    if (err == 0) (*out)->hint = f->hint; /* a TCP listener's connections are TCP */
     s = err;
   }
   fd_unlock(f, true);

@@ -63,10 +63,8 @@ int np_listen(np_poller *p, const char *network, const char *address, np_fd **ou
   err = bind_listen(s, &a, &ss, sl);
   if (err == 0) err = np_open(p, s, out);
   if (err != 0) close(s);
-  /* TCP reports the bytes left after each read, and accepted connections
-   * inherit it: the drained hint. A connection that arrived before this
-   * call lacks it; its reads then say nothing, and it only loses the hint. */
-  if (err == 0 && a.kind != NP__ADDR_UNIX) (void)np__fd_enable_inq(*out);
+  /* Accepted connections inherit the drained hint (fd.c, read_once). */
+  if (err == 0 && a.kind != NP__ADDR_UNIX) np__fd_own_tcp(*out);
   return err;
 }
 
@@ -88,7 +86,7 @@ int np_dial(np_poller *p, const char *network, const char *address, int64_t dead
     close(s);
     return err;
   }
-  if (a.kind != NP__ADDR_UNIX) (void)np__fd_enable_inq(f);
+  if (a.kind != NP__ADDR_UNIX) np__fd_own_tcp(f);
   /* The deadline bounds the handshake only (np_connect honours the write
    * deadline); a handle closed meanwhile (destroy) fails np_connect. */
   if (deadline_ns != 0) (void)np_set_write_deadline(f, deadline_ns);

@@ -35,7 +35,7 @@ _Noreturn void np__panic(const char *file, int line, const char *msg);
  *
  *  create(&state)      make the poll instance and its break (wake-up) object.
  *  destroy(state)      release them; no call follows.
- *  open(state,fd,tag)  arm edge-triggered IN|OUT|RDHUP notifications for fd;
+ *  open(state,fd,tag)  arm edge-triggered IN|OUT|RDHUP|PRI notifications for fd;
  *                      tag (never 0) is returned verbatim with its events.
  *  close(state,fd)     disarm fd; events already fetched may still surface.
  *  wait(state,ev,max,delay_ns)
@@ -55,7 +55,7 @@ _Noreturn void np__panic(const char *file, int line, const char *msg);
  *                      NULL makes np_close_write return -ENOTSUP.
  */
 typedef struct np__event {
-  uint32_t events; /* EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLRDHUP */
+  uint32_t events; /* EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLRDHUP | EPOLLPRI */
   uint64_t tag;    /* what open() was given; 0 = the break */
 } np__event;
 
@@ -70,12 +70,6 @@ typedef struct np__backend {
   int (*drain)(void *state);
   ssize_t (*read)(void *state, int fd, void *buf, size_t len);
   ssize_t (*readv)(void *state, int fd, const struct iovec *iov, int iovcnt);
-  /* Optional (NULL: never used): readv that also reports how many bytes the
-   * kernel still holds after it (*left; -1 when it did not say), for a
-   * socket enable_inq succeeded on. Linux: recvmsg with TCP_INQ. */
-  ssize_t (*recv_inq)(void *state, int fd, const struct iovec *iov, int iovcnt, int *left);
-  /* Optional: ask the kernel to report those bytes (setsockopt TCP_INQ). */
-  int (*enable_inq)(void *state, int fd);
   ssize_t (*write)(void *state, int fd, const void *buf, size_t len);
   ssize_t (*writev)(void *state, int fd, const struct iovec *iov, int iovcnt);
   /* Optional (NULL: write/writev only): write/writev to a socket without
@@ -131,7 +125,7 @@ extern const np__backend np__backend_epoll;
 #define NP__INFO_EXPIRED_READ (1u << 2)
 #define NP__INFO_EXPIRED_WRITE (1u << 3)
 #define NP__INFO_FAILED (1u << 4)  /* the poller failed (np__poller_fail) */
-#define NP__INFO_HUNG_UP (1u << 5) /* an event had HUP or ERR: reads trust no drained hint (fd.c) */
+#define NP__INFO_NO_HINT (1u << 5) /* an event had HUP, ERR, RDHUP or PRI: no drained hint (fd.c) */
 #define NP__INFO_SEQ_SHIFT 8
 #define NP__FDSEQ_BITS 22
 #define NP__FDSEQ_MASK ((1u << NP__FDSEQ_BITS) - 1)
@@ -280,7 +274,7 @@ int np__pd_checkerr(np__pd *pd, int mode);
 /* A HUP or ERR event has come for this registration: the connection is
  * ending, and an empty receive queue no longer means the next read would
  * wait (a reset's error is still to be read; Linux's TCP_INQ says 0). */
-bool np__pd_hung_up(np__pd *pd);
+bool np__pd_no_hint(np__pd *pd);
 int np__pd_ready(np__pd *pd, uint32_t fdseq, uint32_t events);
 void np__pd_deadline_fired(np__pd *pd, uintptr_t seq, int kind);
 uint64_t np__pd_tag(np__pd *pd, uint32_t fdseq);
@@ -329,11 +323,11 @@ struct np_fd {
   uint64_t ident;     /* the file sysfd named at open (backend identity) */
   np__au32 exposed;   /* the program has the number: np_open's fd, or np_sysfd returned it */
   np_fd *next, *prev; /* poller->fds; protected by poller->fds_lock */
-  /* The drained hint (read side, under the read lock): reads go through
-   * recv_inq, and when the kernel said it held nothing after the last read,
-   * the next read waits for readiness before its first syscall instead of
-   * paying a read that would return EAGAIN. See read_loop. */
-  bool inq;
+  /* The drained hint (read side, under the read lock): on a TCP socket the
+   * library made, a read that returned less than asked emptied the receive
+   * queue, so the next read waits for readiness before its first syscall
+   * instead of paying a read that would return EAGAIN. See read_once. */
+  bool hint;
   bool drained;
   /* Under the write lock: the backend's send said ENOTSOCK, so writes use
    * write(2), which raises SIGPIPE on a pipe whose reader is gone. */
@@ -357,9 +351,10 @@ np_poller *np__home_poller(np_poller *p, bool spread);
  * valid. 0, or NP_ECLOSING / -EOVERFLOW (no reference taken). */
 int np__fd_incref(np_fd *f);
 void np__fd_decref(np_fd *f);
-/* Turn the drained hint on for f (a stream socket the library created):
- * 0, or -errno from the kernel (the hint stays off, reads are as before). */
-int np__fd_enable_inq(np_fd *f);
+/* f is a TCP stream socket the library made (np_listen, np_dial) and has
+ * not handed out: its reads may use the drained hint, and it does not
+ * count as a number the program has (f->exposed) until np_sysfd. */
+void np__fd_own_tcp(np_fd *f);
 /* np_poller_destroy's first half: np_free every handle still on p->fds. */
 void np__fd_free_all(np_poller *p);
 

@@ -132,7 +132,7 @@ static void publish_info(np__pd *pd) {
   if (pd->rd < 0) bits |= NP__INFO_EXPIRED_READ;
   if (pd->wd < 0) bits |= NP__INFO_EXPIRED_WRITE;
   if (pd->failed) bits |= NP__INFO_FAILED;
-  const uint32_t keep = NP__INFO_EVENT_ERR | NP__INFO_HUNG_UP | (NP__FDSEQ_MASK << NP__INFO_SEQ_SHIFT);
+  const uint32_t keep = NP__INFO_EVENT_ERR | NP__INFO_NO_HINT | (NP__FDSEQ_MASK << NP__INFO_SEQ_SHIFT);
   for (;;) {
     uint32_t old = np__load_u32(&pd->info);
     if (np__cas_u32(&pd->info, old, (old & keep) | bits)) return;
@@ -151,14 +151,14 @@ static void set_event_err(np__pd *pd, bool on, uint32_t fdseq) {
 }
 
 /* Called under pd->lock with the event's fdseq checked: sticky until reuse. */
-static void set_hung_up(np__pd *pd) {
+static void set_no_hint(np__pd *pd) {
   for (;;) {
     uint32_t old = np__load_u32(&pd->info);
-    if ((old & NP__INFO_HUNG_UP) || np__cas_u32(&pd->info, old, old | NP__INFO_HUNG_UP)) return;
+    if ((old & NP__INFO_NO_HINT) || np__cas_u32(&pd->info, old, old | NP__INFO_NO_HINT)) return;
   }
 }
 
-bool np__pd_hung_up(np__pd *pd) { return (np__load_u32(&pd->info) & NP__INFO_HUNG_UP) != 0; }
+bool np__pd_no_hint(np__pd *pd) { return (np__load_u32(&pd->info) & NP__INFO_NO_HINT) != 0; }
 
 /* A pending deadline that has passed although its timer has not run yet:
  * the timer runs when its poller's scheduler gets to it, which a task that
@@ -416,9 +416,11 @@ int np__pd_ready(np__pd *pd, uint32_t fdseq, uint32_t events) {
     return 0; /* I6: stale event for a closed or reused pd */
   }
   set_event_err(pd, events == EPOLLERR, fdseq);
-  if (events & (EPOLLHUP | EPOLLERR)) set_hung_up(pd); /* before the unblock that publishes it */
+  /* Before the unblock that publishes it: after any of these a short read
+   * no longer means the queue is empty (fd.c, read_once). */
+  if (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP | EPOLLPRI)) set_no_hint(pd);
   np__waiter *rw = NULL, *ww = NULL;
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) rw = unblock(pd, 'r', true);
+  if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) rw = unblock(pd, 'r', true);
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) ww = unblock(pd, 'w', true);
   np__mutex_unlock(&pd->lock);
   return wake(p, rw) + wake(p, ww);

@@ -21,7 +21,6 @@ typedef struct np__syscalls {
   int (*eventfd)(unsigned int initval, int flags);
   ssize_t (*read)(int fd, void *buf, size_t len);
   ssize_t (*readv)(int fd, const struct iovec *iov, int iovcnt);
-  ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
   ssize_t (*write)(int fd, const void *buf, size_t len);
   ssize_t (*writev)(int fd, const struct iovec *iov, int iovcnt);
   ssize_t (*send)(int fd, const void *buf, size_t len, int flags);
@@ -29,7 +28,6 @@ typedef struct np__syscalls {
   int (*accept4)(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
   int (*connect)(int fd, const struct sockaddr *addr, socklen_t addrlen);
   int (*getsockopt)(int fd, int level, int name, void *value, socklen_t *len);
-  int (*setsockopt)(int fd, int level, int name, const void *value, socklen_t len);
   int (*getpeername)(int fd, struct sockaddr *addr, socklen_t *len);
   int (*shutdown)(int fd, int how);
   int (*fcntl_getfl)(int fd);

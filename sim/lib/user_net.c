@@ -44,7 +44,7 @@ static int listen_on(np_poller *p, const char *network, const char *address, np_
     return err;
   }
   err = open_fd(p, fd, out);
-  if (err == 0 && a.kind != NP__ADDR_UNIX) (void)np__fd_enable_inq(*out); /* as net.c */
+  if (err == 0 && a.kind != NP__ADDR_UNIX) np__fd_own_tcp(*out); /* as net.c */
   return err;
 }
 
@@ -65,7 +65,7 @@ static int dial(np_poller *p, const char *network, const char *address, int64_t 
   if (fd < 0) return fd;
   np_fd *f;
   if ((err = open_fd(p, fd, &f)) != 0) return err;
-  if (a.kind != NP__ADDR_UNIX) (void)np__fd_enable_inq(f);
+  if (a.kind != NP__ADDR_UNIX) np__fd_own_tcp(f);
   struct sockaddr_storage ss;
   socklen_t len = np__addr_to_sockaddr(&a, &ss);
   if (deadline_ns != 0) err = np__u_set_write_deadline(f, deadline_ns);

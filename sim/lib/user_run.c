@@ -61,6 +61,7 @@ static void draw_faults(bool on, ut_faults *out) {
   if (sim_chance(250000)) k->accept_emfile = rates[sim_rand_below(2)];
   if (sim_chance(250000)) n->syn_drop = rates[1 + sim_rand_below(3)];
   if (sim_chance(250000)) n->reset_write = rates[sim_rand_below(2)];
+  k->urgent = k->short_io; /* TCP cuts reads short at an urgent mark too */
   out->short_io = k->short_io;
   out->accept_emfile = k->accept_emfile;
   out->accept_abort = k->accept_abort;

@@ -478,10 +478,10 @@ NP_TEST(write_after_peer_closed) {
 }
 
 /* A reset that arrives while bytes are still queued: the read that takes
- * the last of them leaves TCP_INQ at 0 (Linux does not count the pending
- * error), and the next read must report the reset, not park: the drained
- * hint once took that 0 for an empty socket and the reader waited for ever
- * (kernel_diff_test.c found it natively). */
+ * the last of them is short with the reset's error still to be read, and
+ * the next read must report the reset, not park: the drained hint once
+ * (as TCP_INQ's 0) took it for an empty socket and the reader waited for
+ * ever (kernel_diff_test.c found it natively). */
 NP_TEST(reset_after_last_bytes) {
   conn c;
   char buf[2048] = {0};
