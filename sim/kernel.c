@@ -425,7 +425,11 @@ static ssize_t do_write(kfile *f, int fd, const void *buf, size_t len, bool faul
   if (faults && n > 1 && fault(K.faults.short_io)) n = 1 + sim_rand_below(n - 1);
   for (size_t i = 0; i < n; i++) b->data[(b->head + b->len + i) % b->cap] = ((const uint8_t *)buf)[i];
   b->len += (uint32_t)n;
-  if (faults && b->tcp && !b->urg && fault(K.faults.urgent)) { /* send(MSG_OOB) of this write's last byte */
+  /* send(MSG_OOB) of this write's last byte. Raw writes too (faults off):
+   * those are the remote program's, the one that sends urgent data to the
+   * library's reader (the first model, the library's writes only, never
+   * reached a library reader in a generated world: m37 lived). */
+  if (b->tcp && !b->urg && fault(K.faults.urgent)) {
     b->urg = true;
     b->urg_at = b->total_read + b->len - 1;
     kern__note(fd, "fault: urgent data (the peer's reads stop at the mark; EPOLLPRI)");

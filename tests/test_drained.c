@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -285,6 +287,86 @@ static void test_eof_twice(void **state) {
   assert_int_equal(read_in_actor(&j, c->server, sizeof(j.buf), 2000), 0);
 }
 
+/* A poller with no poller thread, polled by a pump thread while `run`. */
+typedef struct pump {
+  np_poller *p;
+  atomic_bool run;
+  pthread_t t;
+} pump;
+
+static void *pump_main(void *arg) {
+  pump *m = arg;
+  while (atomic_load(&m->run)) (void)np__poll_once(m->p, true);
+  return NULL;
+}
+
+static void pump_start(pump *m) {
+  atomic_store(&m->run, true);
+  assert_int_equal(pthread_create(&m->t, NULL, pump_main, m), 0);
+}
+
+static void pump_stop(pump *m) {
+  atomic_store(&m->run, false);
+  np__netpoll_break(m->p);
+  assert_int_equal(pthread_join(m->t, NULL), 0);
+}
+
+typedef struct eof_job {
+  read_job j;
+  atomic_bool done;
+} eof_job;
+
+static void *eof_reader(void *arg) {
+  eof_job *e = arg;
+  read_actor(&e->j);
+  atomic_store(&e->done, true);
+  return NULL;
+}
+
+/* EOF read before the poller has fetched the FIN's event (EPOLLRDHUP,
+ * which turns the hint off): the read that returned 0 must not count as
+ * drained, or the next np_read waits for that event instead of returning 0
+ * at once. Here nobody polls while the reads run, so such a wait would not
+ * end (the simulator's poller always fetches the event and ends it: m39 is
+ * equivalent there, this test is its catch). Plain threads, not tasks: a
+ * task's scheduler would poll. */
+static void test_eof_before_its_event(void **state) {
+  (void)state;
+  pump m = {.p = th_poller_manual()};
+  pump_start(&m);
+  char addr[NP_ADDRSTRLEN];
+  np_fd *ln, *client, *server;
+  assert_int_equal(np_listen(m.p, "tcp", "127.0.0.1:0", &ln), 0);
+  assert_int_equal(np_local_addr(ln, addr, sizeof(addr)), 0);
+  assert_int_equal(np_dial(m.p, "tcp", addr, 0, &client), 0);
+  assert_int_equal(np_accept(ln, &server, NULL, NULL), 0);
+  pump_stop(&m);
+  assert_int_equal(np_close_write(client), 0);
+  struct pollfd pfd = {.fd = raw_fd(server), .events = POLLRDHUP};
+  assert_int_equal(poll(&pfd, 1, 5000), 1); /* the FIN is there, its event not fetched */
+  watched = raw_fd(server);
+  reads = readvs = 0;
+  for (int i = 0; i < 2; i++) {
+    eof_job e = {.j = {.f = server, .len = sizeof(e.j.buf), .timeout_ms = 5000}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, eof_reader, &e), 0);
+    int64_t end = np_now() + 2000 * MS;
+    while (!atomic_load(&e.done) && np_now() < end) usleep(1000);
+    bool done = atomic_load(&e.done);
+    if (!done) pump_start(&m); /* let the wait end, then fail */
+    assert_int_equal(pthread_join(t, NULL), 0);
+    if (!done) pump_stop(&m);
+    if (!done) fail_msg("np_read %d after EOF waited for readiness instead of reading", i + 1);
+    assert_int_equal(e.j.result, 0);
+  }
+  assert_int_equal(reads, 2); /* each np_read read, and found EOF */
+  watched = -1;
+  np_free(server);
+  np_free(client);
+  np_free(ln);
+  np_poller_destroy(m.p);
+}
+
 /* np_wait_read consumes the readiness a drained read would wait for: the
  * next np_read must read, not wait for more data (found by the simulator:
  * I8 in the fuzz-lifecycle corpus). */
@@ -366,6 +448,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_full_read_reads_again, setup, teardown),
       cmocka_unit_test_setup_teardown(test_readv_drained, setup, teardown),
       cmocka_unit_test_setup_teardown(test_eof_twice, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_eof_before_its_event, setup, teardown),
       cmocka_unit_test_setup_teardown(test_wait_read_in_between, setup, teardown),
       cmocka_unit_test_setup_teardown(test_deadline_after_drained, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_wakes_drained_wait, setup, teardown),
