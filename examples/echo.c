@@ -101,8 +101,11 @@ fail:
 
 static int echo_server_port(const echo_server *s) { return s->port; }
 
-static void conn_finish(echo_conn *c) {
+/* echoed: the bytes the connection wrote back, added here, before np_free
+ * sends the EOF (a client that saw it sees the count). */
+static void conn_finish(echo_conn *c, uint64_t echoed) {
   echo_server *s = c->srv;
+  atomic_fetch_add(&s->bytes_echoed, echoed);
   pthread_mutex_lock(&s->lock); /* unlink first: echo_server_destroy closes only listed conns */
   if (c->prev != NULL)
     c->prev->next = c->next;
@@ -123,6 +126,7 @@ static void *conn_main(void *arg) {
   echo_conn *c = arg;
   echo_server *s = c->srv;
   char buf[ECHO_BUF_SIZE];
+  uint64_t echoed = 0;
   for (;;) {
     /* Arm, then look at stopping: shutdown stores stopping before it
      * expires the deadlines, so either its expiry comes after this arm (the
@@ -141,14 +145,15 @@ static void *conn_main(void *arg) {
     if (atomic_load(&s->stopping)) break; /* as for the read */
     size_t written = 0;
     int err = np_write(c->fd, buf, (size_t)n, &written);
-    atomic_fetch_add(&s->bytes_echoed, written);
+    echoed += written; /* counted here: a shared counter written every round trip is a
+                          cache line the schedulers' CPUs pass back and forth */
     if (err != 0) {
       if (err == NP_ETIMEOUT && !atomic_load(&s->stopping)) atomic_fetch_add(&s->timeouts, 1);
       break;
     }
     if (atomic_load(&s->stopping)) break;
   }
-  conn_finish(c);
+  conn_finish(c, echoed);
   return NULL;
 }
 
@@ -168,7 +173,7 @@ static int start_conn(echo_server *s, np_fd *fd) {
 
   if (!s->threads) {
     int err = np_go(s->poller, conn_task, c);
-    if (err != 0) conn_finish(c); /* frees fd and c */
+    if (err != 0) conn_finish(c, 0); /* frees fd and c */
     return err;
   }
   pthread_attr_t attr;
@@ -178,7 +183,7 @@ static int start_conn(echo_server *s, np_fd *fd) {
   int err = pthread_create(&thread, &attr, conn_main, c);
   pthread_attr_destroy(&attr);
   if (err != 0) {
-    conn_finish(c); /* frees fd and c */
+    conn_finish(c, 0); /* frees fd and c */
     return -err;
   }
   return 0;

@@ -7,6 +7,7 @@
  * against the real kernel. It must never: block outside wait; retry anything
  * itself (EINTR/EAGAIN policy belongs to the core); return a positive errno.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,10 +16,54 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "np_internal.h"
 #include "syscalls.h"
+
+/* The data syscalls, raw when nobody interposes them. glibc's read, send
+ * and the rest are cancellation points: in a multi-threaded process each
+ * call brackets the syscall with two compare-and-swaps on the thread's
+ * cancel state (4 atomics and ~60 instructions a round trip of the echo
+ * loop, for a call that never blocks here). syscall(2) has no such wrapper.
+ * Anything that interposes the libc functions (socket_wrapper, a sanitizer,
+ * a user's LD_PRELOAD shim) gets its calls: raw_io is set only when all six
+ * resolve into the object syscall() comes from (libc itself). */
+static bool raw_io;
+
+static const void *object_of(const void *fn) {
+  Dl_info info;
+  return dladdr(fn, &info) != 0 ? info.dli_fbase : NULL;
+}
+
+__attribute__((constructor)) static void raw_io_init(void) {
+  const void *libc = object_of((const void *)syscall);
+  const void *fns[] = {(const void *)read,   (const void *)readv, (const void *)write,
+                       (const void *)writev, (const void *)send,  (const void *)sendmsg};
+  bool ok = libc != NULL;
+  for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) ok = ok && object_of(fns[i]) == libc;
+  raw_io = ok;
+}
+
+static ssize_t io_read(int fd, void *buf, size_t len) {
+  return raw_io ? syscall(SYS_read, fd, buf, len) : read(fd, buf, len);
+}
+static ssize_t io_readv(int fd, const struct iovec *iov, int iovcnt) {
+  return raw_io ? syscall(SYS_readv, fd, iov, iovcnt) : readv(fd, iov, iovcnt);
+}
+static ssize_t io_write(int fd, const void *buf, size_t len) {
+  return raw_io ? syscall(SYS_write, fd, buf, len) : write(fd, buf, len);
+}
+static ssize_t io_writev(int fd, const struct iovec *iov, int iovcnt) {
+  return raw_io ? syscall(SYS_writev, fd, iov, iovcnt) : writev(fd, iov, iovcnt);
+}
+static ssize_t io_send(int fd, const void *buf, size_t len, int flags) {
+  return raw_io ? syscall(SYS_sendto, fd, buf, len, flags, NULL, 0) : send(fd, buf, len, flags);
+}
+static ssize_t io_sendmsg(int fd, const struct msghdr *msg, int flags) {
+  return raw_io ? syscall(SYS_sendmsg, fd, msg, flags) : sendmsg(fd, msg, flags);
+}
 
 static int fcntl_get(int fd) { return fcntl(fd, F_GETFL); }
 static int fcntl_set(int fd, int flags) { return fcntl(fd, F_SETFL, flags); }
@@ -28,12 +73,12 @@ np__syscalls np__sys = {
     .epoll_ctl = epoll_ctl,
     .epoll_wait = epoll_wait,
     .eventfd = eventfd,
-    .read = read,
-    .readv = readv,
-    .write = write,
-    .writev = writev,
-    .send = send,
-    .sendmsg = sendmsg,
+    .read = io_read,
+    .readv = io_readv,
+    .write = io_write,
+    .writev = io_writev,
+    .send = io_send,
+    .sendmsg = io_sendmsg,
     .accept4 = accept4,
     .connect = connect,
     .getsockopt = getsockopt,

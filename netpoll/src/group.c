@@ -44,14 +44,16 @@ static int group_alloc(const np__backend *backend, int events_max, int npollers,
   if (g == NULL) return -ENOMEM;
   np__mutex_init(&g->fd_lock);
   g->pollers = calloc((size_t)npollers, sizeof(*g->pollers));
-  g->scheds = calloc((size_t)npollers, sizeof(*g->scheds));
+  /* Each scheduler (and poller) in lines of its own: they are written on
+   * every task switch by different CPUs, and calloc packed them. */
+  g->scheds = np__zalloc64((size_t)npollers * sizeof(*g->scheds));
   g->os = calloc((size_t)npollers, sizeof(*g->os));
   if (g->pollers == NULL || g->scheds == NULL || g->os == NULL) {
     group_free(g);
     return -ENOMEM;
   }
   for (int i = 0; i < npollers; i++) {
-    np_poller *p = malloc(sizeof(*p));
+    np_poller *p = np__zalloc64(sizeof(*p));
     int err = p == NULL ? -ENOMEM : np__poller_init(p, backend, events_max);
     if (err != 0) {
       free(p);

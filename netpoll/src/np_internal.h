@@ -168,6 +168,8 @@ struct np__pd {
   np__au32 info;     /* NP__INFO_* | fdseq << SEQ_SHIFT; atomic */
   np__auptr rg;      /* NIL, READY, WAIT or a read waiter; atomic */
   np__auptr wg;      /* same for write */
+  np__ai64 rd_when;  /* rd as last set if > 0, else 0: checkerr reads it */
+  np__ai64 wd_when;  /* without the lock (atomic); in the first line with rg/wg */
   np__mutex lock;    /* protects the fields below */
   bool closing;      /* unblock has run; no new park commits (I7) */
   bool in_use;       /* between open and free (I4 checks) */
@@ -177,8 +179,6 @@ struct np__pd {
   uintptr_t wseq;    /* write timer generation */
   int64_t rd;        /* read deadline: 0 none, -1 expired, else when */
   int64_t wd;        /* write deadline */
-  np__ai64 rd_when;  /* rd as last set if > 0, else 0: checkerr reads it */
-  np__ai64 wd_when;  /* without the lock (atomic) */
   np__timer rt;      /* read (or combined) deadline timer */
   np__timer wt;      /* write deadline timer (unused when combined) */
 } __attribute__((aligned(NP__PD_ALIGN)));
@@ -270,7 +270,17 @@ void np__pd_unblock(np__pd *pd);
 int np__pd_reset(np__pd *pd, int mode); /* prepare: checkerr, clear stale ready */
 int np__pd_wait(np__pd *pd, int mode);  /* NP__POLL_* */
 void np__pd_set_deadline(np__pd *pd, int64_t deadline_ns, int mode);
-int np__pd_checkerr(np__pd *pd, int mode);
+/* Go's netpollcheckerr: NP__POLL_OK or why the operation cannot proceed. */
+int np__pd_checkerr_full(np__pd *pd, int mode);
+/* Its common case inline (up to four calls a round trip): no bit that can
+ * fail an operation and no deadline pending, else the full check. */
+static inline int np__pd_checkerr(np__pd *pd, int mode) {
+  const uint32_t fails = NP__INFO_CLOSING | NP__INFO_FAILED | NP__INFO_EXPIRED_READ | NP__INFO_EXPIRED_WRITE |
+                         NP__INFO_EVENT_ERR;
+  if ((np__load_u32(&pd->info) & fails) == 0 && np__load_i64(mode == 'r' ? &pd->rd_when : &pd->wd_when) == 0)
+    return NP__POLL_OK;
+  return np__pd_checkerr_full(pd, mode);
+}
 /* A HUP or ERR event has come for this registration: the connection is
  * ending, and an empty receive queue no longer means the next read would
  * wait (a reset's error is still to be read; Linux's TCP_INQ says 0). */
@@ -312,17 +322,11 @@ bool np__fdmu_rwunlock(np__fdmutex *mu, bool read);
 
 /* ---- fd handle -------------------------------------------------------------*/
 struct np_fd {
-  np__fdmutex mu;     /* serializes reads, writes, close */
-  np__pd *pd;         /* NULL after destroy */
-  np_poller *poller;  /* constant */
-  int sysfd;          /* -1 after destroy; read only under a reference */
-  int close_err;      /* result of close(2), set by destroy */
-  np__sema csema;     /* released by destroy; the closer waits on it */
-  np__sema dsema;     /* released by the closer when done with f; np_free waits */
-  bool has_ident;     /* ident is valid (the backend can tell which file sysfd names) */
-  uint64_t ident;     /* the file sysfd named at open (backend identity) */
-  np__au32 exposed;   /* the program has the number: np_open's fd, or np_sysfd returned it */
-  np_fd *next, *prev; /* poller->fds; protected by poller->fds_lock */
+  /* The first 64 bytes (the handle is 64-byte aligned natively) hold what
+   * every read and write touches: pd, descriptor, hint and the mutex word. */
+  np__pd *pd;        /* NULL after destroy */
+  np_poller *poller; /* constant */
+  int sysfd;         /* -1 after destroy; read only under a reference */
   /* The drained hint (read side, under the read lock): on a TCP socket the
    * library made, a read that returned less than asked emptied the receive
    * queue, so the next read waits for readiness before its first syscall
@@ -332,6 +336,14 @@ struct np_fd {
   /* Under the write lock: the backend's send said ENOTSOCK, so writes use
    * write(2), which raises SIGPIPE on a pipe whose reader is gone. */
   bool notsock;
+  np__fdmutex mu;     /* serializes reads, writes, close (state word first) */
+  int close_err;      /* result of close(2), set by destroy */
+  np__sema csema;     /* released by destroy; the closer waits on it */
+  np__sema dsema;     /* released by the closer when done with f; np_free waits */
+  bool has_ident;     /* ident is valid (the backend can tell which file sysfd names) */
+  uint64_t ident;     /* the file sysfd named at open (backend identity) */
+  np__au32 exposed;   /* the program has the number: np_open's fd, or np_sysfd returned it */
+  np_fd *next, *prev; /* poller->fds; protected by poller->fds_lock */
 };
 
 int np__fd_open(np_poller *p, int fd, np_fd **out);

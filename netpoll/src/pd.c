@@ -172,7 +172,7 @@ static bool passed(np__ai64 *when) {
   return np__load_i64(when) == d;
 }
 
-int np__pd_checkerr(np__pd *pd, int mode) {
+int np__pd_checkerr_full(np__pd *pd, int mode) {
   uint32_t info = np__load_u32(&pd->info);
   if (info & NP__INFO_CLOSING) return NP__POLL_CLOSING;
   if (info & NP__INFO_FAILED) return NP__POLL_FAILED;
