@@ -73,6 +73,11 @@ BENCH_ENV = $(foreach v,BENCH_SECONDS BENCH_WARMUP BENCH_REPEAT BENCH_CONNS BENC
 bench:
 	$(BENCH_ENV) bench/run.sh
 
+# make footprint: instructions / D1 misses per round trip, counted (callgrind), not timed
+.PHONY: footprint
+footprint:
+	$(BENCH_ENV) bench/footprint.sh
+
 # ---- soak (tests/stress/np_stress --soak; never part of `make test` or CI) ----
 # Threads doing read/write/deadlines/close/reopen on thousands of fds for
 # SOAK_SECONDS, progress every 10 s, one summary line; non-zero exit on any
