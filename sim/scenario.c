@@ -1050,6 +1050,41 @@ static void gen_nbpoller(gen *g) {
   }
 }
 
+/* Sometimes many deadlines at once: 4-9 streams nobody does I/O on, and a
+ * task that arms, moves and clears their read and write deadlines apart, in
+ * random order (100 us apart, each 1-21 ms ahead), so the poller's heap
+ * holds up to 18 more timers and loses them from its middle, not only its
+ * root. A removal without its sift-up needs six entries to show; the worlds
+ * of 1-3 streams never had them (m47 lived through 3000 + 3000 seeds).
+ * Drawn last, so the worlds before it keep their actions. */
+static void gen_timer_storm(gen *g) {
+  scenario *sc = g->sc;
+  if (gbelow(g, 10) >= 3 || sc->stream_count + 3 > SC_STREAMS_MAX || sc->task_count >= SC_TASKS_MAX ||
+      sc->action_count + 2 * 64 + SC_STREAMS_MAX > SC_ACTIONS_MAX)
+    return;
+  int first = sc->stream_count, n = 4 + (int)gbelow(g, 6);
+  for (int i = 0; i < n && sc->stream_count < SC_STREAMS_MAX; i++) {
+    sc_stream *st = &sc->streams[sc->stream_count];
+    snprintf(st->name, sizeof(st->name), "d%d", sc->stream_count++);
+    st->kind = (sc_kind)gbelow(g, 3);
+    st->cap = gen_cap(g);
+  }
+  int t = gen_task(g, "timers%d", 0, 0);
+  int rounds = 16 + (int)gbelow(g, 48);
+  for (int i = 0; i < rounds; i++) {
+    gen_act(g, t, (sc_action){.op = SC_SLEEP, .n = (int64_t)gbelow(g, 200000)});
+    sc_action a = {.op = SC_DEADLINE,
+                   .stream = first + (int)gbelow(g, (uint64_t)(sc->stream_count - first)),
+                   .mode = gbelow(g, 2) ? 'r' : 'w',
+                   .when = SC_DL_PLUS,
+                   .n = 1000000 + (int64_t)gbelow(g, 20000000)};
+    if (gbelow(g, 3) == 0) a.when = SC_DL_NONE; /* a removal, wherever it sits */
+    gen_act(g, t, a);
+  }
+  for (int s = first; s < sc->stream_count; s++)
+    gen_act(g, t, (sc_action){.op = SC_DEADLINE, .stream = s, .mode = 'r' + 'w', .when = SC_DL_NONE});
+}
+
 void sc_generate(uint64_t seed, bool faults, scenario *sc) {
   gen g = {.s = seed ^ 0x5ce7a1105ce7a110ull, .sc = sc};
   defaults(sc);
@@ -1070,4 +1105,5 @@ void sc_generate(uint64_t seed, bool faults, scenario *sc) {
   gen_listener(&g, faults);
   gen_destroyer(&g);
   gen_nbpoller(&g);
+  gen_timer_storm(&g);
 }

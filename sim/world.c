@@ -1156,6 +1156,21 @@ static void note_ready(void) {
     check_parked_since_io(t);
   }
 }
+/* The earliest armed timer, by a scan of every heap entry; and the heap's
+ * own shape: each entry knows its index and is not earlier than its parent
+ * (I8: a broken order hides a due timer below a later root). */
+static int64_t earliest_timer(const np_poller *p) {
+  int64_t due = INT64_MAX;
+  for (int32_t i = 0; i < p->heap_len; i++) {
+    const np__timer *t = p->heap[i];
+    if (t->heap_index != i) sim_fail("I8: timer heap entry %d says it is at %d", (int)i, (int)t->heap_index);
+    if (i > 0 && p->heap[(i - 1) / 2]->when_ns > t->when_ns)
+      sim_fail("I8: timer heap out of order: entry %d (due %" PRId64 ") below entry %d (due %" PRId64 ")",
+               (int)i, t->when_ns, (int)((i - 1) / 2), p->heap[(i - 1) / 2]->when_ns);
+    if (t->when_ns < due) due = t->when_ns;
+  }
+  return due;
+}
 
 static void check(void *ctx, bool quiescent) {
   (void)ctx;
@@ -1204,11 +1219,13 @@ static void check(void *ctx, bool quiescent) {
           t->name, w->mode, r->id, r->fd, (int)r->kind, mask);
   }
   if (p->waiters != parked) sim_fail("I11: waiter count %u but %u waiters parked", p->waiters, parked);
-  int64_t wake_at;
+  int64_t wake_at, due = earliest_timer(p); /* also checks the heap's shape */
   if (kern_epoll_waiter(&wake_at) != NULL && p->heap_len > 0) {
     /* The poller must not sleep past a due timer (by more than the
-     * millisecond rounding of epoll_wait). */
-    int64_t due = p->heap[0]->when_ns;
+     * millisecond rounding of epoll_wait). The earliest is found by looking
+     * at every entry, not taken from the heap's root: a heap whose order is
+     * broken puts a later timer there, and the check would trust the very
+     * structure it checks (a removal without its sift-up lived so). */
     int64_t sleep_end = wake_at < 0 ? INT64_MAX : wake_at;
     if (due - sim->now <= KERN_WAIT_HORIZON_NS && sleep_end > due + MS_NS)
       sim_fail("I8: poller sleeps until %" PRId64 " past a timer due at %" PRId64, sleep_end, due);

@@ -1069,6 +1069,67 @@ static void test_fork_child_leaves_parent_poller(void **state) {
   th_poller_destroy(p);
 }
 
+/* The deadline heap against a model: random arms, moves, removals and runs
+ * of the clock. After every run, each timer that is due has fired and none
+ * that is not; a heap whose order a removal broke (the last entry moved into
+ * the hole and not sifted up past a later parent) keeps a due timer below a
+ * root that is not due, and the run stops at the root. */
+enum { HEAP_TIMERS = 48 };
+static np__timer heap_t[HEAP_TIMERS];
+static bool heap_fired_flag[HEAP_TIMERS];
+
+static void heap_fired(np__timer *t) { heap_fired_flag[t - heap_t] = true; }
+
+static uint32_t heap_rand(uint32_t *x) {
+  *x ^= *x << 13;
+  *x ^= *x >> 17;
+  *x ^= *x << 5;
+  return *x;
+}
+
+static void heap_check_run(np_poller *p, int64_t now, bool *pending, const int64_t *when) {
+  memset(heap_fired_flag, 0, sizeof(heap_fired_flag));
+  (void)np__run_timers(p, now);
+  for (int i = 0; i < HEAP_TIMERS; i++) {
+    bool due = pending[i] && when[i] <= now;
+    if (heap_fired_flag[i] != due)
+      fail_msg("timer %d (when %lld, pending %d) at %lld: fired %d", i, (long long)when[i], pending[i],
+               (long long)now, heap_fired_flag[i]);
+    if (due) pending[i] = false;
+  }
+}
+
+static void test_timer_heap_against_model(void **state) {
+  (void)state;
+  np_poller *p = th_poller_manual();
+  assert_int_equal(np__timer_reserve(p, HEAP_TIMERS), 0);
+  bool pending[HEAP_TIMERS] = {false};
+  int64_t when[HEAP_TIMERS] = {0};
+  for (int i = 0; i < HEAP_TIMERS; i++) heap_t[i] = (np__timer){.heap_index = -1, .fn = heap_fired};
+  int64_t now = 0;
+  for (uint32_t seed = 1; seed <= 40; seed++) {
+    uint32_t x = seed * 2654435761u;
+    for (int op = 0; op < 400; op++) {
+      int i = (int)(heap_rand(&x) % HEAP_TIMERS);
+      uint32_t what = heap_rand(&x) % 8;
+      if (what < 5) { /* arm or move */
+        when[i] = now + 1 + (int64_t)(heap_rand(&x) % 1000);
+        (void)np__timer_set(p, &heap_t[i], when[i], NP__TIMER_FN, 0);
+        pending[i] = true;
+      } else if (what < 7) {
+        assert_int_equal(np__timer_del(p, &heap_t[i]), pending[i]);
+        pending[i] = false;
+      } else {
+        now += (int64_t)(heap_rand(&x) % 300);
+        heap_check_run(p, now, pending, when);
+      }
+    }
+  }
+  heap_check_run(p, INT64_MAX, pending, when); /* everything left fires */
+  assert_int_equal(np__timer_reserve(p, -HEAP_TIMERS), 0);
+  finish(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_break_wakes_blocked_netpoll, restore_sys),
@@ -1083,6 +1144,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_stale_tag_after_fd_reuse, restore_sys),
       cmocka_unit_test_teardown(test_epoll_wait_eintr, restore_sys),
       cmocka_unit_test_teardown(test_earlier_timer_breaks_sleep, restore_sys),
+      cmocka_unit_test_teardown(test_timer_heap_against_model, restore_sys),
       cmocka_unit_test_teardown(test_open_bad_input, restore_sys),
       cmocka_unit_test_teardown(test_io_bad_input_and_deadline_edges, restore_sys),
       cmocka_unit_test_teardown(test_strerror_never_null, restore_sys),
