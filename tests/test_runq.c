@@ -88,6 +88,28 @@ static void test_runnext_streak_bounded(void **state) {
   assert_int_equal(q.len, 0);
 }
 
+/* A turn of the FIFO's head ends the streak: the pair handing off through
+ * runnext gets a whole streak again before the next FIFO task (pop 62 is
+ * task 2, pop 124 task 3; a streak that kept counting gave task 3 pop 63). */
+static void test_runnext_streak_restarts_after_fifo_turn(void **state) {
+  (void)state;
+  np__runq q;
+  np__runq_init(&q);
+  np__runq_push_tail(&q, &nodes[2]);
+  np__runq_push_tail(&q, &nodes[3]);
+  np__runq_push_next(&q, &nodes[0]);
+  int pops = 0, ran2 = -1, ran3 = -1;
+  while (pops < 4 * NP__RUNNEXT_STREAK && ran3 < 0) {
+    np__runq_node *n = np__runq_pop(&q);
+    pops++;
+    if (id(n) == 2) ran2 = pops;
+    if (id(n) == 3) ran3 = pops;
+    if (id(n) < 2) np__runq_push_next(&q, &nodes[id(n) ^ 1]);
+  }
+  assert_int_equal(ran2, NP__RUNNEXT_STREAK + 1);
+  assert_int_equal(ran3, 2 * (NP__RUNNEXT_STREAK + 1));
+}
+
 /* With nothing else queued, runnext is never held back, and that run does
  * not count against it once a task joins the FIFO. */
 static void test_runnext_alone_unbounded(void **state) {
@@ -112,6 +134,7 @@ int main(void) {
       cmocka_unit_test(test_runnext_first_and_displaced_to_tail),
       cmocka_unit_test(test_chain_appended_in_order),
       cmocka_unit_test(test_runnext_streak_bounded),
+      cmocka_unit_test(test_runnext_streak_restarts_after_fifo_turn),
       cmocka_unit_test(test_runnext_alone_unbounded),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
