@@ -21,6 +21,7 @@
 #include "np_internal.h"
 #include "oracle.h"
 #include "scenario.h"
+#include "timer_check.h"
 
 #define RECS_MAX 48
 #define HIST_MAX 96
@@ -1156,22 +1157,6 @@ static void note_ready(void) {
     check_parked_since_io(t);
   }
 }
-/* The earliest armed timer, by a scan of every heap entry; and the heap's
- * own shape: each entry knows its index and is not earlier than its parent
- * (I8: a broken order hides a due timer below a later root). */
-static int64_t earliest_timer(const np_poller *p) {
-  int64_t due = INT64_MAX;
-  for (int32_t i = 0; i < p->heap_len; i++) {
-    const np__timer *t = p->heap[i];
-    if (t->heap_index != i) sim_fail("I8: timer heap entry %d says it is at %d", (int)i, (int)t->heap_index);
-    if (i > 0 && p->heap[(i - 1) / 2]->when_ns > t->when_ns)
-      sim_fail("I8: timer heap out of order: entry %d (due %" PRId64 ") below entry %d (due %" PRId64 ")",
-               (int)i, t->when_ns, (int)((i - 1) / 2), p->heap[(i - 1) / 2]->when_ns);
-    if (t->when_ns < due) due = t->when_ns;
-  }
-  return due;
-}
-
 static void check(void *ctx, bool quiescent) {
   (void)ctx;
   np_poller *p = W.p;
@@ -1219,7 +1204,7 @@ static void check(void *ctx, bool quiescent) {
           t->name, w->mode, r->id, r->fd, (int)r->kind, mask);
   }
   if (p->waiters != parked) sim_fail("I11: waiter count %u but %u waiters parked", p->waiters, parked);
-  int64_t wake_at, due = earliest_timer(p); /* also checks the heap's shape */
+  int64_t wake_at, due = sim_earliest_timer(p); /* also checks the heap's shape */
   if (kern_epoll_waiter(&wake_at) != NULL && p->heap_len > 0) {
     /* The poller must not sleep past a due timer (by more than the
      * millisecond rounding of epoll_wait). The earliest is found by looking

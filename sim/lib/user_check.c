@@ -13,6 +13,7 @@
 
 #include "kernel.h"
 #include "oracle.h"
+#include "timer_check.h"
 #include "user.h"
 #include "user_run.h"
 
@@ -45,8 +46,10 @@ static void check_poller(const ut_poller *up) {
     if (t->state == SIM_PARKED && ((const np__pd *)t->waiter->pd)->poller == p) parked++;
   }
   if (p->waiters != parked) sim_fail("I11: waiter count %u but %u waiters parked", p->waiters, parked);
-  if (!polls_asleep(up) || p->heap_len == 0) return;
-  int64_t due = p->heap[0]->when_ns, sleep_end = up->task->wake_at < 0 ? INT64_MAX : up->task->wake_at;
+  if (p->heap_len == 0) return;
+  int64_t due = sim_earliest_timer(p); /* also checks the heap's shape */
+  if (!polls_asleep(up)) return;
+  int64_t sleep_end = up->task->wake_at < 0 ? INT64_MAX : up->task->wake_at;
   if (due - sim->now <= KERN_WAIT_HORIZON_NS && sleep_end > due + MS_NS)
     sim_fail("I8: a poller sleeps until %" PRId64 " past a timer due at %" PRId64, sleep_end, due);
 }
