@@ -6,6 +6,7 @@
  * malformed input is -EINVAL with *out zeroed, and formatting never
  * writes past the buffer (-ENOSPC, ""). */
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -115,6 +116,30 @@ static void test_parse_rejects(void **state) {
     assert_memory_equal(&a, &zero, sizeof(a));
   }
   assert_int_equal(np__addr_parse("tcp", "1.2.3.4:1", NULL), -EINVAL);
+}
+
+/* The host is copied into an INET6_ADDRSTRLEN (46) buffer with its NUL: the
+ * longest text address (45 characters) parses, 46 and more are -EINVAL and
+ * must not be copied (ASan sees a write one past the buffer otherwise). */
+static void test_host_length_bounds(void **state) {
+  (void)state;
+  const char *longest = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
+  assert_int_equal(strlen(longest), INET6_ADDRSTRLEN - 1);
+  char text[2048];
+  np__addr a;
+  snprintf(text, sizeof(text), "[%s]:80", longest);
+  assert_int_equal(np__addr_parse("tcp", text, &a), 0);
+  const size_t lens[] = {INET6_ADDRSTRLEN, INET6_ADDRSTRLEN + 1, 100, 2000};
+  for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+    char host[2001];
+    memset(host, '1', lens[i]);
+    host[lens[i]] = '\0';
+    snprintf(text, sizeof(text), "[%s]:80", host);
+    assert_int_equal(np__addr_parse("tcp", text, &a), -EINVAL);
+    snprintf(text, sizeof(text), "%s:80", host);
+    assert_int_equal(np__addr_parse("tcp4", text, &a), -EINVAL);
+    assert_int_equal(np__addr_parse("tcp", text, &a), -EINVAL);
+  }
 }
 
 static void test_unix_lengths(void **state) {
@@ -240,6 +265,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_format_round_trip),
       cmocka_unit_test(test_parse_rejects),
+      cmocka_unit_test(test_host_length_bounds),
       cmocka_unit_test(test_unix_lengths),
       cmocka_unit_test(test_from_kernel),
       cmocka_unit_test(test_format_bounds),
