@@ -468,6 +468,7 @@ typedef struct parked {
   np_fd *f;
   int kind; /* 0 read, 1 write (full buffer), 2 sleep, 3 accept-like wait */
   int ret;
+  int64_t sleep_ns; /* kind 2: 0 is an hour */
 } parked;
 
 static void parked_task(void *arg) {
@@ -482,7 +483,7 @@ static void parked_task(void *arg) {
         if (k->ret != 0) break;
       }
       break;
-    case 2: k->ret = np_sleep(3600 * 1000 * MS); break;
+    case 2: k->ret = np_sleep(k->sleep_ns != 0 ? k->sleep_ns : 3600 * 1000 * MS); break;
     default: k->ret = np_wait_read(k->f); break;
   }
   /* After shutdown began: new tasks and sleeps are refused. */
@@ -500,7 +501,9 @@ static void test_shutdown_wakes_parked(void **state) {
     np_fd *f; /* the peer stays a raw descriptor, open until the end */
     th_socketpair(fds[i]);
     assert_int_equal(np_open(p, fds[i][0], &f), 0);
-    k[i] = (parked){.f = f, .kind = i % 4, .ret = 1};
+    /* Sleeps of an hour, and of for ever: the deadline clamps, no overflow. */
+    static const int64_t sleeps[] = {0, INT64_MAX, INT64_MAX - 1};
+    k[i] = (parked){.f = f, .kind = i % 4, .ret = 1, .sleep_ns = sleeps[(i / 4) % 3]};
     assert_int_equal(np_go(p, parked_task, &k[i]), 0);
   }
   th_wait_parked(p, N / 4 * 3); /* read, write, wait: on a pollDesc; sleep: on a timer */
