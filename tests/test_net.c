@@ -150,6 +150,22 @@ static void test_tcp6_loopback(void **state) {
   echo_case("tcp", "[::1]:0", "[::1]:", NULL);
   echo_case("tcp6", "localhost:0", "[::1]:", NULL);
   echo_case("tcp6", ":0", "[::]:", "[::1]");
+  /* IPV6_V6ONLY is set both ways, not left to net.ipv6.bindv6only. */
+  np_poller *p = th_poller();
+  const struct {
+    const char *network;
+    int v6only;
+  } cases[] = {{"tcp", 0}, {"tcp6", 1}};
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    np_fd *l;
+    assert_int_equal(np_listen(p, cases[i].network, "[::]:0", &l), 0);
+    int v = -1;
+    socklen_t len = sizeof(v);
+    assert_int_equal(getsockopt(np_sysfd(l), IPPROTO_IPV6, IPV6_V6ONLY, &v, &len), 0);
+    assert_int_equal(v, cases[i].v6only);
+    np_free(l);
+  }
+  th_poller_destroy(p);
 }
 
 static void test_unix_path(void **state) {

@@ -38,8 +38,10 @@ static int bind_listen(int s, const np__addr *a, const struct sockaddr_storage *
   /* Go's default: no Nagle delay. Accepted connections inherit it (Linux
    * copies the listener's TCP_NODELAY), so np_accept adds no syscall. */
   if (err == 0 && a->kind != NP__ADDR_UNIX) err = set_int_option(s, IPPROTO_TCP, TCP_NODELAY, 1);
-  if (err == 0 && a->kind == NP__ADDR_TCP6 && a->v6only)
-    err = set_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+  /* Always said, as Go does: "tcp" on [::] is dual-stack and "tcp6" is not,
+   * whatever net.ipv6.bindv6only makes the default. */
+  if (err == 0 && a->kind == NP__ADDR_TCP6)
+    err = set_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, a->v6only ? 1 : 0);
   if (err == 0 && bind(s, (const struct sockaddr *)ss, sl) != 0) err = neg_errno();
   if (err == 0 && listen(s, SOMAXCONN) != 0) err = neg_errno();
   return err;
