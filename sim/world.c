@@ -1157,6 +1157,7 @@ static void note_ready(void) {
     check_parked_since_io(t);
   }
 }
+
 static void check(void *ctx, bool quiescent) {
   (void)ctx;
   np_poller *p = W.p;
@@ -1207,10 +1208,7 @@ static void check(void *ctx, bool quiescent) {
   int64_t wake_at, due = sim_earliest_timer(p); /* also checks the heap's shape */
   if (kern_epoll_waiter(&wake_at) != NULL && p->heap_len > 0) {
     /* The poller must not sleep past a due timer (by more than the
-     * millisecond rounding of epoll_wait). The earliest is found by looking
-     * at every entry, not taken from the heap's root: a heap whose order is
-     * broken puts a later timer there, and the check would trust the very
-     * structure it checks (a removal without its sift-up lived so). */
+     * millisecond rounding of epoll_wait); due is the scan's, not heap[0]. */
     int64_t sleep_end = wake_at < 0 ? INT64_MAX : wake_at;
     if (due - sim->now <= KERN_WAIT_HORIZON_NS && sleep_end > due + MS_NS)
       sim_fail("I8: poller sleeps until %" PRId64 " past a timer due at %" PRId64, sleep_end, due);

@@ -346,6 +346,12 @@ struct np_fd {
   np_fd *next, *prev; /* poller->fds; protected by poller->fds_lock */
 };
 
+/* What a round trip touches stays in the first cache line (docs/DESIGN.md,
+ * "The round trip's footprint"); a field added in front must not push it out. */
+_Static_assert(offsetof(np__pd, wd_when) + sizeof(np__ai64) <= 64, "pd: rg, wg, info, rd/wd_when in line 0");
+_Static_assert(offsetof(struct np_fd, mu) + sizeof(np__au64) <= 64,
+               "np_fd: pd, sysfd, hint, mutex word in line 0");
+
 int np__fd_open(np_poller *p, int fd, np_fd **out);
 /* Runtime: records that f (on p, sysfd and ident set) owns its number
  * across p's group: -EEXIST if a live handle on another of its pollers

@@ -119,21 +119,22 @@ void np__sema_release(np__sema *s);
 
 int64_t np__now(void);
 
-/* Handle memory (struct np_fd): zeroed on allocation. The simulator keeps
- * freed handles poisoned and inaccessible instead, so that a use after free
- * is a failure with a seed. */
-/* 64-byte aligned, so that the fields of np_fd's first line (what every
- * read and write touches) are one cache line. */
+/* Zeroed memory in whole 64-byte lines of its own: what one CPU writes on
+ * every round trip (a handle's first line, a scheduler, a poller) shares no
+ * line with what another CPU writes. */
 static inline void *np__zalloc64(size_t size) {
   size = (size + 63) & ~(size_t)63;
   void *m = aligned_alloc(64, size);
   if (m != NULL) memset(m, 0, size);
   return m;
 }
+/* Handle memory (struct np_fd): zeroed, 64-byte aligned. The simulator keeps
+ * freed handles poisoned and inaccessible instead, so that a use after free
+ * is a failure with a seed. */
 #define np__fd_zalloc() ((struct np_fd *)np__zalloc64(sizeof(struct np_fd)))
 #ifdef NP_TEST_HOOKS
 /* Test builds: tests may route handle memory through their own allocator
- * (a poisoning one: a use after free faults in every build). NULL: calloc. */
+ * (a poisoning one: a use after free faults in every build). NULL: np__fd_zalloc. */
 extern void *(*np__test_hook_fd_alloc)(size_t size);
 extern void (*np__test_hook_fd_free)(void *f);
 #define np__fd_alloc()                                                                            \

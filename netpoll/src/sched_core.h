@@ -55,6 +55,8 @@ struct np__task {
   np__timer sleep; /* np_sleep */
   bool sleep_cut;  /* the sleep was ended by shutdown */
 };
+_Static_assert(offsetof(np__task, ctx) + sizeof(void *) <= 64,
+               "task: a switch's fields and ctx.sp in line 0");
 
 struct np__sched {
   np__group *group;
