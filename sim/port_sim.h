@@ -179,6 +179,12 @@ struct np_fd;
 struct np_fd *np__fd_alloc(void);
 void np__fd_release(struct np_fd *f);
 
+/* Go's maxRW, the largest single read or write fd.c makes (1 GiB
+ * natively). sim_init sets 1 GiB; npsim's worlds set it per run, often
+ * small, so that the splitting of a large write into several syscalls runs
+ * in ordinary worlds and not only in a 1 GiB test. */
+extern size_t sim_max_rw;
+
 /* Every np__pd_wait result is checked against history (I3). */
 int np__port_wait_result(const void *pd, int mode, int result);
 

@@ -115,6 +115,7 @@ typedef struct scenario {
   int events_max;     /* 0: drawn from the seed */
   int64_t quantum;    /* -1: drawn from the seed */
   int32_t stickiness; /* -1: drawn from the seed */
+  int64_t max_rw;     /* largest read or write syscall (fd.c's MAX_RW); 0: 1 GiB */
   bool conformance;   /* outcome independent of timing: also run on real epoll */
   kern_faults faults;
   int64_t fault_horizon;

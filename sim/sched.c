@@ -148,6 +148,8 @@ static void panic_hook(const char *file, int line, const char *msg) {
   sim_fail("core invariant: %s (%s:%d)", msg, file, line);
 }
 
+size_t sim_max_rw = (size_t)1 << 30;
+
 void sim_init(sim_sched *s, const sim_config *cfg) {
   memset(s, 0, offsetof(sim_sched, ring)); /* the ring is valid up to ring_len only */
   s->cfg = *cfg;
@@ -155,6 +157,7 @@ void sim_init(sim_sched *s, const sim_config *cfg) {
   uint64_t x = cfg->seed;
   for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
   s->current = &s->main_task;
+  sim_max_rw = (size_t)1 << 30;
   s->main_task.id = -1;
   s->main_task.state = SIM_RUNNABLE;
   s->trace_hash = 1469598103934665603ull;

@@ -1347,6 +1347,7 @@ int world_run(const world_options *opts, world_result *result) {
   sim_init(&s, &cfg);
   if (sc->quantum > 0) s.quantum = sc->quantum;
   if (sc->stickiness >= 0) s.stickiness = (uint32_t)sc->stickiness;
+  sim_max_rw = sc->max_rw > 0 ? (size_t)sc->max_rw : (size_t)1 << 30;
   kern_reset();
   kern_set_event_hook(on_event, NULL);
   kern_set_reg_hooks(on_register, on_library_close);

@@ -16,8 +16,13 @@
 #include "np_internal.h"
 
 /* Go's maxRW: larger single reads and writes are split (darwin/freebsd
- * limits; harmless on Linux and keeps counts well inside ssize_t). */
-#define MAX_RW (1 << 30)
+ * limits; harmless on Linux and keeps counts well inside ssize_t). The
+ * simulator draws it per run (port_sim.h), so the split runs there. */
+#ifdef NP_PORT_SIM
+#define MAX_RW sim_max_rw
+#else
+#define MAX_RW ((size_t)1 << 30)
+#endif
 #define WRITEV_WINDOW 64
 
 static int poll_error(int poll_err) {
