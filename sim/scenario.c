@@ -286,7 +286,8 @@ static int parse_header(parser *p, char **tok, int ntok) {
       return fail(p, "stickiness takes 0..1000000 (per million)");
     sc->stickiness = (int32_t)v;
   } else if (strcmp(key, "max-rw") == 0) {
-    if (ntok != 2 || !parse_int(tok[1], 1, (int64_t)1 << 30, &v)) return fail(p, "max-rw takes 1..1073741824");
+    if (ntok != 2 || !parse_int(tok[1], 1, (int64_t)1 << 30, &v))
+      return fail(p, "max-rw takes 1..1073741824");
     sc->max_rw = v;
   } else if (strcmp(key, "conformance") == 0) {
     if (ntok != 2 || (strcmp(tok[1], "yes") != 0 && strcmp(tok[1], "no") != 0))

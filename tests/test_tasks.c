@@ -315,6 +315,54 @@ static void test_accepted_connections_spread(void **state) {
   np_poller_destroy(p);
 }
 
+/* A stale handle (its number closed behind the library and reused) must
+ * not drop the claim of the handle that owns the number now: np_open of
+ * it is -EEXIST on every scheduler, also on one whose epoll instance has
+ * never seen the number (only the group's table can say it there). */
+typedef struct reopener {
+  np_poller *p;
+  int num;
+  int ret;
+  np_poller *home;
+} reopener;
+
+static void reopen_task(void *arg) {
+  reopener *r = arg;
+  r->home = np__home_poller(r->p, false);
+  np_fd *f = NULL;
+  r->ret = np_open(r->p, r->num, &f);
+  if (f != NULL) np_free(f);
+}
+
+static void test_stale_handle_keeps_new_claim(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(2);
+  int fds[2], other[2];
+  th_socketpair(fds);
+  np_fd *stale = NULL, *owner = NULL;
+  assert_int_equal(np_open(p, fds[0], &stale), 0);
+  assert_int_equal(close(fds[0]), 0); /* behind the library */
+  th_socketpair(other);
+  if (other[0] != fds[0]) { /* the number names a new file */
+    assert_int_equal(dup2(other[0], fds[0]), fds[0]);
+    close(other[0]);
+  }
+  assert_int_equal(np_open(p, fds[0], &owner), 0);
+  np_free(stale); /* its destroy must leave owner's claim alone */
+  reopener r[2] = {{.p = p, .num = fds[0]}, {.p = p, .num = fds[0]}};
+  for (int i = 0; i < 2; i++) assert_int_equal(np_go(p, reopen_task, &r[i]), 0);
+  assert_int_equal(np_wait_tasks(p, np_deadline_after(10000 * MS)), 0);
+  assert_ptr_not_equal(r[0].home, r[1].home); /* one task on each scheduler */
+  for (int i = 0; i < 2; i++) assert_int_equal(r[i].ret, -EEXIST);
+  assert_int_equal(np_write(owner, "x", 1, NULL), 0); /* the owner still works */
+  char c;
+  assert_int_equal(read(other[1], &c, 1), 1);
+  np_free(owner);
+  close(fds[1]);
+  close(other[1]);
+  np_poller_destroy(p);
+}
+
 /* ---- sleep ------------------------------------------------------------------------- */
 
 static atomic_int g_order[8];
@@ -620,6 +668,46 @@ static void test_blocking_jobs_queue(void **state) {
   np_poller_destroy(p);
 }
 
+/* Two jobs started back to back while one helper sits idle: each gets a
+ * helper of its own at once (the idle one is taken by the first), so a job
+ * that waits for the other's result finishes. A helper that was signalled
+ * but had not woken yet used to count as idle for the second job too: both
+ * queued behind it, and the first waited for ever for the second. */
+static atomic_int g_pair_flag;
+
+static void waits_for_pair(void *arg) {
+  int *got = arg;
+  for (int i = 0; i < 2000 && !atomic_load(&g_pair_flag); i++) usleep(1000); /* 2 s at most */
+  *got = atomic_load(&g_pair_flag);
+}
+
+static void sets_pair_flag(void *arg) {
+  (void)arg;
+  atomic_store(&g_pair_flag, 1);
+}
+
+static void pair_waiter_task(void *arg) { assert_int_equal(np_blocking(waits_for_pair, arg), 0); }
+
+static void pair_setter_task(void *arg) { assert_int_equal(np_blocking(sets_pair_flag, arg), 0); }
+
+static void test_blocking_jobs_run_side_by_side(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(1);
+  for (int round = 0; round < 5; round++) {
+    atomic_store(&g_pair_flag, 0);
+    assert_int_equal(np_go(p, pair_setter_task, NULL), 0); /* starts the helpers */
+    assert_int_equal(np_wait_tasks(p, 0), 0);
+    usleep(20 * 1000); /* every helper back waiting, idle */
+    atomic_store(&g_pair_flag, 0);
+    int got = -1;
+    assert_int_equal(np_go(p, pair_waiter_task, &got), 0); /* one scheduler: both park at once */
+    assert_int_equal(np_go(p, pair_setter_task, NULL), 0);
+    assert_int_equal(np_wait_tasks(p, 0), 0);
+    assert_int_equal(got, 1);
+  }
+  np_poller_destroy(p);
+}
+
 /* np_wait_tasks with a deadline: NP_ETIMEOUT while a task still runs, not
  * before the deadline; the tasks are untouched and a later wait sees them
  * finish. */
@@ -730,10 +818,12 @@ int main(void) {
       cmocka_unit_test(test_deadline_passes_while_yielding),
       cmocka_unit_test(test_thread_wakes_task),
       cmocka_unit_test(test_accepted_connections_spread),
+      cmocka_unit_test(test_stale_handle_keeps_new_claim),
       cmocka_unit_test(test_sleep_order),
       cmocka_unit_test(test_yield_interleaves),
       cmocka_unit_test(test_blocking_offload),
       cmocka_unit_test(test_blocking_jobs_queue),
+      cmocka_unit_test(test_blocking_jobs_run_side_by_side),
       cmocka_unit_test(test_blocking_waits_for_own_tasks),
       cmocka_unit_test(test_blocking_destroys_own_poller),
       cmocka_unit_test(test_wait_tasks_deadline),

@@ -7,7 +7,9 @@
  * work on a condition variable and exit at destroy. It must never: run a
  * job before its task has switched out (the job is queued by the park's
  * commit step); lose a queued job at destroy (destroy waits for every task,
- * so no job is left by then).
+ * so no job is left by then); queue a job behind a running one while fewer
+ * than helpers_max helpers exist (a job may wait for another job's result:
+ * an idle helper already signalled for an earlier job is not free).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -41,6 +43,7 @@ static void *helper_main(void *arg) {
     np__blocking_job *j = g->jobs_head;
     g->jobs_head = j->next;
     if (g->jobs_head == NULL) g->jobs_tail = NULL;
+    g->jobs_queued--;
     np__mutex_unlock(&g->job_lock);
     tls_job_group = g;
     j->fn(j->arg);
@@ -52,9 +55,11 @@ static void *helper_main(void *arg) {
   return NULL;
 }
 
-/* Starts a helper if none is idle. Called with job_lock held. */
+/* Starts a helper unless an idle one is left over for the job about to be
+ * queued: idle helpers count until they wake, so the jobs already queued
+ * have a claim on as many of them. Called with job_lock held. */
 static int helper_spawn(np__group *g) {
-  if (g->helpers_idle > 0 || g->helpers >= g->helpers_max) return 0;
+  if (g->helpers_idle > g->jobs_queued || g->helpers >= g->helpers_max) return 0;
   if (g->helper_threads == NULL) {
     g->helper_threads = calloc((size_t)g->helpers_max, sizeof(pthread_t));
     if (g->helper_threads == NULL) return g->helpers > 0 ? 0 : -ENOMEM;
@@ -76,6 +81,7 @@ static bool job_commit(void *arg) {
     else
       g->jobs_head = j;
     g->jobs_tail = j;
+    g->jobs_queued++;
     pthread_cond_signal(&g->job_cond);
   }
   np__mutex_unlock(&g->job_lock);

@@ -48,6 +48,7 @@ struct np__group {
   pthread_cond_t job_cond;
   np__blocking_job *jobs_head, *jobs_tail;
   int helpers, helpers_idle, helpers_max;
+  int jobs_queued; /* jobs in the queue, not yet taken by a helper */
   bool helpers_stop;
   pthread_t *helper_threads;
   uint32_t fork_gen; /* group.c's count of forks when it was made: stale in a child */
