@@ -8,7 +8,9 @@
 # -Werror as always), run `npsim run --strategy random` over seeds 1-N and, if
 # that passes, `--strategy pct` over the same seeds, stopping at the first
 # failure. Runtime mutants (r*.patch: bugs in netpoll/src/sched_core.c, the
-# task runtime's cross-thread protocol) run np_rtsim instead, random then pct. Prints a markdown table; exits 1 if any mutant survives (or the
+# task runtime's cross-thread protocol, and netpoll/src/fdtable.c, the
+# schedulers' shared descriptor table) run np_rtsim instead, random then
+# pct. Prints a markdown table; exits 1 if any mutant survives (or the
 # baseline fails, a patch does not apply or a mutant does not build).
 #
 # Environment:

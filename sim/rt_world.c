@@ -18,6 +18,12 @@
  *   R4  every task runs to its end           (the run ends; else I8 / step limit:
  *       a spinner keeps its run queue busy, so a task woken into its
  *       scheduler's inbox must still be taken in while the spinner runs)
+ *   R5  the group's descriptor table (netpoll/src/fdtable.c, shared by
+ *       the schedulers' pollers) refuses a number exactly while a live
+ *       handle owns the file it names: in half the worlds, steps open
+ *       handles on their scheduler's poller, close a number behind the
+ *       library and reuse it for a new file, and free handles (a freed
+ *       one is on the handle heap: a table that kept it faults)
  *
  *   np_rtsim [--seeds A-B] [--seed N] [--strategy random|pct] [--trace] [--quiet]
  *
@@ -40,8 +46,11 @@
 #define RT_STEPS_MAX 6
 #define RT_WAKERS_MAX 2
 #define RT_SPIN_NS 50000 /* virtual CPU time a spinner burns per turn */
+#define RT_NUMS 2        /* descriptor numbers the fd steps use: they collide */
+#define RT_HANDLES_MAX 24
 
 enum { ST_YIELD, ST_PARK_REMOTE, ST_PARK_TIMER, ST_PARK_FAILS, ST_WAKE, ST_SPIN, ST_EXIT };
+enum { ST_FD_OPEN = ST_EXIT + 1, ST_FD_REUSE, ST_FD_FREE };
 enum { T_RUNNABLE, T_RUNNING, T_PARKED, T_PARKED_TIMER, T_CLAIMED, T_DONE };
 
 typedef struct rt_task {
@@ -70,7 +79,16 @@ static struct {
   int remote_parks_left; /* remote parks still to be woken */
   sim_task *actors[RT_SCHEDS_MAX + RT_WAKERS_MAX + 1];
   int nactors;
-  bool torn_down; /* the pollers are gone: nothing left to check */
+  bool torn_down;         /* the pollers are gone: nothing left to check */
+  np__fdtable fdt;        /* shared by the pollers, as a group's */
+  uint64_t file[RT_NUMS]; /* which file each number names now (an identity) */
+  uint64_t next_file;
+  struct {
+    np_fd *f; /* on the handle heap */
+    np_poller *p;
+    bool live;
+  } handles[RT_HANDLES_MAX];
+  bool fd_busy; /* one fd step at a time: the model is sequential */
 } R;
 
 #define GROUP ((struct np__group *)&R) /* one group: any non-NULL tag */
@@ -202,6 +220,64 @@ static void spin(rt_task *t) {
   t->t.reason = NP__SW_YIELD;
 }
 
+/* ---- the descriptor table (R5) ----------------------------------------------------- */
+
+/* np_open's claim of number n on p by a new handle for the file n names now:
+ * -EEXIST exactly when a live handle owns that file. */
+static void fd_open(np_poller *p, int n) {
+  int slot = 0;
+  while (slot < RT_HANDLES_MAX && R.handles[slot].f != NULL) slot++;
+  if (slot == RT_HANDLES_MAX) return;
+  bool owned = false;
+  for (int i = 0; i < RT_HANDLES_MAX; i++)
+    owned |= R.handles[i].live && R.handles[i].f->sysfd == n && R.handles[i].f->ident == R.file[n];
+  np_fd *f = sim_heap_alloc(sizeof(*f), "handle");
+  if (f == NULL) sim_fail("out of memory");
+  f->sysfd = n;
+  f->has_ident = true;
+  f->ident = R.file[n];
+  int err = np__fd_claim(p, f);
+  if (err != (owned ? -EEXIST : 0))
+    sim_fail("R5: np_open of fd %d (file %" PRIu64 ") claimed %d, want %d: %s", n, R.file[n], err,
+             owned ? -EEXIST : 0, owned ? "a second handle for one file" : "refused with no live owner");
+  if (err != 0) {
+    sim_heap_free(f);
+    return;
+  }
+  R.handles[slot].f = f;
+  R.handles[slot].p = p;
+  R.handles[slot].live = true;
+}
+
+/* A handle's destroy: unclaims, then the handle memory goes. */
+static void fd_free(int slot) {
+  np__fd_unclaim(R.handles[slot].p, R.handles[slot].f);
+  R.handles[slot].live = false;
+  sim_heap_free(R.handles[slot].f);
+  R.handles[slot].f = NULL;
+}
+
+static void fd_free_one(void) {
+  int n = 0;
+  for (int i = 0; i < RT_HANDLES_MAX; i++) n += R.handles[i].live;
+  if (n == 0) return;
+  int pick = (int)sim_rand_below((uint64_t)n);
+  for (int i = 0; i < RT_HANDLES_MAX; i++)
+    if (R.handles[i].live && pick-- == 0) return fd_free(i);
+}
+
+/* One fd step; false if another one is under way (the caller retries). */
+static bool fd_step(np_poller *p, int op) {
+  if (R.fd_busy) return false;
+  R.fd_busy = true;
+  int n = (int)sim_rand_below(RT_NUMS);
+  if (op == ST_FD_OPEN) fd_open(p, n);
+  if (op == ST_FD_REUSE) R.file[n] = ++R.next_file; /* closed behind the library, reused */
+  if (op == ST_FD_FREE) fd_free_one();
+  R.fd_busy = false;
+  return true;
+}
+
 /* One step of t's script, on scheduler s; sets t->t.reason. */
 static void step(np__sched *s, rt_task *t) {
   int op = t->steps[t->pc++];
@@ -223,6 +299,15 @@ static void step(np__sched *s, rt_task *t) {
       return;
     }
     case ST_SPIN: spin(t); return;
+    case ST_FD_OPEN:
+    case ST_FD_REUSE:
+    case ST_FD_FREE:
+      if (!fd_step(s->p, op)) {
+        sim_sleep(1000); /* blocks this thread: the busy step's thread runs */
+        t->pc--;
+      }
+      t->t.reason = NP__SW_YIELD;
+      return;
     case ST_EXIT:
       t->state = T_DONE;
       t->t.reason = NP__SW_EXIT;
@@ -354,6 +439,18 @@ static void script(rt_task *t) {
   t->steps[n] = ST_EXIT;
 }
 
+/* Half the worlds: some steps (never the exit) become fd steps. */
+static void fd_scripts(void) {
+  for (int i = 0; i < R.ntasks; i++) {
+    rt_task *t = &R.tasks[i];
+    for (int k = 0; t->steps[k] != ST_EXIT; k++) {
+      if (!sim_chance(400000)) continue;
+      if (t->steps[k] == ST_PARK_REMOTE) R.remote_parks_left--;
+      t->steps[k] = ST_FD_OPEN + (int)sim_rand_below(3);
+    }
+  }
+}
+
 static void world_init(void) {
   memset(&R, 0, sizeof(R));
   R.scheds = sim_heap_alloc(sizeof(np__sched) * RT_SCHEDS_MAX, "scheduler");
@@ -375,6 +472,10 @@ static void world_init(void) {
     t->t.sched = &R.scheds[sim_rand_below((uint64_t)R.nscheds)];
     script(t);
   }
+  np__fdtable_init(&R.fdt);
+  for (int i = 0; i < RT_NUMS; i++) R.file[i] = ++R.next_file;
+  for (int i = 0; i < R.nscheds; i++) R.pollers[i].fdtable = &R.fdt;
+  if (sim_chance(500000)) fd_scripts();
 }
 
 /* Inside the run (the port's primitives are schedule points): tears the
@@ -383,6 +484,9 @@ static void teardown(void) {
   for (int i = 0; i < R.nscheds; i++) /* np__group_shutdown: a waker may still be breaking a sleep */
     while (np__load_u32(&R.scheds[i].wakers) != 0) sim_sleep(1000);
   R.torn_down = true;
+  for (int i = 0; i < RT_HANDLES_MAX; i++)
+    if (R.handles[i].live) fd_free(i);
+  np__fdtable_fini(&R.fdt);
   for (int i = 0; i < R.nscheds; i++) {
     np__sched_fini(&R.scheds[i]);
     np__poller_fini(&R.pollers[i]);

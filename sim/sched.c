@@ -698,14 +698,6 @@ struct np__sched *np__tls_sched(void) {
 /* A failed poller's scheduler sleeps in small steps (virtual time). */
 void np__port_backoff(void) { sim_sleep(1000000); }
 
-/* One poller per world: its epoll instance's EEXIST is the whole answer. */
-int np__fd_claim(np_poller *p, np_fd *f) {
-  (void)p, (void)f;
-  return 0;
-}
-
-void np__fd_unclaim(np_poller *p, np_fd *f) { (void)p, (void)f; }
-
 /* A simulated world never forks. */
 bool np__poller_forked(const np_poller *p) {
   (void)p;

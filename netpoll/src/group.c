@@ -34,15 +34,14 @@ static void group_free(np__group *g) {
   free(g->pollers);
   free(g->scheds);
   free(g->os);
-  np__fdtable_fini(g);
-  np__mutex_destroy(&g->fd_lock);
+  np__fdtable_fini(&g->fds);
   free(g);
 }
 
 static int group_alloc(const np__backend *backend, int events_max, int npollers, np__group **out) {
   np__group *g = calloc(1, sizeof(*g));
   if (g == NULL) return -ENOMEM;
-  np__mutex_init(&g->fd_lock);
+  np__fdtable_init(&g->fds);
   g->pollers = calloc((size_t)npollers, sizeof(*g->pollers));
   /* Each scheduler (and poller) in lines of its own: they are written on
    * every task switch by different CPUs, and calloc packed them. */
@@ -65,6 +64,7 @@ static int group_alloc(const np__backend *backend, int events_max, int npollers,
     g->pollers[i] = p;
     g->npollers = i + 1;
   }
+  for (int i = 0; npollers > 1 && i < npollers; i++) g->pollers[i]->fdtable = &g->fds;
   *out = g;
   return 0;
 }

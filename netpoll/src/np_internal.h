@@ -224,6 +224,7 @@ struct np_poller {
   np__au64 stat_timers;
   np__au64 stat_pds;
   struct np__group *group; /* the schedulers sharing the public handle; constant */
+  struct np__fdtable *fdtable; /* its pollers' numbers, if it has several (fdtable.c); constant */
   struct np__sched *sched; /* the scheduler that polls this poller (NULL: manual); constant */
 };
 
@@ -353,10 +354,19 @@ _Static_assert(offsetof(struct np_fd, mu) + sizeof(np__au64) <= 64,
                "np_fd: pd, sysfd, hint, mutex word in line 0");
 
 int np__fd_open(np_poller *p, int fd, np_fd **out);
-/* Runtime: records that f (on p, sysfd and ident set) owns its number
- * across p's group: -EEXIST if a live handle on another of its pollers
- * owns the same file, -ENOMEM; 0. Unclaim before the number is closed. The
- * simulator has one poller: 0. */
+/* The descriptor numbers the handles of several pollers own (fdtable.c):
+ * a slot per number, the handle that claimed it last. */
+typedef struct np__fdtable {
+  np__mutex lock;
+  struct np_fd ***chunks;
+  size_t nchunks;
+} np__fdtable;
+void np__fdtable_init(np__fdtable *t);
+void np__fdtable_fini(np__fdtable *t);
+/* Records that f (on p, sysfd and ident set) owns its number across the
+ * pollers sharing p's fdtable: -EEXIST if a live handle owns the same
+ * file, -ENOMEM; 0. A poller without a table (alone: its epoll instance's
+ * EEXIST says it): 0. Unclaim before the number is closed. */
 int np__fd_claim(np_poller *p, np_fd *f);
 /* Runtime: p was made by a parent of this (forked) process: its threads
  * are not here, its epoll instance is the parent's (group.c). Sim: false. */

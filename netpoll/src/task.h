@@ -52,9 +52,7 @@ struct np__group {
   bool helpers_stop;
   pthread_t *helper_threads;
   uint32_t fork_gen; /* group.c's count of forks when it was made: stale in a child */
-  np__mutex fd_lock; /* the numbers handles own, group-wide (fdtable.c) */
-  np_fd ***fd_chunks;
-  size_t fd_nchunks;
+  np__fdtable fds; /* the numbers handles own, group-wide (fdtable.c) */
 };
 
 /* task.c */
@@ -75,7 +73,5 @@ int np__altstack_init(np__sched_os *s);
 void np__altstack_fini(np__sched_os *s);
 /* blocking.c */
 void np__blocking_fini(np__group *g);
-/* fdtable.c */
-void np__fdtable_fini(np__group *g);
 
 #endif
