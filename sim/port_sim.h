@@ -153,6 +153,26 @@ void np__mutex_destroy(np__mutex *m);
 void np__mutex_lock(np__mutex *m);
 void np__mutex_unlock(np__mutex *m);
 
+/* A condition variable: a wait queues the task, releases the mutex and
+ * blocks with no schedule point between (a signal cannot fall in a gap),
+ * then takes the mutex again. Now and then a wait returns with no signal
+ * (spurious, as POSIX allows): callers must loop. */
+typedef struct np__cond {
+  struct sim_task *waiters;
+} np__cond;
+void np__cond_init(np__cond *c);
+void np__cond_destroy(np__cond *c);
+void np__cond_wait(np__cond *c, np__mutex *m);
+void np__cond_signal(np__cond *c);
+void np__cond_broadcast(np__cond *c);
+
+/* A simulated thread; starting one fails (-EAGAIN, as pthread_create
+ * under a thread limit) with sim_thread_fail_ppm per million (sim_init: 0). */
+extern uint32_t sim_thread_fail_ppm;
+typedef struct sim_task *np__thread;
+int np__thread_start(np__thread *t, void *(*fn)(void *arg), void *arg);
+void np__thread_join(np__thread t);
+
 typedef struct np__waiter {
   struct sim_task *task; /* the parked task */
   const void *pd;        /* pd it parks on (I1) */

@@ -24,6 +24,13 @@
  *       handles on their scheduler's poller, close a number behind the
  *       library and reuse it for a new file, and free handles (a freed
  *       one is on the handle heap: a table that kept it faults)
+ *   R6  np_blocking's helpers (netpoll/src/blocking.c, on simulated
+ *       threads): in half the worlds, steps park on a job (a blocking call
+ *       that sleeps); at quiescence no job is queued while fewer than the
+ *       maximum of helpers exist (it would wait behind a running job, and
+ *       a job may wait for another's result), unless starting a thread
+ *       failed in this world; each job's task resumes once (R2), from the
+ *       helper thread, through its scheduler's inbox
  *
  *   np_rtsim [--seeds A-B] [--seed N] [--strategy random|pct] [--trace] [--quiet]
  *
@@ -37,6 +44,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 
+#include "blocking.h"
 #include "handle_heap.h"
 #include "sched.h"
 #include "sched_core.h"
@@ -50,8 +58,8 @@
 #define RT_HANDLES_MAX 24
 
 enum { ST_YIELD, ST_PARK_REMOTE, ST_PARK_TIMER, ST_PARK_FAILS, ST_WAKE, ST_SPIN, ST_EXIT };
-enum { ST_FD_OPEN = ST_EXIT + 1, ST_FD_REUSE, ST_FD_FREE };
-enum { T_RUNNABLE, T_RUNNING, T_PARKED, T_PARKED_TIMER, T_CLAIMED, T_DONE };
+enum { ST_FD_OPEN = ST_EXIT + 1, ST_FD_REUSE, ST_FD_FREE, ST_BLOCKING };
+enum { T_RUNNABLE, T_RUNNING, T_PARKED, T_PARKED_TIMER, T_PARKED_JOB, T_CLAIMED, T_DONE };
 
 typedef struct rt_task {
   np__task t; /* first: the runtime's task */
@@ -60,6 +68,7 @@ typedef struct rt_task {
   int pc;
   int state;
   bool spinning; /* inside an ST_SPIN step */
+  np__job job;   /* its ST_BLOCKING step's */
 } rt_task;
 
 typedef struct rt_backend_state {
@@ -89,6 +98,8 @@ static struct {
     bool live;
   } handles[RT_HANDLES_MAX];
   bool fd_busy; /* one fd step at a time: the model is sequential */
+  np__helpers helpers;
+  bool thread_faults; /* starting a helper thread may fail in this world */
 } R;
 
 #define GROUP ((struct np__group *)&R) /* one group: any non-NULL tag */
@@ -278,6 +289,32 @@ static bool fd_step(np_poller *p, int op) {
   return true;
 }
 
+/* ---- np_blocking's helpers (R6) --------------------------------------------------- */
+
+static void job_fn(void *arg) { /* on a helper thread: a blocking call */
+  rt_task *t = arg;
+  if (t->state != T_PARKED_JOB) sim_fail("R2: job of task %d ran in state %d", t->id, t->state);
+  sim_sleep((int64_t)sim_rand_below(2000000));
+  t->state = T_CLAIMED; /* the helper readies it next */
+}
+
+static bool commit_blocking(void *arg) {
+  rt_task *t = arg;
+  t->state = T_PARKED_JOB; /* from here on a helper may run the job */
+  t->job = (np__job){.fn = job_fn, .arg = t, .task = &t->t};
+  if (np__helpers_submit(&R.helpers, &t->job)) return true;
+  if (!R.thread_faults) sim_fail("np_blocking refused with no thread fault: %d", t->job.err);
+  t->state = T_RUNNABLE; /* the call returns the error, the task runs on */
+  return false;
+}
+
+static void check_helpers(void) { /* R6, at quiescence */
+  np__helpers *h = &R.helpers;
+  if (R.thread_faults || h->queued == 0 || h->count >= h->max) return;
+  sim_fail("R6: %d np_blocking job(s) queued behind running ones with %d of %d helpers started", h->queued,
+           h->count, h->max);
+}
+
 /* One step of t's script, on scheduler s; sets t->t.reason. */
 static void step(np__sched *s, rt_task *t) {
   int op = t->steps[t->pc++];
@@ -299,6 +336,7 @@ static void step(np__sched *s, rt_task *t) {
       return;
     }
     case ST_SPIN: spin(t); return;
+    case ST_BLOCKING: t->t.commit = commit_blocking; return;
     case ST_FD_OPEN:
     case ST_FD_REUSE:
     case ST_FD_FREE:
@@ -414,6 +452,7 @@ static void check(void *ctx, bool quiescent) {
                t->state == T_DONE ? "finished" : "parked");
   }
   if (quiescent) check_sleepers();
+  if (quiescent) check_helpers();
 }
 
 static void format(void *ctx, const sim_trace_entry *e, char *buf, size_t len) {
@@ -451,6 +490,25 @@ static void fd_scripts(void) {
   }
 }
 
+/* Half the worlds: some steps (never the exit) become np_blocking jobs;
+ * 1-8 helpers at most, their threads failing to start in a fifth. */
+static void blocking_scripts(void) {
+  static const int max[] = {1, 2, 3, 8};
+  np__helpers_init(&R.helpers, max[sim_rand_below(4)], GROUP);
+  if (sim_chance(200000)) {
+    R.thread_faults = true;
+    sim_thread_fail_ppm = 200000;
+  }
+  for (int i = 0; i < R.ntasks; i++) {
+    rt_task *t = &R.tasks[i];
+    for (int k = 0; t->steps[k] != ST_EXIT; k++) {
+      if (!sim_chance(400000)) continue;
+      if (t->steps[k] == ST_PARK_REMOTE) R.remote_parks_left--;
+      t->steps[k] = ST_BLOCKING;
+    }
+  }
+}
+
 static void world_init(void) {
   memset(&R, 0, sizeof(R));
   R.scheds = sim_heap_alloc(sizeof(np__sched) * RT_SCHEDS_MAX, "scheduler");
@@ -476,11 +534,16 @@ static void world_init(void) {
   for (int i = 0; i < RT_NUMS; i++) R.file[i] = ++R.next_file;
   for (int i = 0; i < R.nscheds; i++) R.pollers[i].fdtable = &R.fdt;
   if (sim_chance(500000)) fd_scripts();
+  if (sim_chance(500000))
+    blocking_scripts();
+  else
+    np__helpers_init(&R.helpers, 1, GROUP); /* never used */
 }
 
 /* Inside the run (the port's primitives are schedule points): tears the
  * pollers down once every scheduler and waker has returned. */
 static void teardown(void) {
+  np__helpers_fini(&R.helpers);       /* every task is done: no job left; joins the helpers */
   for (int i = 0; i < R.nscheds; i++) /* np__group_shutdown: a waker may still be breaking a sleep */
     while (np__load_u32(&R.scheds[i].wakers) != 0) sim_sleep(1000);
   R.torn_down = true;
@@ -511,6 +574,8 @@ static void main_task(void *arg) {
 /* After a failed run (cut short: locks may be held, timers armed): memory only. */
 static void world_fini(bool failed) {
   if (!failed || R.torn_down) return;
+  free(R.helpers.threads);
+  np__fdtable_fini(&R.fdt);
   for (int i = 0; i < R.nscheds; i++) {
     np_poller *p = &R.pollers[i];
     if (p->backend_state != NULL) p->backend->destroy(p->backend_state);

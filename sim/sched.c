@@ -5,6 +5,7 @@
  */
 #include "sched.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -158,6 +159,7 @@ void sim_init(sim_sched *s, const sim_config *cfg) {
   for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
   s->current = &s->main_task;
   sim_max_rw = (size_t)1 << 30;
+  sim_thread_fail_ppm = 0;
   s->main_task.id = -1;
   s->main_task.state = SIM_RUNNABLE;
   s->trace_hash = 1469598103934665603ull;
@@ -586,6 +588,73 @@ void np__mutex_unlock(np__mutex *m) {
   sim_task *next = queue_pop(&m->waiters);
   if (next != NULL) sim_wake(next);
 }
+
+void np__cond_init(np__cond *c) { c->waiters = NULL; }
+
+void np__cond_destroy(np__cond *c) {
+  if (c->waiters != NULL) sim_fail("condition variable destroyed while %s waits on it", c->waiters->name);
+}
+
+static void queue_remove(sim_task **head, sim_task *t) {
+  for (; *head != NULL; head = &(*head)->next_wait) {
+    if (*head == t) {
+      *head = t->next_wait;
+      t->next_wait = NULL;
+      return;
+    }
+  }
+}
+
+void np__cond_wait(np__cond *c, np__mutex *m) {
+  sim_point();
+  sim_task *self = sim->current;
+  if (m->owner != self) sim_fail("wait on a condition without holding mutex %u", m->id);
+  queue_push(&c->waiters, self);
+  m->owner = NULL; /* np__mutex_unlock without its schedule point */
+  sim_record(SIM_OP_UNLOCK, m, 1, 0);
+  sim_task *next = queue_pop(&m->waiters);
+  if (next != NULL) sim_wake(next);
+  bool spurious = sim_chance(20000);
+  (void)sim_block("cond", spurious ? sim->now : -1);
+  queue_remove(&c->waiters, self); /* still queued: it woke without a signal */
+  np__mutex_lock(m);
+}
+
+void np__cond_signal(np__cond *c) {
+  sim_point();
+  sim_task *t = queue_pop(&c->waiters);
+  if (t != NULL) sim_wake(t);
+}
+
+void np__cond_broadcast(np__cond *c) {
+  sim_point();
+  for (sim_task *t; (t = queue_pop(&c->waiters)) != NULL;) sim_wake(t);
+}
+
+uint32_t sim_thread_fail_ppm;
+
+typedef struct thread_start {
+  void *(*fn)(void *arg);
+  void *arg;
+} thread_start;
+
+static void thread_main(void *arg) {
+  thread_start ts = *(thread_start *)arg;
+  free(arg);
+  (void)ts.fn(ts.arg);
+}
+
+int np__thread_start(np__thread *t, void *(*fn)(void *arg), void *arg) {
+  sim_point();
+  if (sim_chance(sim_thread_fail_ppm)) return -EAGAIN;
+  thread_start *ts = malloc(sizeof(*ts));
+  if (ts == NULL) return -ENOMEM;
+  *ts = (thread_start){fn, arg};
+  *t = sim_spawn("thread", thread_main, ts);
+  return 0;
+}
+
+void np__thread_join(np__thread t) { sim_join(t); }
 
 void np__waiter_init(np__waiter *w, const void *pd, int mode) {
   w->task = sim->current;

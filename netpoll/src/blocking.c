@@ -1,112 +1,106 @@
 /*
- * blocking.c - np_blocking: run a function on a helper thread while the
- * calling task is parked, so that a blocking call (a regular file,
- * getaddrinfo, long computation) holds a helper, not a scheduler.
+ * blocking.c - np_blocking's helper threads: run a function on a helper
+ * while the calling task is parked, so that a blocking call (a regular
+ * file, getaddrinfo, long computation) holds a helper, not a scheduler.
  *
- * Helpers start on demand (at most helpers_max, then jobs queue), wait for
- * work on a condition variable and exit at destroy. It must never: run a
- * job before its task has switched out (the job is queued by the park's
- * commit step); lose a queued job at destroy (destroy waits for every task,
- * so no job is left by then); queue a job behind a running one while fewer
- * than helpers_max helpers exist (a job may wait for another job's result:
- * an idle helper already signalled for an earlier job is not free).
+ * Helpers start on demand (at most max, then jobs queue), wait for work on
+ * a condition variable and exit at fini. Core code: np_rtsim runs it with
+ * jobs that wait for one another. It must never: run a job before its task
+ * has switched out (the job is queued by the park's commit step); lose a
+ * queued job (fini comes after every task is done, so none is left by
+ * then); queue a job behind a running one while fewer than max helpers
+ * exist (a job may wait for another job's result: an idle helper already
+ * signalled for an earlier job is not free).
  */
 #include <errno.h>
 #include <stdlib.h>
 
-#include "task.h"
-
-struct np__blocking_job {
-  np__blocking_job *next;
-  np_task_fn fn;
-  void *arg;
-  np__task *task;
-  int err; /* -errno if no helper could take it */
-};
+#include "blocking.h"
 
 /* The group whose task waits for the job this helper thread runs: that
  * job must not wait for the group's tasks (np_wait_tasks, destroy). */
-static __thread np__group *tls_job_group;
+#ifdef NP_PORT_SIM
+#define SET_JOB_GROUP(g) ((void)(g)) /* np_rtsim has no np_wait_tasks */
+#else
+static __thread struct np__group *tls_job_group;
+struct np__group *np__tls_job_group(void) {
+  return tls_job_group;
+}
+#define SET_JOB_GROUP(g) (tls_job_group = (g))
+#endif
 
-np__group *np__tls_job_group(void) { return tls_job_group; }
+void np__helpers_init(np__helpers *h, int max, struct np__group *group) {
+  *h = (np__helpers){.max = max, .group = group};
+  np__mutex_init(&h->lock);
+  np__cond_init(&h->cond);
+}
 
 static void *helper_main(void *arg) {
-  np__group *g = arg;
-  np__mutex_lock(&g->job_lock);
+  np__helpers *h = arg;
+  np__mutex_lock(&h->lock);
   for (;;) {
-    while (g->jobs_head == NULL && !g->helpers_stop) {
-      g->helpers_idle++;
-      pthread_cond_wait(&g->job_cond, &g->job_lock);
-      g->helpers_idle--;
+    while (h->head == NULL && !h->stop) {
+      h->idle++;
+      np__cond_wait(&h->cond, &h->lock);
+      h->idle--;
     }
-    if (g->jobs_head == NULL) break; /* stopping */
-    np__blocking_job *j = g->jobs_head;
-    g->jobs_head = j->next;
-    if (g->jobs_head == NULL) g->jobs_tail = NULL;
-    g->jobs_queued--;
-    np__mutex_unlock(&g->job_lock);
-    tls_job_group = g;
+    if (h->head == NULL) break; /* stopping */
+    np__job *j = h->head;
+    h->head = j->next;
+    if (h->head == NULL) h->tail = NULL;
+    h->queued--;
+    np__mutex_unlock(&h->lock);
+    SET_JOB_GROUP(h->group);
     j->fn(j->arg);
-    tls_job_group = NULL;
+    SET_JOB_GROUP(NULL);
     np__task_ready(j->task); /* j lives on the task's stack: last touch */
-    np__mutex_lock(&g->job_lock);
+    np__mutex_lock(&h->lock);
   }
-  np__mutex_unlock(&g->job_lock);
+  np__mutex_unlock(&h->lock);
   return NULL;
 }
 
 /* Starts a helper unless an idle one is left over for the job about to be
  * queued: idle helpers count until they wake, so the jobs already queued
- * have a claim on as many of them. Called with job_lock held. */
-static int helper_spawn(np__group *g) {
-  if (g->helpers_idle > g->jobs_queued || g->helpers >= g->helpers_max) return 0;
-  if (g->helper_threads == NULL) {
-    g->helper_threads = calloc((size_t)g->helpers_max, sizeof(pthread_t));
-    if (g->helper_threads == NULL) return g->helpers > 0 ? 0 : -ENOMEM;
+ * have a claim on as many of them. Called with the lock held. */
+static int helper_spawn(np__helpers *h) {
+  if (h->idle > h->queued || h->count >= h->max) return 0;
+  if (h->threads == NULL) {
+    h->threads = calloc((size_t)h->max, sizeof(*h->threads));
+    if (h->threads == NULL) return h->count > 0 ? 0 : -ENOMEM;
   }
-  int err = pthread_create(&g->helper_threads[g->helpers], NULL, helper_main, g);
-  if (err != 0) return g->helpers > 0 ? 0 : -err; /* queue for the existing ones */
-  g->helpers++;
+  int err = np__thread_start(&h->threads[h->count], helper_main, h);
+  if (err != 0) return h->count > 0 ? 0 : err; /* queue for the existing ones */
+  h->count++;
   return 0;
 }
 
-static bool job_commit(void *arg) {
-  np__blocking_job *j = arg;
-  np__group *g = j->task->group;
-  np__mutex_lock(&g->job_lock);
-  j->err = helper_spawn(g);
+bool np__helpers_submit(np__helpers *h, np__job *j) {
+  np__mutex_lock(&h->lock);
+  j->err = helper_spawn(h);
   if (j->err == 0) {
-    if (g->jobs_tail != NULL)
-      g->jobs_tail->next = j;
+    j->next = NULL;
+    if (h->tail != NULL)
+      h->tail->next = j;
     else
-      g->jobs_head = j;
-    g->jobs_tail = j;
-    g->jobs_queued++;
-    pthread_cond_signal(&g->job_cond);
+      h->head = j;
+    h->tail = j;
+    h->queued++;
+    np__cond_signal(&h->cond);
   }
-  np__mutex_unlock(&g->job_lock);
-  return j->err == 0; /* false: run on at once with the error */
+  np__mutex_unlock(&h->lock);
+  return j->err == 0;
 }
 
-int np_blocking(np_task_fn fn, void *arg) {
-  if (fn == NULL) return -EINVAL;
-  np__task *t = np__tls_task();
-  if (t == NULL) {
-    fn(arg);
-    return 0;
-  }
-  np__blocking_job j = {NULL, fn, arg, t, 0};
-  np__task_park(job_commit, &j);
-  return j.err;
-}
-
-void np__blocking_fini(np__group *g) {
-  np__mutex_lock(&g->job_lock);
-  g->helpers_stop = true;
-  pthread_cond_broadcast(&g->job_cond);
-  np__mutex_unlock(&g->job_lock);
-  for (int i = 0; i < g->helpers; i++) pthread_join(g->helper_threads[i], NULL);
-  free(g->helper_threads);
-  g->helper_threads = NULL;
-  g->helpers = 0;
+void np__helpers_fini(np__helpers *h) {
+  np__mutex_lock(&h->lock);
+  h->stop = true;
+  np__cond_broadcast(&h->cond);
+  np__mutex_unlock(&h->lock);
+  for (int i = 0; i < h->count; i++) np__thread_join(h->threads[i]);
+  free(h->threads);
+  h->threads = NULL;
+  h->count = 0;
+  np__cond_destroy(&h->cond);
+  np__mutex_destroy(&h->lock);
 }

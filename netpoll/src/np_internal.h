@@ -223,9 +223,9 @@ struct np_poller {
   np__au64 stat_breaks;
   np__au64 stat_timers;
   np__au64 stat_pds;
-  struct np__group *group; /* the schedulers sharing the public handle; constant */
+  struct np__group *group;     /* the schedulers sharing the public handle; constant */
   struct np__fdtable *fdtable; /* its pollers' numbers, if it has several (fdtable.c); constant */
-  struct np__sched *sched; /* the scheduler that polls this poller (NULL: manual); constant */
+  struct np__sched *sched;     /* the scheduler that polls this poller (NULL: manual); constant */
 };
 
 /* Events fetched by one np__netpoll call (a stack buffer, as Go's 128). */

@@ -76,6 +76,20 @@ void np__mutex_destroy(np__mutex *m);
 void np__mutex_lock(np__mutex *m);
 void np__mutex_unlock(np__mutex *m);
 
+/* A condition variable on an np__mutex (np_blocking's helpers). Waits may
+ * return without a signal: callers loop. */
+typedef pthread_cond_t np__cond;
+void np__cond_init(np__cond *c);
+void np__cond_destroy(np__cond *c);
+void np__cond_wait(np__cond *c, np__mutex *m);
+void np__cond_signal(np__cond *c);
+void np__cond_broadcast(np__cond *c);
+
+/* A thread of the library's own (np_blocking's helpers): 0 or -errno. */
+typedef pthread_t np__thread;
+int np__thread_start(np__thread *t, void *(*fn)(void *arg), void *arg);
+void np__thread_join(np__thread t);
+
 /* A waiter is the thing that parks: the calling task (it switches to its
  * scheduler, which runs the commit step on its own stack) or, outside a
  * task, the calling OS thread (futex). It lives on the parker's stack for

@@ -36,6 +36,21 @@ void np__mutex_unlock(np__mutex *m) {
   if (pthread_mutex_unlock(m) != 0) NP_PANIC("pthread_mutex_unlock failed");
 }
 
+void np__cond_init(np__cond *c) {
+  if (pthread_cond_init(c, NULL) != 0) NP_PANIC("pthread_cond_init failed");
+}
+void np__cond_destroy(np__cond *c) { (void)pthread_cond_destroy(c); }
+void np__cond_wait(np__cond *c, np__mutex *m) {
+  if (pthread_cond_wait(c, m) != 0) NP_PANIC("pthread_cond_wait failed");
+}
+void np__cond_signal(np__cond *c) { (void)pthread_cond_signal(c); }
+void np__cond_broadcast(np__cond *c) { (void)pthread_cond_broadcast(c); }
+
+int np__thread_start(np__thread *t, void *(*fn)(void *arg), void *arg) {
+  return -pthread_create(t, NULL, fn, arg);
+}
+void np__thread_join(np__thread t) { (void)pthread_join(t, NULL); }
+
 /* ---- futex ----------------------------------------------------------------- */
 
 static void futex_wait(np__au32 *word, uint32_t expected) {

@@ -240,9 +240,7 @@ int np__group_start(np__group *g, int procs, size_t stack_size) {
   np__mutex_init(&g->done_lock);
   pthread_cond_init(&g->done_cond, NULL);
   np__mutex_init(&g->pool_lock);
-  np__mutex_init(&g->job_lock);
-  pthread_cond_init(&g->job_cond, NULL);
-  g->helpers_max = 64;
+  np__helpers_init(&g->helpers, 64, g);
   if (procs > 0) np__overflow_install();
   for (int i = 0; i < procs; i++) {
     np__sched_init(&g->scheds[i], g, i, g->pollers[i], &g->stop);
@@ -280,13 +278,30 @@ void np__group_shutdown(np__group *g) {
   for (int i = 0; i < g->n; i++) /* a waker on another thread may still be breaking a sleep */
     while (np__load_u32(&g->scheds[i].wakers) != 0) sched_yield();
   for (int i = 0; i < g->n; i++) np__sched_fini(&g->scheds[i]);
-  np__blocking_fini(g);
+  np__helpers_fini(&g->helpers);
   np__stack_pool_fini(g);
   pthread_cond_destroy(&g->done_cond);
   np__mutex_destroy(&g->done_lock);
   np__mutex_destroy(&g->pool_lock);
-  pthread_cond_destroy(&g->job_cond);
-  np__mutex_destroy(&g->job_lock);
+}
+
+/* ---- np_blocking ------------------------------------------------------------------ */
+
+static bool job_commit(void *arg) {
+  np__job *j = arg;
+  return np__helpers_submit(&j->task->group->helpers, j);
+}
+
+int np_blocking(np_task_fn fn, void *arg) {
+  if (fn == NULL) return -EINVAL;
+  np__task *t = np__tls_task();
+  if (t == NULL) {
+    fn(arg);
+    return 0;
+  }
+  np__job j = {NULL, fn, arg, t, 0};
+  np__task_park(job_commit, &j);
+  return j.err;
 }
 
 int np_wait_tasks(np_poller *p, int64_t deadline_ns) {

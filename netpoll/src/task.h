@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include "blocking.h"
 #include "sched_core.h"
 
 /* The native side of a scheduler. */
@@ -24,8 +25,6 @@ typedef struct np__sched_os {
   pthread_t thread;
   stack_t altstack; /* SIGSEGV handler stack (stack overflow report) */
 } np__sched_os;
-
-typedef struct np__blocking_job np__blocking_job;
 
 struct np__group {
   int n;               /* schedulers (0: a manual test poller, no tasks) */
@@ -44,21 +43,13 @@ struct np__group {
   np__mutex pool_lock; /* stack pool */
   np__stack *pool;
   int pool_len, pool_cap;
-  np__mutex job_lock; /* np_blocking helpers */
-  pthread_cond_t job_cond;
-  np__blocking_job *jobs_head, *jobs_tail;
-  int helpers, helpers_idle, helpers_max;
-  int jobs_queued; /* jobs in the queue, not yet taken by a helper */
-  bool helpers_stop;
-  pthread_t *helper_threads;
-  uint32_t fork_gen; /* group.c's count of forks when it was made: stale in a child */
-  np__fdtable fds; /* the numbers handles own, group-wide (fdtable.c) */
+  np__helpers helpers; /* np_blocking (blocking.c) */
+  uint32_t fork_gen;   /* group.c's count of forks when it was made: stale in a child */
+  np__fdtable fds;     /* the numbers handles own, group-wide (fdtable.c) */
 };
 
 /* task.c */
 np__task *np__tls_task(void);
-/* On an np_blocking helper running a job for a task of g: g; else NULL. */
-np__group *np__tls_job_group(void);
 void np__task_park(bool (*commit)(void *arg), void *arg);
 int np__group_start(np__group *g, int procs, size_t stack_size);
 void np__group_begin_shutdown(np__group *g);
@@ -71,7 +62,5 @@ size_t np__stack_default(void);
 void np__overflow_install(void);
 int np__altstack_init(np__sched_os *s);
 void np__altstack_fini(np__sched_os *s);
-/* blocking.c */
-void np__blocking_fini(np__group *g);
 
 #endif
