@@ -76,13 +76,11 @@ static int group_alloc(const np__backend *backend, int events_max, int npollers,
  * closes the child's descriptor without deregistering the parent's, and
  * np_poller_destroy returns (the child's copy of their memory stays).
  * Pollers the child creates work. */
-static uint32_t fork_gen; /* written only in a child, before it has threads */
+uint32_t np__fork_gen; /* written only in a child, before it has threads */
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
-static void in_child(void) { fork_gen++; }
+static void in_child(void) { np__fork_gen++; }
 static void fork_install(void) { (void)pthread_atfork(NULL, NULL, in_child); }
-
-bool np__poller_forked(const np_poller *p) { return p->group != NULL && p->group->fork_gen != fork_gen; }
 
 static int group_new(np_poller **out, const np__backend *backend, const np_options *opts, int procs) {
   int events_max = opts != NULL ? opts->events_max : 0;
@@ -93,7 +91,7 @@ static int group_new(np_poller **out, const np__backend *backend, const np_optio
   pthread_once(&fork_once, fork_install);
   int err = group_alloc(backend, events_max, procs > 0 ? procs : 1, &g);
   if (err != 0) return err;
-  g->fork_gen = fork_gen;
+  for (int i = 0; i < g->npollers; i++) g->pollers[i]->fork_gen = np__fork_gen;
   err = np__group_start(g, procs, stack_size);
   if (err != 0) {
     group_free(g);

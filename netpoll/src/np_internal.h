@@ -225,6 +225,7 @@ struct np_poller {
   np__au64 stat_pds;
   struct np__group *group;     /* the schedulers sharing the public handle; constant */
   struct np__fdtable *fdtable; /* its pollers' numbers, if it has several (fdtable.c); constant */
+  uint32_t fork_gen;           /* np__fork_gen when its group was made (group.c); constant */
   struct np__sched *sched;     /* the scheduler that polls this poller (NULL: manual); constant */
 };
 
@@ -369,8 +370,16 @@ void np__fdtable_fini(np__fdtable *t);
  * EEXIST says it): 0. Unclaim before the number is closed. */
 int np__fd_claim(np_poller *p, np_fd *f);
 /* Runtime: p was made by a parent of this (forked) process: its threads
- * are not here, its epoll instance is the parent's (group.c). Sim: false. */
+ * are not here, its epoll instance is the parent's (group.c). Sim: false.
+ * Natively inline: every descriptor call asks (two loads). */
+#ifdef NP_PORT_SIM
 bool np__poller_forked(const np_poller *p);
+#else
+extern uint32_t np__fork_gen; /* forks of this process; written only in a child, before it has threads */
+static inline bool np__poller_forked(const np_poller *p) {
+  return p->group != NULL && p->fork_gen != np__fork_gen;
+}
+#endif
 void np__fd_unclaim(np_poller *p, np_fd *f);
 /* Runtime: which poller of p's group a new descriptor joins (spread: an
  * accepted connection, round robin). The simulator has one poller: p. */

@@ -29,12 +29,6 @@ void np__mutex_init(np__mutex *m) {
 void np__mutex_destroy(np__mutex *m) {
   if (pthread_mutex_destroy(m) != 0) NP_PANIC("mutex destroyed while held");
 }
-void np__mutex_lock(np__mutex *m) {
-  if (pthread_mutex_lock(m) != 0) NP_PANIC("pthread_mutex_lock failed");
-}
-void np__mutex_unlock(np__mutex *m) {
-  if (pthread_mutex_unlock(m) != 0) NP_PANIC("pthread_mutex_unlock failed");
-}
 
 void np__cond_init(np__cond *c) {
   if (pthread_cond_init(c, NULL) != 0) NP_PANIC("pthread_cond_init failed");

@@ -44,7 +44,6 @@ struct np__group {
   np__stack *pool;
   int pool_len, pool_cap;
   np__helpers helpers; /* np_blocking (blocking.c) */
-  uint32_t fork_gen;   /* group.c's count of forks when it was made: stale in a child */
   np__fdtable fds;     /* the numbers handles own, group-wide (fdtable.c) */
 };
 
