@@ -201,6 +201,14 @@ static void test_from_kernel(void **state) {
   struct sockaddr_storage ss2;
   assert_int_equal(np__addr_to_sockaddr(&a, &ss2), base + NP__ADDR_SUN_MAX);
   assert_memory_equal(&ss2, &ss, base + NP__ADDR_SUN_MAX);
+  /* A caller's length past sun_path (up to the whole storage) with bytes
+   * after it: the path stops at sun_path's end, not the length's. */
+  memset(&ss, 'A', sizeof(ss));
+  un->sun_family = AF_UNIX;
+  assert_int_equal(np__addr_from_sockaddr(&ss, sizeof(ss), &a), 0);
+  assert_int_equal(a.path_len, NP__ADDR_SUN_MAX);
+  assert_int_equal(np__addr_format(&a, text, sizeof(text)), 0);
+  assert_int_equal(strlen(text), NP__ADDR_SUN_MAX);
   /* A path whose length includes the NUL and padding after it. */
   memset(un->sun_path, 0, sizeof(un->sun_path));
   memcpy(un->sun_path, "/run/s", 6);
