@@ -20,7 +20,7 @@
 #   --bench       exec/s of each target on one core (libFuzzer, in-process,
 #                 from a copy of corpus/<target>, fixed -seed; nothing
 #                 written back): wall and per-CPU-second figures
-#   TARGET...     lifecycle schedule events parser (default: all, or $TARGETS)
+#   TARGET...     lifecycle schedule events parser addr (default: all, or $TARGETS)
 #
 # Environment:
 #   ENGINE          libfuzzer (default: -fork=JOBS) or afl (AFL++: one -M
@@ -51,7 +51,7 @@
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ALL_TARGETS=(lifecycle schedule events parser)
+ALL_TARGETS=(lifecycle schedule events parser addr)
 
 SMOKE=0
 BENCH=0

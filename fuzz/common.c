@@ -9,11 +9,8 @@
 FILE *np_fuzz_verbose;
 
 const np_fuzz_target np_fuzz_targets[] = {
-    {"lifecycle", np_fuzz_lifecycle},
-    {"schedule", np_fuzz_schedule},
-    {"events", np_fuzz_events},
-    {"parser", np_fuzz_parser},
-    {NULL, NULL},
+    {"lifecycle", np_fuzz_lifecycle}, {"schedule", np_fuzz_schedule}, {"events", np_fuzz_events},
+    {"parser", np_fuzz_parser},       {"addr", np_fuzz_addr},         {NULL, NULL},
 };
 
 const np_fuzz_target *np_fuzz_find(const char *name) {

@@ -29,6 +29,11 @@ int np_fuzz_events(const uint8_t *data, size_t size, uint64_t *hash);
  * a scenario that dumps and re-parses to itself. */
 int np_fuzz_parser(const uint8_t *data, size_t size, uint64_t *hash);
 
+/* Arbitrary bytes into the address code (netpoll/src/addr.c): text parsed,
+ * formatted and parsed back, sockaddrs of any bytes and length converted
+ * and round-tripped, formatting into buffers of every size. */
+int np_fuzz_addr(const uint8_t *data, size_t size, uint64_t *hash);
+
 typedef struct np_fuzz_target {
   const char *name;
   np_fuzz_fn fn;
