@@ -15,6 +15,9 @@
  *   R2  a woken task resumes exactly once    (sched_core panics on a second ready)
  *   R3  no scheduler sleeps in epoll_wait with tasks in its inbox or run
  *       queue and no break pending           (at quiescence: nobody can wake it)
+ *       and none spins: with nothing to run, it sleeps in epoll_wait within
+ *       RT_IDLE_SPIN_MAX idle turns          (every idle turn; a count that
+ *       says the inbox holds tasks it does not hold keeps it awake for ever)
  *   R4  every task runs to its end           (the run ends; else I8 / step limit:
  *       a spinner keeps its run queue busy, so a task woken into its
  *       scheduler's inbox must still be taken in while the spinner runs)
@@ -53,8 +56,9 @@
 #define RT_TASKS_MAX 8
 #define RT_STEPS_MAX 6
 #define RT_WAKERS_MAX 2
-#define RT_SPIN_NS 50000 /* virtual CPU time a spinner burns per turn */
-#define RT_NUMS 2        /* descriptor numbers the fd steps use: they collide */
+#define RT_IDLE_SPIN_MAX 64 /* idle turns in a row that neither sleep nor find a task */
+#define RT_SPIN_NS 50000    /* virtual CPU time a spinner burns per turn */
+#define RT_NUMS 2           /* descriptor numbers the fd steps use: they collide */
 #define RT_HANDLES_MAX 24
 
 enum { ST_YIELD, ST_PARK_REMOTE, ST_PARK_TIMER, ST_PARK_FAILS, ST_WAKE, ST_SPIN, ST_EXIT };
@@ -75,6 +79,7 @@ typedef struct rt_backend_state {
   bool break_pending;
   bool signalled;   /* a signal interrupts the wait: EINTR */
   sim_task *waiter; /* blocked in wait */
+  uint64_t sleeps;  /* waits that blocked (R3: an idle scheduler sleeps) */
 } rt_backend_state;
 
 static struct {
@@ -130,6 +135,7 @@ static int rb_wait(void *state, np__event *ev, int max, int64_t delay_ns) {
     }
     if (delay_ns == 0 || (wake_at >= 0 && sim->now >= wake_at)) return 0;
     b->waiter = sim->current;
+    b->sleeps++;
     bool timed_out = sim_block("epoll_wait", wake_at);
     b->waiter = NULL;
     if (b->signalled) { /* the scheduler wakes without the break: it may see its inbox first */
@@ -355,13 +361,31 @@ static void step(np__sched *s, rt_task *t) {
   }
 }
 
+/* R3's other half, after an idle turn that found nothing to run: a turn
+ * that neither slept in epoll_wait nor belongs to a failed poller (those
+ * back off) counts; a few in a row are a break or an inbox count caught
+ * mid-update, RT_IDLE_SPIN_MAX of them a scheduler that never sleeps. */
+static void check_idle_turn(np__sched *s, uint64_t sleeps_before, int *turns) {
+  const rt_backend_state *b = s->p->backend_state;
+  if (b->sleeps != sleeps_before || np__load_u32(&s->p->failed)) {
+    *turns = 0;
+    return;
+  }
+  if (++*turns > RT_IDLE_SPIN_MAX)
+    sim_fail(
+        "R3: scheduler %d spins: %d idle turns without sleeping or running a task (inbox_n %u, inbox %s)",
+        s->id, *turns, np__load_u32(&s->inbox_n), s->inbox_head != NULL ? "not empty" : "empty");
+}
+
 static void sched_main(void *arg) {
   np__sched *s = arg;
   sim->current->port_sched = s;
+  int idle_turns = 0;
   for (;;) {
     np__sched_maybe_poll(s);
     np__task *nt = np__sched_next(s);
     if (nt != NULL) {
+      idle_turns = 0;
       rt_task *t = as_rt(nt);
       np__sched_begin(s, nt);
       if (t->state != T_RUNNABLE && t->state != T_CLAIMED)
@@ -373,16 +397,24 @@ static void sched_main(void *arg) {
       continue;
     }
     if (np__load_u32(&R.stop)) return;
+    uint64_t sleeps = ((const rt_backend_state *)s->p->backend_state)->sleeps;
     np__sched_idle(s);
+    check_idle_turn(s, sleeps, &idle_turns);
   }
 }
 
+/* Wakes parked tasks through their schedulers' inboxes, one at a time or,
+ * a third of the time, up to three in a row: a drain then takes several
+ * tasks at once (an inbox count kept per drain, not per task, drifts). */
 static void waker_main(void *arg) {
   (void)arg;
   while (R.remote_parks_left > 0 && R.done < R.ntasks) {
     sim_sleep((int64_t)sim_rand_below(2000000));
-    rt_task *t = claim_parked();
-    if (t != NULL) np__task_ready(&t->t); /* not a scheduler: the inbox */
+    int burst = sim_chance(333333) ? 1 + (int)sim_rand_below(3) : 1;
+    for (int k = 0; k < burst; k++) {
+      rt_task *t = claim_parked();
+      if (t != NULL) np__task_ready(&t->t); /* not a scheduler: the inbox */
+    }
   }
 }
 

@@ -33,7 +33,11 @@ void np__sched_fini(np__sched *s) { np__mutex_destroy(&s->inbox_lock); }
 
 /* Another thread's wake-up. From the push on, t may run, return and let
  * np_poller_destroy proceed while this thread still breaks s's sleep:
- * wakers keeps the group's memory until the last touch here. */
+ * wakers keeps the group's memory until the last touch here. The count
+ * goes up under the lock, with the task: counted after the unlock, a drain
+ * in between took the task uncounted, the count went below zero, and the
+ * scheduler spun (awake, "the inbox is not empty") until this thread ran
+ * again (np_rtsim's idle-turn check found it). */
 static void inbox_push(np__sched *s, np__task *t) {
   np__add_u32(&s->wakers, 1);
   np__mutex_lock(&s->inbox_lock);
@@ -43,8 +47,8 @@ static void inbox_push(np__sched *s, np__task *t) {
   else
     s->inbox_head = &t->link;
   s->inbox_tail = &t->link;
-  np__mutex_unlock(&s->inbox_lock);
   np__add_u32(&s->inbox_n, 1);
+  np__mutex_unlock(&s->inbox_lock);
   if (np__load_u32(&s->sleeping)) np__netpoll_break(s->p);
   np__add_u32(&s->wakers, -1); /* the last touch of s */
 }
