@@ -510,6 +510,36 @@ static void test_spinner_does_not_starve_inbox(void **state) {
   np_poller_destroy(p);
 }
 
+/* An idle scheduler sleeps in epoll_wait. Tasks started from this thread
+ * and woken from np_blocking's helpers reach the scheduler through its
+ * inbox, several per drain; afterwards, with nothing to run, the process
+ * must burn (almost) no CPU. An inbox count that drifts from the inbox
+ * keeps the scheduler awake for ever: a whole core here (np_rtsim's R3
+ * checks the same at every idle turn). Not a timing test: CPU time, not
+ * wall time, and a bound far from both outcomes. */
+static double cpu_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void test_idle_scheduler_sleeps(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(1);
+  atomic_store(&g_count, 0);
+  for (int round = 0; round < 20; round++) {
+    for (int i = 0; i < 50; i++) assert_int_equal(np_go(p, count_task, NULL), 0);
+    for (int i = 0; i < 4; i++) assert_int_equal(np_go(p, job_task, NULL), 0);
+    assert_int_equal(np_wait_tasks(p, 0), 0);
+  }
+  assert_int_equal(atomic_load(&g_count), 1000);
+  double before = cpu_ms();
+  usleep(300 * 1000);
+  double spent = cpu_ms() - before;
+  np_poller_destroy(p);
+  if (spent > 100) fail_msg("the idle scheduler used %.0f ms of CPU in 300 ms: it does not sleep", spent);
+}
+
 /* ---- shutdown with parked tasks ------------------------------------------------------ */
 
 typedef struct parked {
@@ -828,6 +858,7 @@ int main(void) {
       cmocka_unit_test(test_blocking_destroys_own_poller),
       cmocka_unit_test(test_wait_tasks_deadline),
       cmocka_unit_test(test_spinner_does_not_starve_inbox),
+      cmocka_unit_test(test_idle_scheduler_sleeps),
       cmocka_unit_test(test_shutdown_wakes_parked),
       cmocka_unit_test(test_shutdown_pairs_closing_not_eof),
       cmocka_unit_test(test_bad_arguments),
