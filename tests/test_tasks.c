@@ -765,6 +765,46 @@ static void test_wait_tasks_deadline(void **state) {
   np_poller_destroy(p);
 }
 
+/* Every thread waiting for the tasks wakes when the last one ends: three
+ * plain threads in np_wait_tasks without a deadline (a wake-up for one
+ * waiter only would leave two asleep for ever). Bounded: a waiter still
+ * asleep after 5 s fails the test instead of hanging it. */
+typedef struct tasks_waiter {
+  np_poller *p;
+  atomic_int *returned;
+  int ret;
+} tasks_waiter;
+
+static void *wait_tasks_thread(void *arg) {
+  tasks_waiter *w = arg;
+  w->ret = np_wait_tasks(w->p, 0);
+  atomic_fetch_add(w->returned, 1);
+  return NULL;
+}
+
+static void test_wait_tasks_many_waiters(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(1);
+  atomic_int returned = 0;
+  tasks_waiter w[3];
+  pthread_t th[3];
+  assert_int_equal(np_go(p, sleeps_200ms, NULL), 0);
+  for (int i = 0; i < 3; i++) {
+    w[i] = (tasks_waiter){p, &returned, -1};
+    assert_int_equal(pthread_create(&th[i], NULL, wait_tasks_thread, &w[i]), 0);
+  }
+  int64_t give_up = np_now() + 5000 * MS;
+  while (atomic_load(&returned) < 3 && np_now() < give_up) usleep(1000);
+  if (atomic_load(&returned) < 3)
+    fail_msg("%d of 3 threads in np_wait_tasks still asleep after the last task ended",
+             3 - atomic_load(&returned));
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(w[i].ret, 0);
+  }
+  np_poller_destroy(p);
+}
+
 /* ---- stack overflow ----------------------------------------------------------------- */
 
 static volatile int g_depth_limit = 1 << 30; /* never reached: the guard page is */
@@ -857,6 +897,7 @@ int main(void) {
       cmocka_unit_test(test_blocking_waits_for_own_tasks),
       cmocka_unit_test(test_blocking_destroys_own_poller),
       cmocka_unit_test(test_wait_tasks_deadline),
+      cmocka_unit_test(test_wait_tasks_many_waiters),
       cmocka_unit_test(test_spinner_does_not_starve_inbox),
       cmocka_unit_test(test_idle_scheduler_sleeps),
       cmocka_unit_test(test_shutdown_wakes_parked),
