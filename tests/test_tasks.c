@@ -805,6 +805,31 @@ static void test_wait_tasks_many_waiters(void **state) {
   np_poller_destroy(p);
 }
 
+/* A task still running at np_poller_destroy cannot leave a descriptor
+ * behind: once destroy has begun, np_socketpair (np_open) and np_listen
+ * refuse with NP_ECLOSING, and destroy finishes with nothing open. */
+static int g_open_at_shutdown[3];
+
+static void opens_at_shutdown(void *arg) {
+  (void)arg;
+  g_open_at_shutdown[0] = np_sleep(3600 * 1000 * MS); /* cut by destroy */
+  np_fd *pair[2] = {NULL, NULL}, *l = NULL;
+  g_open_at_shutdown[1] = np_socketpair(np_current(), pair);
+  g_open_at_shutdown[2] = np_listen(np_current(), "tcp", "127.0.0.1:0", &l);
+  if (pair[0] != NULL || pair[1] != NULL || l != NULL) g_open_at_shutdown[0] = -1000;
+}
+
+static void test_no_open_after_shutdown(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(2);
+  assert_int_equal(np_go(p, opens_at_shutdown, NULL), 0);
+  usleep(20 * 1000);
+  np_poller_destroy(p);
+  assert_int_equal(g_open_at_shutdown[0], NP_ECLOSING);
+  assert_int_equal(g_open_at_shutdown[1], NP_ECLOSING);
+  assert_int_equal(g_open_at_shutdown[2], NP_ECLOSING);
+}
+
 /* ---- stack overflow ----------------------------------------------------------------- */
 
 static volatile int g_depth_limit = 1 << 30; /* never reached: the guard page is */
@@ -898,6 +923,7 @@ int main(void) {
       cmocka_unit_test(test_blocking_destroys_own_poller),
       cmocka_unit_test(test_wait_tasks_deadline),
       cmocka_unit_test(test_wait_tasks_many_waiters),
+      cmocka_unit_test(test_no_open_after_shutdown),
       cmocka_unit_test(test_spinner_does_not_starve_inbox),
       cmocka_unit_test(test_idle_scheduler_sleeps),
       cmocka_unit_test(test_shutdown_wakes_parked),

@@ -124,7 +124,9 @@ int np__poller_new(np_poller **out, const np__backend *backend, int events_max, 
 }
 
 /* Closes every descriptor of every poller of the group; np__fd_open refuses
- * new ones once shutdown is set, so this terminates. */
+ * new ones once shutdown is set (it checks under fds_lock, which the sweep
+ * takes), so this terminates and nothing can be opened after it: a task
+ * that opens a descriptor while it finishes gets NP_ECLOSING. */
 static void close_all(np__group *g) {
   for (int i = 0; i < g->npollers; i++) np__store_u32(&g->pollers[i]->shutdown, 1);
   for (int i = 0; i < g->npollers; i++) np__fd_free_all(g->pollers[i]); /* blocked, queued: NP_ECLOSING */
@@ -139,10 +141,9 @@ void np_poller_destroy(np_poller *p) {
   if (np__tls_job_group() == g)
     NP_PANIC("np_poller_destroy called from np_blocking's function of one of its tasks");
   np__group_begin_shutdown(g); /* refuses np_go, ends sleeps */
-  close_all(g);                /* wakes every blocked or queued caller */
+  close_all(g);                /* wakes every blocked or queued caller; np_open refuses from here on */
   np__group_shutdown(g);       /* waits for every task; joins the schedulers */
-  close_all(g);                /* descriptors opened by tasks as they finished */
-  group_free(g);
+  group_free(g);               /* np__poller_fini asserts that no descriptor is left */
 }
 
 void np_poller_stats(np_poller *p, np_stats *out) {
