@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "task.h" /* np__test_stacks_mapped */
 
 static np_poller *poller_procs(int procs) {
   np_poller *p = NULL;
@@ -830,6 +831,58 @@ static void test_no_open_after_shutdown(void **state) {
   assert_int_equal(g_open_at_shutdown[2], NP_ECLOSING);
 }
 
+/* np_sleep(0) and a negative sleep yield (netpoll.h): a task that waits for
+ * another task of its scheduler with np_sleep(0) lets it run. Bounded: a
+ * sleep that returned without yielding shows as a waiter that gave up. */
+static atomic_int g_sleep0_flag;
+
+static void sets_flag(void *arg) {
+  (void)arg;
+  atomic_store(&g_sleep0_flag, 1);
+}
+
+static void waits_with_sleep0(void *arg) {
+  int *turns = arg;
+  assert_int_equal(np_go(np_current(), sets_flag, NULL), 0); /* the same scheduler: ours */
+  for (*turns = 0; !atomic_load(&g_sleep0_flag) && *turns < 100000; ++*turns)
+    assert_int_equal(np_sleep(*turns % 2 == 0 ? 0 : -5), 0);
+}
+
+static void test_sleep_zero_yields(void **state) {
+  (void)state;
+  np_poller *p = poller_procs(1);
+  atomic_store(&g_sleep0_flag, 0);
+  int turns = -1;
+  assert_int_equal(np_go(p, waits_with_sleep0, &turns), 0);
+  assert_int_equal(np_wait_tasks(p, 0), 0);
+  np_poller_destroy(p);
+  assert_int_equal(atomic_load(&g_sleep0_flag), 1);
+  assert_true(turns >= 1 && turns < 100000);
+}
+
+/* np_go refused at shutdown gives its stack back: a task cut out of its
+ * sleep by destroy tries to start 200 more, and once destroy returns every
+ * stack the group mapped is unmapped (the test build counts them; LSan
+ * does not see mmap, and /proc/self/maps merges neighbouring stacks). */
+static void starts_at_shutdown(void *arg) {
+  int *refused = arg;
+  (void)np_sleep(3600 * 1000 * MS); /* cut by destroy */
+  for (int i = 0; i < 200; i++) *refused += np_go(np_current(), count_task, NULL) == NP_ECLOSING;
+}
+
+static void test_go_refused_keeps_no_stack(void **state) {
+  (void)state;
+  long before = __atomic_load_n(&np__test_stacks_mapped, __ATOMIC_RELAXED);
+  np_poller *p = poller_procs(1);
+  int refused = 0;
+  assert_int_equal(np_go(p, starts_at_shutdown, &refused), 0);
+  usleep(20 * 1000);
+  assert_int_equal(__atomic_load_n(&np__test_stacks_mapped, __ATOMIC_RELAXED), before + 1);
+  np_poller_destroy(p);
+  assert_int_equal(refused, 200);
+  assert_int_equal(__atomic_load_n(&np__test_stacks_mapped, __ATOMIC_RELAXED), before);
+}
+
 /* ---- stack overflow ----------------------------------------------------------------- */
 
 static volatile int g_depth_limit = 1 << 30; /* never reached: the guard page is */
@@ -924,6 +977,8 @@ int main(void) {
       cmocka_unit_test(test_wait_tasks_deadline),
       cmocka_unit_test(test_wait_tasks_many_waiters),
       cmocka_unit_test(test_no_open_after_shutdown),
+      cmocka_unit_test(test_sleep_zero_yields),
+      cmocka_unit_test(test_go_refused_keeps_no_stack),
       cmocka_unit_test(test_spinner_does_not_starve_inbox),
       cmocka_unit_test(test_idle_scheduler_sleeps),
       cmocka_unit_test(test_shutdown_wakes_parked),

@@ -64,6 +64,13 @@ static int guard(void *lo, size_t len) {
   return mprotect(lo, len, PROT_NONE) == 0 ? 0 : -errno;
 }
 
+#ifdef NP_TEST_HOOKS
+long np__test_stacks_mapped;
+#define COUNT_STACK(d) __atomic_add_fetch(&np__test_stacks_mapped, (d), __ATOMIC_RELAXED)
+#else
+#define COUNT_STACK(d) ((void)0)
+#endif
+
 static int stack_map(size_t size, np__stack *out) {
   size_t page = page_size();
   size_t len = (size + page - 1) & ~(page - 1);
@@ -81,12 +88,14 @@ static int stack_map(size_t size, np__stack *out) {
   out->lo = (char *)map + page;
   out->len = len;
   out->valgrind_id = VALGRIND_STACK_REGISTER(out->lo, (char *)out->lo + len);
+  COUNT_STACK(1);
   return 0;
 }
 
 static void stack_unmap(const np__stack *st) {
   VALGRIND_STACK_DEREGISTER(st->valgrind_id);
   munmap(st->map, st->map_len);
+  COUNT_STACK(-1);
 }
 
 int np__stack_get(np__group *g, np__stack *out) {

@@ -57,6 +57,12 @@ void np__group_shutdown(np__group *g);
 int np__stack_get(np__group *g, np__stack *out);
 void np__stack_put(np__group *g, const np__stack *st);
 void np__stack_pool_fini(np__group *g);
+#ifdef NP_TEST_HOOKS
+/* Test builds only: stacks mapped and not yet unmapped, process-wide (a
+ * stack a failure path forgets is a mapping nobody frees: LSan does not
+ * see mmap). */
+extern long np__test_stacks_mapped;
+#endif
 size_t np__stack_default(void);
 void np__overflow_install(void);
 int np__altstack_init(np__sched_os *s);
