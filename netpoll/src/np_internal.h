@@ -325,7 +325,7 @@ bool np__fdmu_rwunlock(np__fdmutex *mu, bool read);
 /* ---- fd handle -------------------------------------------------------------*/
 struct np_fd {
   /* The first 64 bytes (the handle is 64-byte aligned natively) hold what
-   * every read and write touches: pd, descriptor, hint and the mutex word. */
+   * every read and write touches: pd, descriptor, hint, exposed and the mutex word. */
   np__pd *pd;        /* NULL after destroy */
   np_poller *poller; /* constant */
   int sysfd;         /* -1 after destroy; read only under a reference */
@@ -338,13 +338,14 @@ struct np_fd {
   /* Under the write lock: the backend's send said ENOTSOCK, so writes use
    * write(2), which raises SIGPIPE on a pipe whose reader is gone. */
   bool notsock;
+  np__au32 exposed;   /* the program has the number: np_open's fd, or np_sysfd returned it (every
+                         wait that may park reads it) */
   np__fdmutex mu;     /* serializes reads, writes, close (state word first) */
   int close_err;      /* result of close(2), set by destroy */
   np__sema csema;     /* released by destroy; the closer waits on it */
   np__sema dsema;     /* released by the closer when done with f; np_free waits */
   bool has_ident;     /* ident is valid (the backend can tell which file sysfd names) */
   uint64_t ident;     /* the file sysfd named at open (backend identity) */
-  np__au32 exposed;   /* the program has the number: np_open's fd, or np_sysfd returned it */
   np_fd *next, *prev; /* poller->fds; protected by poller->fds_lock */
 };
 
@@ -352,7 +353,7 @@ struct np_fd {
  * "The round trip's footprint"); a field added in front must not push it out. */
 _Static_assert(offsetof(np__pd, wd_when) + sizeof(np__ai64) <= 64, "pd: rg, wg, info, rd/wd_when in line 0");
 _Static_assert(offsetof(struct np_fd, mu) + sizeof(np__au64) <= 64,
-               "np_fd: pd, sysfd, hint, mutex word in line 0");
+               "np_fd: pd, sysfd, hint, exposed, mutex word in line 0");
 
 int np__fd_open(np_poller *p, int fd, np_fd **out);
 /* The descriptor numbers the handles of several pollers own (fdtable.c):
